@@ -1,0 +1,414 @@
+// Wire protocol between the host (fcvm) and fc-agent, the guest's PID 1.
+//
+// Transport: a virtio-serial port named "fcvm.agent"; QEMU exposes it on the host as a unix
+// socket. The byte stream carries frames:
+//
+//   u32 payload_length (little endian) | u8 type | u32 session (little endian) | payload
+//
+// Session 0 is the container's main process; exec sessions use ids > 0 chosen by the host.
+// Payloads are JSON objects except STDOUT/STDERR/STDIN, which carry raw bytes.
+//
+// Guest -> host (high bit clear)          Host -> guest (high bit set)
+//   HELLO    {"agent","protocol","kernel"}   PLAN      Plan (agent_plan.h), session 0
+//   STARTED  {"pid"}                          EXEC      Process (agent_plan.h), session > 0
+//   STDOUT   bytes                            STDIN     bytes
+//   STDERR   bytes                            STDIN_EOF empty
+//   EXIT     {"code","signal"}                SIGNAL    {"signal"}
+//   ERROR    {"message"}                      SHUTDOWN  {"timeout_ms"}
+//
+// Conversation: the agent sends HELLO as soon as its port is open and repeats it every
+// second until a PLAN arrives (bytes written before the host connects may be lost), so the
+// host must accept several HELLOs. An ERROR on session 0 before STARTED on session 0 means
+// the plan failed; the agent then powers the VM off. A decoding error (oversize payload,
+// unknown type) cannot be resynchronised: either side treats it as fatal for the channel.
+//
+// Per session the agent sends STARTED, then STDOUT/STDERR, then EXIT; or, when the process
+// could not be started, ERROR then EXIT (127 not found, 126 otherwise, including an EXEC
+// that is malformed, arrives before PLAN or during shutdown). Two refusals carry no EXIT,
+// since that session id belongs to a live process: EXEC on session 0 and EXEC on a session
+// in use. STDIN/STDIN_EOF/SIGNAL for a session that has exited (or, for STDIN, whose
+// process has no stdin pipe) are dropped: they race with the process's exit.
+//
+// This header is shared by the static guest binary and the host library, so it depends only
+// on the C++ standard library and nlohmann::json, never throws out of its functions, and
+// keeps every function inline.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace fcvm::agent {
+
+// Version of the framing and of every JSON schema below. Bumped on any incompatible change;
+// HELLO carries it and PLAN must name the same value.
+inline constexpr int kProtocolVersion = 1;
+
+// Name of the virtio-serial port (`-device virtserialport,name=...`).
+inline constexpr std::string_view kPortName = "fcvm.agent";
+
+inline constexpr std::size_t kFrameHeaderSize = 9;
+inline constexpr std::uint32_t kMaxPayloadSize = 1u << 20;
+
+// Session of the container's main process.
+inline constexpr std::uint32_t kMainSession = 0;
+
+enum class FrameType : std::uint8_t {
+  // guest -> host
+  kHello = 0x01,
+  kStarted = 0x02,
+  kStdout = 0x03,
+  kStderr = 0x04,
+  kExit = 0x05,
+  kError = 0x06,
+  // host -> guest
+  kPlan = 0x81,
+  kExec = 0x82,
+  kStdin = 0x83,
+  kStdinEof = 0x84,
+  kSignal = 0x85,
+  kShutdown = 0x86,
+};
+
+// Which side sends a frame type; a decoder accepts only frames travelling its way.
+enum class Direction { kGuestToHost, kHostToGuest };
+
+inline bool is_known_frame_type(std::uint8_t raw) {
+  return (raw >= 0x01 && raw <= 0x06) || (raw >= 0x81 && raw <= 0x86);
+}
+
+inline Direction direction_of(FrameType type) {
+  return (static_cast<std::uint8_t>(type) & 0x80) ? Direction::kHostToGuest
+                                                  : Direction::kGuestToHost;
+}
+
+inline std::string_view frame_type_name(FrameType type) {
+  switch (type) {
+    case FrameType::kHello: return "HELLO";
+    case FrameType::kStarted: return "STARTED";
+    case FrameType::kStdout: return "STDOUT";
+    case FrameType::kStderr: return "STDERR";
+    case FrameType::kExit: return "EXIT";
+    case FrameType::kError: return "ERROR";
+    case FrameType::kPlan: return "PLAN";
+    case FrameType::kExec: return "EXEC";
+    case FrameType::kStdin: return "STDIN";
+    case FrameType::kStdinEof: return "STDIN_EOF";
+    case FrameType::kSignal: return "SIGNAL";
+    case FrameType::kShutdown: return "SHUTDOWN";
+  }
+  return "UNKNOWN";
+}
+
+struct Frame {
+  FrameType type = FrameType::kHello;
+  std::uint32_t session = 0;
+  std::string payload;
+
+  bool operator==(const Frame&) const = default;
+};
+
+namespace detail {
+inline void put_le32(std::string& out, std::uint32_t v) {
+  out.push_back(static_cast<char>(v & 0xff));
+  out.push_back(static_cast<char>((v >> 8) & 0xff));
+  out.push_back(static_cast<char>((v >> 16) & 0xff));
+  out.push_back(static_cast<char>((v >> 24) & 0xff));
+}
+inline std::uint32_t get_le32(const char* p) {
+  const auto* u = reinterpret_cast<const unsigned char*>(p);
+  return static_cast<std::uint32_t>(u[0]) | (static_cast<std::uint32_t>(u[1]) << 8) |
+         (static_cast<std::uint32_t>(u[2]) << 16) | (static_cast<std::uint32_t>(u[3]) << 24);
+}
+}  // namespace detail
+
+// Appends one encoded frame to `out`. Returns false (and appends nothing) when the payload
+// exceeds kMaxPayloadSize; callers split large byte streams into several frames.
+inline bool append_frame(std::string& out, FrameType type, std::uint32_t session,
+                         std::string_view payload) {
+  if (payload.size() > kMaxPayloadSize) return false;
+  out.reserve(out.size() + kFrameHeaderSize + payload.size());
+  detail::put_le32(out, static_cast<std::uint32_t>(payload.size()));
+  out.push_back(static_cast<char>(type));
+  detail::put_le32(out, session);
+  out.append(payload);
+  return true;
+}
+
+// Incremental decoder: feed it whatever a non-blocking read returned, in any split, and it
+// yields whole frames. The first malformed header puts it in a failed state for good, since
+// the stream cannot be resynchronised. Not thread-safe; one decoder per connection.
+class FrameDecoder {
+ public:
+  explicit FrameDecoder(Direction accept) : accept_(accept) {}
+
+  // Appends every frame completed by `bytes` to `out`. Returns false on a protocol error
+  // (see error()); frames decoded before the bad header are still appended.
+  bool feed(std::string_view bytes, std::vector<Frame>& out) {
+    if (failed()) return false;
+    buffer_.append(bytes);
+    std::size_t pos = 0;
+    while (buffer_.size() - pos >= kFrameHeaderSize) {
+      const char* h = buffer_.data() + pos;
+      const std::uint32_t length = detail::get_le32(h);
+      const auto raw_type = static_cast<std::uint8_t>(h[4]);
+      const std::uint32_t session = detail::get_le32(h + 5);
+      if (!is_known_frame_type(raw_type)) {
+        error_ = "unknown frame type 0x" + hex_byte(raw_type);
+        break;
+      }
+      const auto type = static_cast<FrameType>(raw_type);
+      if (direction_of(type) != accept_) {
+        error_ = "frame type " + std::string(frame_type_name(type)) +
+                 " is not valid in this direction";
+        break;
+      }
+      if (length > kMaxPayloadSize) {
+        error_ = "frame payload of " + std::to_string(length) + " bytes exceeds the limit of " +
+                 std::to_string(kMaxPayloadSize);
+        break;
+      }
+      if (buffer_.size() - pos - kFrameHeaderSize < length) break;  // wait for the rest
+      out.push_back(Frame{type, session, buffer_.substr(pos + kFrameHeaderSize, length)});
+      pos += kFrameHeaderSize + length;
+    }
+    buffer_.erase(0, pos);
+    if (failed()) buffer_.clear();
+    return !failed();
+  }
+
+  bool failed() const { return !error_.empty(); }
+  const std::string& error() const { return error_; }
+  // Bytes held for an incomplete frame.
+  std::size_t buffered() const { return buffer_.size(); }
+
+ private:
+  static std::string hex_byte(std::uint8_t v) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    return {kDigits[v >> 4], kDigits[v & 0xf]};
+  }
+
+  Direction accept_;
+  std::string buffer_;
+  std::string error_;
+};
+
+// ---------------------------------------------------------------------------------------
+// JSON payloads of the control frames. Each type has to_payload() and a parse function that
+// returns nullopt and fills *error on a malformed payload. Guest->host messages are parsed
+// leniently (unknown keys ignored, so a newer agent can add fields); host->guest messages
+// are strict (unknown keys rejected, so a typo in a plan fails loudly).
+
+namespace detail {
+// Serialises without throwing: invalid UTF-8 in a string becomes U+FFFD. Used for the
+// small status payloads, which must never fail to encode.
+inline std::string dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+inline std::optional<nlohmann::json> parse_object(std::string_view payload, std::string_view what,
+                                                  std::string* error) {
+  nlohmann::json j = nlohmann::json::parse(payload, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    if (error) *error = std::string(what) + ": payload is not valid JSON";
+    return std::nullopt;
+  }
+  if (!j.is_object()) {
+    if (error) *error = std::string(what) + ": payload must be a JSON object";
+    return std::nullopt;
+  }
+  return j;
+}
+
+// Reads an integer member in [lo, hi]; `required` decides whether absence is an error.
+inline bool read_int(const nlohmann::json& obj, const char* key, std::int64_t lo, std::int64_t hi,
+                     bool required, std::int64_t& value, std::string_view what,
+                     std::string* error) {
+  auto it = obj.find(key);
+  if (it == obj.end()) {
+    if (!required) return true;
+    if (error) *error = std::string(what) + "." + key + ": missing";
+    return false;
+  }
+  if (!it->is_number_integer()) {
+    if (error) *error = std::string(what) + "." + key + ": expected an integer";
+    return false;
+  }
+  std::int64_t v = 0;
+  if (it->is_number_unsigned()) {
+    auto u = it->get<std::uint64_t>();
+    if (u > static_cast<std::uint64_t>(hi)) {
+      if (error) *error = std::string(what) + "." + key + ": out of range";
+      return false;
+    }
+    v = static_cast<std::int64_t>(u);
+  } else {
+    v = it->get<std::int64_t>();
+  }
+  if (v < lo || v > hi) {
+    if (error) *error = std::string(what) + "." + key + ": out of range";
+    return false;
+  }
+  value = v;
+  return true;
+}
+
+inline bool reject_unknown_keys(const nlohmann::json& obj,
+                                std::initializer_list<std::string_view> known,
+                                std::string_view what, std::string* error) {
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    bool ok = false;
+    for (auto k : known) ok = ok || it.key() == k;
+    if (!ok) {
+      if (error) *error = std::string(what) + "." + it.key() + ": unknown field";
+      return false;
+    }
+  }
+  return true;
+}
+}  // namespace detail
+
+// HELLO: {"agent":"fc-agent","protocol":1,"kernel":"6.1.0","uptime_ms":612}
+// uptime_ms is the guest's uptime when the HELLO was written (boot-time measurement).
+struct Hello {
+  std::string agent = "fc-agent";
+  int protocol = kProtocolVersion;
+  std::string kernel;
+  std::uint64_t uptime_ms = 0;
+
+  std::string to_payload() const {
+    return detail::dump({{"agent", agent}, {"protocol", protocol}, {"kernel", kernel},
+                         {"uptime_ms", uptime_ms}});
+  }
+};
+
+inline std::optional<Hello> parse_hello(std::string_view payload, std::string* error) {
+  auto j = detail::parse_object(payload, "HELLO", error);
+  if (!j) return std::nullopt;
+  Hello h;
+  std::int64_t protocol = 0, uptime = 0;
+  if (!detail::read_int(*j, "protocol", 0, INT32_MAX, true, protocol, "HELLO", error) ||
+      !detail::read_int(*j, "uptime_ms", 0, INT64_MAX, false, uptime, "HELLO", error)) {
+    return std::nullopt;
+  }
+  auto agent = j->find("agent");
+  auto kernel = j->find("kernel");
+  if (agent == j->end() || !agent->is_string()) {
+    if (error) *error = "HELLO.agent: expected a string";
+    return std::nullopt;
+  }
+  h.agent = agent->get<std::string>();
+  if (kernel != j->end() && kernel->is_string()) h.kernel = kernel->get<std::string>();
+  h.protocol = static_cast<int>(protocol);
+  h.uptime_ms = static_cast<std::uint64_t>(uptime);
+  return h;
+}
+
+// STARTED: {"pid":N}, the process's pid inside the guest.
+struct Started {
+  std::int64_t pid = 0;
+  std::string to_payload() const { return detail::dump({{"pid", pid}}); }
+};
+
+inline std::optional<Started> parse_started(std::string_view payload, std::string* error) {
+  auto j = detail::parse_object(payload, "STARTED", error);
+  if (!j) return std::nullopt;
+  Started s;
+  if (!detail::read_int(*j, "pid", 1, INT32_MAX, true, s.pid, "STARTED", error)) {
+    return std::nullopt;
+  }
+  return s;
+}
+
+// EXIT: {"code":C,"signal":S}. signal is the signal that killed the process, or 0 when it
+// exited by itself. code is the exit status shells report: the status passed to exit(), or
+// 128 + signal when killed. A program that could not be started reports 127 (not found) or
+// 126 (found but not runnable), after an ERROR frame naming it.
+struct Exit {
+  int code = 0;
+  int signal = 0;
+
+  static Exit exited(int status) { return Exit{status, 0}; }
+  static Exit killed(int sig) { return Exit{128 + sig, sig}; }
+
+  std::string to_payload() const {
+    return detail::dump({{"code", code}, {"signal", signal}});
+  }
+  bool operator==(const Exit&) const = default;
+};
+
+inline std::optional<Exit> parse_exit(std::string_view payload, std::string* error) {
+  auto j = detail::parse_object(payload, "EXIT", error);
+  if (!j) return std::nullopt;
+  std::int64_t code = 0, sig = 0;
+  if (!detail::read_int(*j, "code", 0, 255, true, code, "EXIT", error) ||
+      !detail::read_int(*j, "signal", 0, 127, false, sig, "EXIT", error)) {
+    return std::nullopt;
+  }
+  return Exit{static_cast<int>(code), static_cast<int>(sig)};
+}
+
+// ERROR: {"message":"..."}, one line meant for the user.
+struct ErrorMessage {
+  std::string message;
+  std::string to_payload() const { return detail::dump({{"message", message}}); }
+};
+
+inline std::optional<ErrorMessage> parse_error_message(std::string_view payload,
+                                                       std::string* error) {
+  auto j = detail::parse_object(payload, "ERROR", error);
+  if (!j) return std::nullopt;
+  auto m = j->find("message");
+  if (m == j->end() || !m->is_string()) {
+    if (error) *error = "ERROR.message: expected a string";
+    return std::nullopt;
+  }
+  return ErrorMessage{m->get<std::string>()};
+}
+
+// SIGNAL: {"signal":N}, 1..64, delivered to the session's process with kill(2).
+struct SignalRequest {
+  int signal = 0;
+  std::string to_payload() const { return detail::dump({{"signal", signal}}); }
+};
+
+inline std::optional<SignalRequest> parse_signal_request(std::string_view payload,
+                                                         std::string* error) {
+  auto j = detail::parse_object(payload, "SIGNAL", error);
+  if (!j) return std::nullopt;
+  std::int64_t sig = 0;
+  if (!detail::reject_unknown_keys(*j, {"signal"}, "SIGNAL", error) ||
+      !detail::read_int(*j, "signal", 1, 64, true, sig, "SIGNAL", error)) {
+    return std::nullopt;
+  }
+  return SignalRequest{static_cast<int>(sig)};
+}
+
+// SHUTDOWN: {"timeout_ms":N}: SIGTERM every process, SIGKILL after timeout_ms, sync, power
+// off. timeout_ms is optional (default 2000) and at most 10 minutes.
+struct ShutdownRequest {
+  std::uint32_t timeout_ms = 2000;
+  std::string to_payload() const { return detail::dump({{"timeout_ms", timeout_ms}}); }
+};
+
+inline std::optional<ShutdownRequest> parse_shutdown_request(std::string_view payload,
+                                                             std::string* error) {
+  ShutdownRequest r;
+  if (payload.empty()) return r;
+  auto j = detail::parse_object(payload, "SHUTDOWN", error);
+  if (!j) return std::nullopt;
+  std::int64_t t = r.timeout_ms;
+  if (!detail::reject_unknown_keys(*j, {"timeout_ms"}, "SHUTDOWN", error) ||
+      !detail::read_int(*j, "timeout_ms", 0, 600000, false, t, "SHUTDOWN", error)) {
+    return std::nullopt;
+  }
+  r.timeout_ms = static_cast<std::uint32_t>(t);
+  return r;
+}
+
+}  // namespace fcvm::agent

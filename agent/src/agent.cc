@@ -1,0 +1,578 @@
+#include "agent.h"
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "console_log.h"
+#include "process_spawner.h"
+#include "setup_error.h"
+
+namespace fcvm::agent {
+namespace {
+
+// Output pipes stop being read while this much is queued for the port, and resume below
+// the low mark, so a chatty process cannot make the agent buffer without bound.
+constexpr std::size_t kQueueHighMark = 4u << 20;
+constexpr std::size_t kQueueLowMark = 1u << 20;
+constexpr std::size_t kReadChunk = 64u << 10;
+
+std::string kernel_release() {
+  utsname u{};
+  if (::uname(&u) != 0) return {};
+  return u.release;
+}
+
+std::uint64_t uptime_ms() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+sigset_t handled_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGPWR}) sigaddset(&set, sig);
+  return set;
+}
+
+}  // namespace
+
+Agent::Agent(GuestSystem& system, OwnedFd port, AgentOptions options)
+    : system_(system), options_(options), port_(std::move(port)) {
+  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) throw_errno("epoll_create1");
+  ::signal(SIGPIPE, SIG_IGN);
+  const sigset_t set = handled_signals();
+  if (::sigprocmask(SIG_BLOCK, &set, nullptr) != 0) throw_errno("sigprocmask");
+  signal_fd_.reset(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!signal_fd_) throw_errno("signalfd");
+  watch(signal_fd_.get(), EPOLLIN, token(kSignalToken, 0));
+  watch_port();
+}
+
+void Agent::run() {
+  hello_at_ = Clock::now();
+  for (;;) {
+    try {
+      loop_once();
+    } catch (const std::exception& e) {
+      // Nothing in the loop is expected to throw; if it does, stop cleanly rather than
+      // spin on the same failure.
+      log_line(std::string("internal error: ") + e.what());
+      if (phase_ == Phase::kWaitingForPlan || phase_ == Phase::kRunning) {
+        send_error(kMainSession, std::string("fc-agent internal error: ") + e.what());
+        begin_shutdown(options_.default_grace, "internal error");
+      } else {
+        system_.power_off();
+      }
+    }
+  }
+}
+
+void Agent::loop_once() {
+  epoll_event events[32];
+  const int n = ::epoll_wait(epoll_.get(), events, 32, epoll_timeout_ms(Clock::now()));
+  if (n < 0 && errno != EINTR) throw_errno("epoll_wait");
+  for (int i = 0; i < n; ++i) {
+    const std::uint64_t tok = events[i].data.u64;
+    const auto kind = static_cast<TokenKind>(tok & 0xff);
+    const auto session = static_cast<std::uint32_t>(tok >> 8);
+    switch (kind) {
+      case kPortToken: on_port_event(events[i].events); break;
+      case kSignalToken: on_signalfd(); break;
+      case kStdoutToken: on_session_output(session, false); break;
+      case kStderrToken: on_session_output(session, true); break;
+      case kStdinToken:
+        if (auto it = sessions_.find(session); it != sessions_.end()) write_stdin(it->second);
+        break;
+    }
+  }
+  const auto now = Clock::now();
+  on_timers(now);
+  advance_shutdown(now);
+}
+
+int Agent::epoll_timeout_ms(Clock::time_point now) const {
+  std::optional<Clock::time_point> next;
+  auto consider = [&](Clock::time_point t) { if (!next || t < *next) next = t; };
+  if (phase_ == Phase::kWaitingForPlan) consider(hello_at_);
+  if (port_retry_at_) consider(*port_retry_at_);
+  if (phase_ == Phase::kTerminating || phase_ == Phase::kKilling || phase_ == Phase::kFlushing) {
+    consider(deadline_);
+  }
+  if (!next) return -1;
+  if (*next <= now) return 0;
+  // Round up so the loop does not wake just before the deadline and spin.
+  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(*next - now).count();
+  return static_cast<int>(std::min<std::int64_t>(ms, 60000));
+}
+
+void Agent::on_timers(Clock::time_point now) {
+  if (port_retry_at_ && now >= *port_retry_at_) {
+    port_retry_at_.reset();
+    watch_port();
+    flush();
+  }
+  if (phase_ == Phase::kWaitingForPlan && now >= hello_at_) {
+    // A HELLO still queued will be delivered when the host connects; do not pile up more.
+    if (pending() == 0) send_hello();
+    hello_at_ = now + options_.hello_interval;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Host port
+
+void Agent::watch_port() {
+  if (port_dead_) return;
+  const std::uint32_t events = EPOLLIN | (pending() > 0 ? std::uint32_t{EPOLLOUT} : 0u);
+  if (!port_watched_) {
+    watch(port_.get(), events, token(kPortToken, 0));
+    port_watched_ = true;
+  } else if (events != port_events_) {
+    rewatch(port_.get(), events, token(kPortToken, 0));
+  }
+  port_events_ = events;
+}
+
+void Agent::port_hangup() {
+  if (port_watched_) {
+    unwatch(port_.get());
+    port_watched_ = false;
+  }
+  if (system_.port_hangup_is_transient()) {
+    port_retry_at_ = Clock::now() + options_.port_retry_interval;
+    return;
+  }
+  port_dead_ = true;
+  begin_shutdown(std::chrono::milliseconds(0), "host closed the agent channel");
+}
+
+void Agent::on_port_event(std::uint32_t events) {
+  if (events & EPOLLOUT) flush();
+  if (!port_watched_ || !(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
+  char buf[kReadChunk];
+  for (;;) {
+    const ssize_t n = ::read(port_.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    if (n <= 0) {
+      // virtio-serial reads 0 (and polls HUP) while no host is connected.
+      port_hangup();
+      return;
+    }
+    std::vector<Frame> frames;
+    const bool ok = decoder_.feed(std::string_view(buf, static_cast<size_t>(n)), frames);
+    for (const Frame& f : frames) handle_frame(f);
+    if (!ok) {
+      log_line("protocol error from host: " + decoder_.error());
+      send_error(kMainSession, "fc-agent: protocol error: " + decoder_.error());
+      // The stream cannot be resynchronised: stop reading it and shut down.
+      if (port_watched_) {
+        unwatch(port_.get());
+        port_watched_ = false;
+      }
+      begin_shutdown(std::chrono::milliseconds(0), "protocol error");
+      return;
+    }
+    if (!port_watched_) return;  // a handler stopped reading
+  }
+}
+
+void Agent::queue_frame(FrameType type, std::uint32_t session, std::string_view payload) {
+  if (port_dead_) return;
+  while (payload.size() > kMaxPayloadSize) {  // only byte streams can be this large
+    append_frame(out_, type, session, payload.substr(0, kMaxPayloadSize));
+    payload.remove_prefix(kMaxPayloadSize);
+  }
+  append_frame(out_, type, session, payload);
+  flush();
+}
+
+void Agent::flush() {
+  while (pending() > 0 && !port_dead_) {
+    const std::size_t chunk = std::min(pending(), kReadChunk);
+    const ssize_t n = ::write(port_.get(), out_.data() + out_offset_, chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n < 0) {
+      log_line("write to host: " + errno_text(errno));
+      port_hangup();
+      break;
+    }
+    out_offset_ += static_cast<std::size_t>(n);
+  }
+  if (pending() == 0) {
+    out_.clear();
+    out_offset_ = 0;
+  } else if (out_offset_ > (1u << 20) && out_offset_ > out_.size() / 2) {
+    out_.erase(0, out_offset_);
+    out_offset_ = 0;
+  }
+  if (port_watched_) watch_port();  // EPOLLOUT only while something is queued
+  if (!output_paused_ && pending() > kQueueHighMark) set_output_paused(true);
+  if (output_paused_ && pending() < kQueueLowMark) set_output_paused(false);
+}
+
+void Agent::send_error(std::uint32_t session, const std::string& message) {
+  log_line("session " + std::to_string(session) + ": " + message);
+  queue_frame(FrameType::kError, session, ErrorMessage{message}.to_payload());
+}
+
+void Agent::send_hello() {
+  Hello h;
+  h.kernel = kernel_release();
+  h.uptime_ms = uptime_ms();
+  queue_frame(FrameType::kHello, kMainSession, h.to_payload());
+}
+
+// ---------------------------------------------------------------------------------------
+// Frames from the host
+
+void Agent::handle_frame(const Frame& frame) {
+  switch (frame.type) {
+    case FrameType::kPlan: on_plan(frame); break;
+    case FrameType::kExec: on_exec(frame); break;
+    case FrameType::kStdin: on_stdin(frame); break;
+    case FrameType::kStdinEof: on_stdin_eof(frame); break;
+    case FrameType::kSignal: on_signal(frame); break;
+    case FrameType::kShutdown: on_shutdown(frame); break;
+    default: break;  // the decoder admits host->guest types only
+  }
+}
+
+void Agent::on_plan(const Frame& frame) {
+  if (phase_ != Phase::kWaitingForPlan || frame.session != kMainSession) {
+    send_error(frame.session, "unexpected PLAN: a plan is accepted once, on session 0");
+    return;
+  }
+  std::string error;
+  auto plan = parse_plan(frame.payload, &error);
+  if (!plan) {
+    send_error(kMainSession, "invalid plan: " + error);
+    begin_shutdown(std::chrono::milliseconds(0), "invalid plan");
+    return;
+  }
+  plan_ = std::move(*plan);
+  try {
+    system_.apply_plan(plan_);
+  } catch (const std::exception& e) {
+    send_error(kMainSession, std::string("plan failed: ") + e.what());
+    begin_shutdown(std::chrono::milliseconds(0), "plan failed");
+    return;
+  }
+  phase_ = Phase::kRunning;
+  start_session(kMainSession, plan_.process);
+}
+
+void Agent::on_exec(const Frame& frame) {
+  if (frame.session == kMainSession) {
+    send_error(frame.session, "EXEC needs a session id greater than 0");
+    return;
+  }
+  if (phase_ != Phase::kRunning) {
+    send_error(frame.session, phase_ == Phase::kWaitingForPlan
+                                  ? "EXEC before PLAN: the container is not running yet"
+                                  : "EXEC refused: the VM is shutting down");
+    queue_frame(FrameType::kExit, frame.session, Exit::exited(126).to_payload());
+    return;
+  }
+  if (sessions_.count(frame.session)) {
+    send_error(frame.session, "session " + std::to_string(frame.session) + " is already in use");
+    return;
+  }
+  std::string error;
+  auto process = parse_process(frame.payload, &error);
+  if (!process) {
+    send_error(frame.session, "invalid EXEC: " + error);
+    queue_frame(FrameType::kExit, frame.session, Exit::exited(126).to_payload());
+    return;
+  }
+  start_session(frame.session, *process);
+}
+
+void Agent::on_stdin(const Frame& frame) {
+  auto it = sessions_.find(frame.session);
+  if (it == sessions_.end() || !it->second.in || it->second.in_eof) return;  // gone or no pipe
+  it->second.in_buffer += frame.payload;
+  write_stdin(it->second);
+}
+
+void Agent::on_stdin_eof(const Frame& frame) {
+  auto it = sessions_.find(frame.session);
+  if (it == sessions_.end()) return;
+  it->second.in_eof = true;
+  write_stdin(it->second);
+}
+
+void Agent::on_signal(const Frame& frame) {
+  std::string error;
+  auto req = parse_signal_request(frame.payload, &error);
+  if (!req) {
+    send_error(frame.session, "invalid SIGNAL: " + error);
+    return;
+  }
+  auto it = sessions_.find(frame.session);
+  if (it == sessions_.end() || it->second.pid <= 0) return;  // already exited: a benign race
+  if (::kill(it->second.pid, req->signal) != 0) {
+    log_line("signal " + std::to_string(req->signal) + " to pid " +
+             std::to_string(it->second.pid) + ": " + errno_text(errno));
+  }
+}
+
+void Agent::on_shutdown(const Frame& frame) {
+  std::string error;
+  auto req = parse_shutdown_request(frame.payload, &error);
+  if (!req) {
+    send_error(frame.session, "invalid SHUTDOWN: " + error + "; using the default timeout");
+    req = ShutdownRequest{};
+  }
+  begin_shutdown(std::chrono::milliseconds(req->timeout_ms), "shutdown requested by the host",
+                 /*sessions_only=*/true);
+}
+
+// ---------------------------------------------------------------------------------------
+// Sessions
+
+void Agent::start_session(std::uint32_t id, const Process& process) {
+  SpawnedProcess p;
+  try {
+    p = ProcessSpawner::spawn(process);
+  } catch (const SetupError& e) {
+    send_error(id, e.what());
+    queue_frame(FrameType::kExit, id, Exit::exited(126).to_payload());
+    if (id == kMainSession) begin_shutdown(std::chrono::milliseconds(0), "main process failed");
+    return;
+  }
+  have_children_ = true;
+  Session& s = sessions_[id];
+  s.id = id;
+  s.pid = p.pid;
+  s.out = std::move(p.stdout_pipe);
+  s.err = std::move(p.stderr_pipe);
+  if (p.start_error) {
+    // The child has exited with 126/127; EXIT follows when it is reaped.
+    send_error(id, *p.start_error);
+  } else {
+    s.started = true;
+    s.in = std::move(p.stdin_pipe);
+    queue_frame(FrameType::kStarted, id, Started{p.pid}.to_payload());
+  }
+  session_by_pid_[p.pid] = id;
+  if (!output_paused_) {
+    watch(s.out.get(), EPOLLIN, token(kStdoutToken, id));
+    watch(s.err.get(), EPOLLIN, token(kStderrToken, id));
+    s.out_watched = s.err_watched = true;
+  }
+}
+
+void Agent::on_session_output(std::uint32_t id, bool is_stderr) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  forward_output(it->second, is_stderr, /*drain=*/false);
+}
+
+// Reads one chunk (or, when draining, everything available) from a session's output pipe
+// into frames. Returns false once the pipe is closed.
+bool Agent::forward_output(Session& s, bool is_stderr, bool drain) {
+  OwnedFd& fd = is_stderr ? s.err : s.out;
+  char buf[kReadChunk];
+  while (fd) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return true;
+    if (n <= 0) {
+      close_output(s, is_stderr);
+      return false;
+    }
+    queue_frame(is_stderr ? FrameType::kStderr : FrameType::kStdout, s.id,
+                std::string_view(buf, static_cast<size_t>(n)));
+    if (!drain) return true;
+  }
+  return false;
+}
+
+void Agent::close_output(Session& s, bool is_stderr) {
+  OwnedFd& fd = is_stderr ? s.err : s.out;
+  bool& watched = is_stderr ? s.err_watched : s.out_watched;
+  if (watched) unwatch(fd.get());
+  watched = false;
+  fd.reset();
+}
+
+void Agent::write_stdin(Session& s) {
+  while (s.in && !s.in_buffer.empty()) {
+    const ssize_t n = ::write(s.in.get(), s.in_buffer.data(), s.in_buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      if (!s.in_watched) watch(s.in.get(), EPOLLOUT, token(kStdinToken, s.id));
+      s.in_watched = true;
+      return;
+    }
+    if (n < 0) {  // EPIPE: the process closed its stdin; later input has nowhere to go
+      s.in_buffer.clear();
+      s.in_eof = true;
+      break;
+    }
+    s.in_buffer.erase(0, static_cast<size_t>(n));
+  }
+  if (s.in_watched) {
+    unwatch(s.in.get());
+    s.in_watched = false;
+  }
+  if (s.in_eof) s.in.reset();
+}
+
+void Agent::set_output_paused(bool paused) {
+  output_paused_ = paused;
+  for (auto& [id, s] : sessions_) {
+    for (bool is_stderr : {false, true}) {
+      OwnedFd& fd = is_stderr ? s.err : s.out;
+      bool& watched = is_stderr ? s.err_watched : s.out_watched;
+      if (!fd) continue;
+      if (paused && watched) unwatch(fd.get());
+      if (!paused && !watched) watch(fd.get(), EPOLLIN, token(is_stderr ? kStderrToken : kStdoutToken, id));
+      watched = !paused;
+    }
+  }
+}
+
+void Agent::finish_session(std::uint32_t id, int wait_status) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  Session& s = it->second;
+  forward_output(s, false, /*drain=*/true);
+  forward_output(s, true, /*drain=*/true);
+  close_output(s, false);
+  close_output(s, true);
+  if (s.in_watched) unwatch(s.in.get());
+  const Exit exit = WIFSIGNALED(wait_status) ? Exit::killed(WTERMSIG(wait_status))
+                                             : Exit::exited(WEXITSTATUS(wait_status));
+  queue_frame(FrameType::kExit, id, exit.to_payload());
+  const bool started = s.started;
+  session_by_pid_.erase(s.pid);
+  sessions_.erase(it);
+  if (id != kMainSession) return;
+  if (!started) {
+    begin_shutdown(std::chrono::milliseconds(0), "main process could not be started");
+  } else if (plan_.shutdown_on_exit) {
+    begin_shutdown(options_.default_grace,
+                   "main process exited with code " + std::to_string(exit.code));
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes and signals
+
+void Agent::on_signalfd() {
+  signalfd_siginfo info{};
+  bool child = false;
+  while (::read(signal_fd_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+    if (static_cast<int>(info.ssi_signo) == SIGCHLD) {
+      child = true;
+    } else {
+      begin_shutdown(options_.default_grace,
+                     std::string("received ") + strsignal(static_cast<int>(info.ssi_signo)));
+    }
+  }
+  if (child) reap_children();
+}
+
+void Agent::reap_children() {
+  // As PID 1 every orphan becomes our child: reap them all, report only sessions.
+  for (;;) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid > 0) {
+      if (auto it = session_by_pid_.find(pid); it != session_by_pid_.end()) {
+        finish_session(it->second, status);
+      }
+      continue;
+    }
+    if (pid < 0 && errno == EINTR) continue;
+    have_children_ = pid == 0;  // 0: children exist, none has exited; -1/ECHILD: none
+    return;
+  }
+}
+
+void Agent::signal_everyone(int sig) {
+  system_.signal_all(sig);
+  for (const auto& [id, s] : sessions_) {
+    if (s.pid > 0) ::kill(s.pid, sig);
+  }
+}
+
+void Agent::begin_shutdown(std::chrono::milliseconds grace, const std::string& reason,
+                           bool sessions_only) {
+  const auto deadline = Clock::now() + grace;
+  if (phase_ == Phase::kTerminating) {
+    deadline_ = std::min(deadline_, deadline);  // a later, shorter request wins
+    if (!sessions_only && !everyone_terminated_) {
+      everyone_terminated_ = true;
+      system_.signal_all(SIGTERM);
+    }
+    return;
+  }
+  if (phase_ == Phase::kKilling || phase_ == Phase::kFlushing) return;
+  log_line("shutting down: " + reason);
+  phase_ = Phase::kTerminating;
+  deadline_ = deadline;
+  if (sessions_only) {
+    for (const auto& [id, s] : sessions_) {
+      if (s.pid > 0) ::kill(s.pid, SIGTERM);
+    }
+  } else {
+    everyone_terminated_ = true;
+    signal_everyone(SIGTERM);
+  }
+}
+
+void Agent::advance_shutdown(Clock::time_point now) {
+  if (phase_ == Phase::kTerminating || phase_ == Phase::kKilling) reap_children();
+  if (phase_ == Phase::kTerminating && (!have_children_ || now >= deadline_)) {
+    if (have_children_) {
+      log_line("processes still running after SIGTERM: sending SIGKILL");
+      signal_everyone(SIGKILL);
+    }
+    phase_ = Phase::kKilling;
+    deadline_ = now + options_.reap_timeout;
+    reap_children();
+  }
+  if (phase_ == Phase::kKilling && (!have_children_ || now >= deadline_)) {
+    phase_ = Phase::kFlushing;
+    deadline_ = now + options_.flush_timeout;
+  }
+  if (phase_ == Phase::kFlushing) {
+    flush();
+    if (pending() == 0 || port_dead_ || now >= deadline_) system_.power_off();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+void Agent::watch(int fd, std::uint32_t events, std::uint64_t tok) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = tok;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) throw_errno("epoll_ctl ADD");
+}
+
+void Agent::rewatch(int fd, std::uint32_t events, std::uint64_t tok) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = tok;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) throw_errno("epoll_ctl MOD");
+}
+
+void Agent::unwatch(int fd) { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+
+}  // namespace fcvm::agent

@@ -1,0 +1,52 @@
+#include "guest_system.h"
+
+#include <signal.h>
+#include <sys/reboot.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "console_log.h"
+#include "device_finder.h"
+#include "etc_files.h"
+#include "network_setup.h"
+#include "setup_error.h"
+
+namespace fcvm::agent {
+
+void LinuxGuest::apply_plan(const Plan& plan) {
+  DeviceFinder devices;
+  root_.enter(plan.root, devices);
+  if (::sethostname(plan.hostname.data(), plan.hostname.size()) != 0) {
+    throw_errno("set hostname " + plan.hostname);
+  }
+  if (!EtcFiles::write(plan)) log_line("root is read-only: /etc/hosts and friends left as in the image");
+  NetworkSetup::bring_up_loopback();
+  if (plan.network) NetworkSetup::configure(*plan.network, devices);
+}
+
+void LinuxGuest::signal_all(int sig) {
+  // From PID 1, kill(-1) reaches every process except PID 1 itself.
+  ::kill(-1, sig);
+}
+
+void LinuxGuest::power_off() {
+  root_.prepare_power_off();
+  ::reboot(RB_POWER_OFF);
+  log_line("power off failed: " + errno_text(errno) + "; halting");
+  ::reboot(RB_HALT_SYSTEM);
+  for (;;) ::pause();  // PID 1 must not exit: that would panic the kernel
+}
+
+void DryRunGuest::apply_plan(const Plan& plan) {
+  if (plan.root.mode != RootMode::kInitramfs) {
+    throw SetupError("dry run: only root mode 'initramfs' can run outside a VM");
+  }
+}
+
+void DryRunGuest::power_off() {
+  log_line("dry run: power off");
+  std::exit(0);
+}
+
+}  // namespace fcvm::agent

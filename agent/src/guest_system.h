@@ -1,0 +1,55 @@
+// What the agent's event loop asks of the machine under it. LinuxGuest is the real thing
+// (the agent is PID 1 of a VM); DryRunGuest lets the same loop run as an ordinary process
+// on a development host, where mounting, reconfiguring the network or powering off would
+// be wrong. Both are used from the agent's single thread only.
+#pragma once
+
+#include <string>
+
+#include "fcvm/agent_plan.h"
+#include "guest_root.h"
+#include "owned_fd.h"
+
+namespace fcvm::agent {
+
+class GuestSystem {
+ public:
+  virtual ~GuestSystem() = default;
+
+  // Makes the plan's world: root filesystem, hostname, /etc files, network. Called once,
+  // before the main process starts. Throws SetupError with a message for the user.
+  virtual void apply_plan(const Plan& plan) = 0;
+
+  // Sends `sig` to every process but the agent (the session processes are signalled by the
+  // agent itself as well).
+  virtual void signal_all(int sig) = 0;
+
+  // True when a hang-up on the port only means the host has not connected yet (virtio-
+  // serial), false when it is final (a socket in a dry run).
+  virtual bool port_hangup_is_transient() const = 0;
+
+  // Flushes the disks and ends the machine (or the dry-run process). Never returns.
+  [[noreturn]] virtual void power_off() = 0;
+};
+
+class LinuxGuest final : public GuestSystem {
+ public:
+  void apply_plan(const Plan& plan) override;
+  void signal_all(int sig) override;
+  bool port_hangup_is_transient() const override { return true; }
+  [[noreturn]] void power_off() override;
+
+ private:
+  GuestRoot root_;
+};
+
+class DryRunGuest final : public GuestSystem {
+ public:
+  // Accepts only plans with root mode "initramfs" and applies nothing.
+  void apply_plan(const Plan& plan) override;
+  void signal_all(int) override {}
+  bool port_hangup_is_transient() const override { return false; }
+  [[noreturn]] void power_off() override;
+};
+
+}  // namespace fcvm::agent

@@ -1,0 +1,176 @@
+#include "process_spawner.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "console_log.h"
+#include "setup_error.h"
+
+namespace fcvm::agent {
+namespace {
+
+// What the child writes to the status pipe when it fails before or at exec.
+enum class Stage : int { kStdio = 1, kGroups, kGid, kUid, kCwd, kExec };
+
+struct ChildFailure {
+  int stage;
+  int err;
+};
+
+struct Pipe {
+  OwnedFd read;
+  OwnedFd write;
+};
+
+Pipe make_pipe() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe");
+  return {OwnedFd(fds[0]), OwnedFd(fds[1])};
+}
+
+void set_nonblocking(int fd) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+[[noreturn]] void child_fail(int status_fd, Stage stage, int err, int exit_code) {
+  ChildFailure f{static_cast<int>(stage), err};
+  [[maybe_unused]] ssize_t n = ::write(status_fd, &f, sizeof f);
+  ::_exit(exit_code);
+}
+
+// Tries each PATH directory like execvp: remembers EACCES, skips "not here" errors, and
+// stops at any other error. Returns the errno to report.
+int exec_search(const std::string& program, const std::string& path, char* const argv[],
+                char* const envp[]) {
+  if (program.find('/') != std::string::npos) {
+    ::execve(program.c_str(), argv, envp);
+    return errno;
+  }
+  bool denied = false;
+  std::string_view rest = path;
+  for (;;) {
+    const auto colon = rest.find(':');
+    std::string dir(rest.substr(0, colon));
+    if (dir.empty()) dir = ".";
+    const std::string candidate = dir + "/" + program;
+    ::execve(candidate.c_str(), argv, envp);
+    switch (errno) {
+      case EACCES: denied = true; break;
+      case ENOENT: case ENOTDIR: case ESTALE: case ENODEV: case ETIMEDOUT: break;
+      default: return errno;
+    }
+    if (colon == std::string_view::npos) break;
+    rest.remove_prefix(colon + 1);
+  }
+  return denied ? EACCES : ENOENT;
+}
+
+std::string describe_failure(const Process& process, const std::string& path, ChildFailure f) {
+  const std::string& program = process.args[0];
+  switch (static_cast<Stage>(f.stage)) {
+    case Stage::kStdio: return "cannot set up standard streams: " + errno_text(f.err);
+    case Stage::kGroups: return "cannot set additional groups: " + errno_text(f.err);
+    case Stage::kGid: return "cannot set gid " + std::to_string(process.gid) + ": " + errno_text(f.err);
+    case Stage::kUid: return "cannot set uid " + std::to_string(process.uid) + ": " + errno_text(f.err);
+    case Stage::kCwd:
+      return "cannot change to working directory '" + process.cwd + "': " + errno_text(f.err);
+    case Stage::kExec:
+      if (f.err == ENOENT && program.find('/') == std::string::npos) {
+        return "cannot run '" + program + "': executable file not found in PATH (" + path + ")";
+      }
+      return "cannot run '" + program + "': " + errno_text(f.err);
+  }
+  return "cannot run '" + program + "'";
+}
+
+}  // namespace
+
+std::string ProcessSpawner::search_path(const std::vector<std::string>& env) {
+  for (const auto& e : env) {
+    if (e.rfind("PATH=", 0) == 0) return e.substr(5);
+  }
+  return std::string(kDefaultPath);
+}
+
+int ProcessSpawner::exit_code_for_exec_errno(int err) {
+  return (err == ENOENT || err == ENOTDIR) ? 127 : 126;
+}
+
+SpawnedProcess ProcessSpawner::spawn(const Process& process) {
+  // Everything the child needs is built before fork; the agent is single-threaded, so the
+  // child could allocate, but this keeps the child's work to system calls.
+  std::vector<char*> argv;
+  for (const auto& a : process.args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const auto& e : process.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  const std::string path = search_path(process.env);
+  std::vector<gid_t> groups(process.additional_gids.begin(), process.additional_gids.end());
+
+  Pipe out = make_pipe();
+  Pipe err = make_pipe();
+  Pipe status = make_pipe();
+  std::optional<Pipe> in;
+  OwnedFd dev_null;
+  if (process.stdin) {
+    in = make_pipe();
+  } else {
+    dev_null.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!dev_null) throw_errno("open /dev/null");
+  }
+
+  const pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork for '" + process.args[0] + "'");
+  if (pid == 0) {
+    const int sfd = status.write.get();
+    sigset_t all;
+    sigfillset(&all);
+    for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
+    ::sigprocmask(SIG_UNBLOCK, &all, nullptr);
+    ::setsid();
+    const int in_fd = in ? in->read.get() : dev_null.get();
+    if (::dup2(in_fd, 0) < 0 || ::dup2(out.write.get(), 1) < 0 || ::dup2(err.write.get(), 2) < 0) {
+      child_fail(sfd, Stage::kStdio, errno, 126);
+    }
+    if (::setgroups(groups.size(), groups.data()) != 0) child_fail(sfd, Stage::kGroups, errno, 126);
+    if (::setgid(process.gid) != 0) child_fail(sfd, Stage::kGid, errno, 126);
+    if (::setuid(process.uid) != 0) child_fail(sfd, Stage::kUid, errno, 126);
+    if (::chdir(process.cwd.c_str()) != 0) child_fail(sfd, Stage::kCwd, errno, 126);
+    const int e = exec_search(process.args[0], path, argv.data(), envp.data());
+    child_fail(sfd, Stage::kExec, e, exit_code_for_exec_errno(e));
+  }
+
+  SpawnedProcess result;
+  result.pid = pid;
+  status.write.reset();
+  ChildFailure failure{};
+  ssize_t n;
+  do {
+    n = ::read(status.read.get(), &failure, sizeof failure);
+  } while (n < 0 && errno == EINTR);
+  if (n == static_cast<ssize_t>(sizeof failure)) {
+    result.start_error = describe_failure(process, path, failure);
+    result.start_exit_code = static_cast<Stage>(failure.stage) == Stage::kExec
+                                 ? exit_code_for_exec_errno(failure.err)
+                                 : 126;
+  }
+  set_nonblocking(out.read.get());
+  set_nonblocking(err.read.get());
+  result.stdout_pipe = std::move(out.read);
+  result.stderr_pipe = std::move(err.read);
+  if (in) {
+    set_nonblocking(in->write.get());
+    result.stdin_pipe = std::move(in->write);
+  }
+  return result;
+}
+
+}  // namespace fcvm::agent

@@ -1,0 +1,46 @@
+// Starts a plan's or an EXEC's process: credentials, working directory, environment, PATH
+// lookup like execvp, and pipes for its standard streams.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fcvm/agent_plan.h"
+#include "owned_fd.h"
+
+namespace fcvm::agent {
+
+// PATH used when the process environment has none (the OCI runtimes' default).
+inline constexpr std::string_view kDefaultPath =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+struct SpawnedProcess {
+  pid_t pid = -1;
+  OwnedFd stdin_pipe;   // write end; invalid when Process::stdin is false (/dev/null)
+  OwnedFd stdout_pipe;  // read end, non-blocking
+  OwnedFd stderr_pipe;  // read end, non-blocking
+  // Set when the program could not be started. The child (pid) has then already exited
+  // with start_exit_code and only needs reaping; start_error names the program and cause.
+  std::optional<std::string> start_error;
+  int start_exit_code = 0;
+};
+
+class ProcessSpawner {
+ public:
+  // Forks and execs `process` in a new session (setsid). The child gets default signal
+  // dispositions and an empty signal mask. Throws SetupError when the agent itself cannot
+  // fork or make pipes; failures inside the child are reported through start_error.
+  static SpawnedProcess spawn(const Process& process);
+
+  // The PATH entry of an environment list, else kDefaultPath.
+  static std::string search_path(const std::vector<std::string>& env);
+
+  // Exit status for a failed exec: 127 for "not found", 126 for everything else.
+  static int exit_code_for_exec_errno(int err);
+};
+
+}  // namespace fcvm::agent

@@ -1,0 +1,278 @@
+// Runs the real fc-agent binary as an ordinary process (dry run: not PID 1, root mode
+// "initramfs" only) on one end of a socketpair, and speaks the protocol to it through the
+// host's AgentChannel: the event loop, sessions, signals and shutdown, without a VM.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "agent/agent_channel.h"
+#include "session_log.h"
+
+namespace fcvm {
+namespace {
+
+using namespace std::chrono_literals;
+using agent::FrameType;
+
+class DryRunAgent {
+ public:
+  DryRunAgent() {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) std::abort();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(sv[1], 3);  // clears CLOEXEC on the copy
+      ::execl(FC_AGENT_BINARY, "fc-agent", "--port-fd", "3", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(sv[1]);
+    auto ch = AgentChannel::adopt(UniqueFd(sv[0]));
+    if (!ch) std::abort();
+    channel_.emplace(std::move(*ch));
+  }
+  ~DryRunAgent() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  AgentChannel& channel() { return *channel_; }
+
+  // Exit status of the agent process, or -1 if it is still running after `timeout`.
+  int wait_exit(std::chrono::milliseconds timeout = 5000ms) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+    return -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  std::optional<AgentChannel> channel_;
+};
+
+using agent_test::collect;
+
+agent::Plan shell_plan(const std::string& script) {
+  agent::Plan plan;
+  plan.root.mode = agent::RootMode::kInitramfs;
+  plan.process.args = {"/bin/sh", "-c", script};
+  plan.process.env = {"PATH=/usr/bin:/bin"};
+  return plan;
+}
+
+agent::Process shell(const std::string& script, bool stdin = false) {
+  agent::Process p;
+  p.args = {"/bin/sh", "-c", script};
+  p.env = {"PATH=/usr/bin:/bin"};
+  p.stdin = stdin;
+  return p;
+}
+
+TEST(AgentDryRun, RunsThePlanAndPowersOffWhenMainExits) {
+  DryRunAgent a;
+  auto hello = a.channel().wait_hello(5000ms);
+  ASSERT_TRUE(hello) << hello.status().message();
+  EXPECT_EQ(hello->agent, "fc-agent");
+  EXPECT_EQ(hello->protocol, agent::kProtocolVersion);
+  EXPECT_FALSE(hello->kernel.empty());
+  ASSERT_TRUE(a.channel().send_plan(shell_plan("echo out; echo err >&2; exit 3")).ok());
+  auto logs = collect(a.channel(), {0});
+  EXPECT_TRUE(logs[0].started);
+  EXPECT_EQ(logs[0].out, "out\n");
+  EXPECT_EQ(logs[0].err, "err\n");
+  ASSERT_TRUE(logs[0].exit);
+  EXPECT_EQ(*logs[0].exit, (agent::Exit{3, 0}));
+  EXPECT_EQ(a.wait_exit(), 0);  // dry-run "power off"
+  auto after = a.channel().next_frame(2000ms);
+  EXPECT_FALSE(after);
+  EXPECT_TRUE(a.channel().closed());
+}
+
+TEST(AgentDryRun, RepeatsHelloUntilPlan) {
+  DryRunAgent a;
+  agent::FrameDecoder decoder(agent::Direction::kGuestToHost);
+  std::vector<agent::Frame> frames;
+  const auto start = std::chrono::steady_clock::now();
+  char buf[4096];
+  while (frames.size() < 2 && std::chrono::steady_clock::now() - start < 5s) {
+    const ssize_t n = ::recv(a.channel().fd(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) {
+      ASSERT_TRUE(decoder.feed(std::string_view(buf, static_cast<size_t>(n)), frames));
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(frames.size(), 2u);
+  EXPECT_EQ(frames[0].type, FrameType::kHello);
+  EXPECT_EQ(frames[1].type, FrameType::kHello);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 900ms);
+}
+
+TEST(AgentDryRun, MalformedPlanIsReportedAndPowersOff) {
+  DryRunAgent a;
+  ASSERT_TRUE(a.channel().wait_hello(5000ms));
+  ASSERT_TRUE(a.channel()
+                  .send(FrameType::kPlan, 0,
+                        R"({"protocol":1,"root":{"mode":"initramfs"},"process":{"env":[]}})")
+                  .ok());
+  auto f = a.channel().next_frame(5000ms);
+  ASSERT_TRUE(f) << f.status().message();
+  EXPECT_EQ(f->type, FrameType::kError);
+  EXPECT_EQ(f->session, 0u);
+  std::string err;
+  EXPECT_EQ(agent::parse_error_message(f->payload, &err)->message,
+            "invalid plan: plan.process.args: missing");
+  EXPECT_EQ(a.wait_exit(), 0);
+}
+
+TEST(AgentDryRun, UnknownRootModeIsReported) {
+  DryRunAgent a;
+  ASSERT_TRUE(a.channel().wait_hello(5000ms));
+  ASSERT_TRUE(a.channel().send(FrameType::kPlan, 0, R"({"protocol":1,"root":{"mode":"zfs"},
+      "process":{"args":["/bin/true"]}})").ok());
+  auto f = a.channel().next_frame(5000ms);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->type, FrameType::kError);
+  EXPECT_NE(f->payload.find("plan.root.mode: unknown mode 'zfs'"), std::string::npos) << f->payload;
+  EXPECT_EQ(a.wait_exit(), 0);
+}
+
+TEST(AgentDryRun, MainProgramNotFoundIs127AndPowersOff) {
+  DryRunAgent a;
+  ASSERT_TRUE(a.channel().wait_hello(5000ms));
+  agent::Plan plan = shell_plan("");
+  plan.process.args = {"no-such-program-fcvm"};
+  plan.shutdown_on_exit = false;  // a failed start powers off regardless
+  ASSERT_TRUE(a.channel().send_plan(plan).ok());
+  auto logs = collect(a.channel(), {0});
+  EXPECT_FALSE(logs[0].started);
+  ASSERT_EQ(logs[0].errors.size(), 1u);
+  EXPECT_EQ(logs[0].errors[0],
+            "cannot run 'no-such-program-fcvm': executable file not found in PATH (/usr/bin:/bin)");
+  ASSERT_TRUE(logs[0].exit);
+  EXPECT_EQ(logs[0].exit->code, 127);
+  EXPECT_EQ(a.wait_exit(), 0);
+}
+
+TEST(AgentDryRun, ExecSessionsStdinAndSignals) {
+  DryRunAgent a;
+  ASSERT_TRUE(a.channel().wait_hello(5000ms));
+  ASSERT_TRUE(a.channel().send_plan(shell_plan("exec sleep 30")).ok());
+  auto started = a.channel().next_frame(5000ms);
+  ASSERT_TRUE(started);
+  EXPECT_EQ(started->type, FrameType::kStarted);
+
+  // Session 1: output and exit code.
+  ASSERT_TRUE(a.channel().send_exec(1, shell("echo exec-out; exit 7")).ok());
+  auto s1 = collect(a.channel(), {1});
+  EXPECT_TRUE(s1[1].started);
+  EXPECT_EQ(s1[1].out, "exec-out\n");
+  EXPECT_EQ(*s1[1].exit, (agent::Exit{7, 0}));
+
+  // Session 2: stdin through to EOF.
+  ASSERT_TRUE(a.channel().send_exec(2, shell("cat; echo done", /*stdin=*/true)).ok());
+  ASSERT_TRUE(a.channel().send_stdin(2, "hello ").ok());
+  ASSERT_TRUE(a.channel().send_stdin(2, "world\n").ok());
+  ASSERT_TRUE(a.channel().send_stdin_eof(2).ok());
+  auto s2 = collect(a.channel(), {2});
+  EXPECT_EQ(s2[2].out, "hello world\ndone\n");
+  EXPECT_EQ(*s2[2].exit, (agent::Exit{0, 0}));
+
+  // Session 3: not found.
+  agent::Process missing;
+  missing.args = {"/no/such/tool"};
+  ASSERT_TRUE(a.channel().send_exec(3, missing).ok());
+  auto s3 = collect(a.channel(), {3});
+  EXPECT_FALSE(s3[3].started);
+  ASSERT_EQ(s3[3].errors.size(), 1u);
+  EXPECT_EQ(s3[3].errors[0], "cannot run '/no/such/tool': No such file or directory");
+  EXPECT_EQ(s3[3].exit->code, 127);
+
+  // Session 4: killed by a forwarded signal.
+  ASSERT_TRUE(a.channel().send_exec(4, shell("exec sleep 30")).ok());
+  auto s4_started = a.channel().next_frame(5000ms);
+  ASSERT_TRUE(s4_started);
+  EXPECT_EQ(s4_started->type, FrameType::kStarted);
+  ASSERT_TRUE(a.channel().send_signal(4, SIGKILL).ok());
+  auto s4 = collect(a.channel(), {4});
+  EXPECT_EQ(*s4[4].exit, (agent::Exit{137, 9}));
+
+  // A session id in use is refused; session 0 cannot be exec'ed.
+  ASSERT_TRUE(a.channel().send(FrameType::kExec, 0, agent::to_json(shell("true")).dump()).ok());
+  auto refused = a.channel().next_frame(5000ms);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->type, FrameType::kError);
+
+  // The main process: SIGTERM ends it and the agent powers off.
+  ASSERT_TRUE(a.channel().send_signal(0, SIGTERM).ok());
+  auto main = collect(a.channel(), {0});
+  EXPECT_EQ(*main[0].exit, (agent::Exit{143, 15}));
+  EXPECT_EQ(a.wait_exit(), 0);
+}
+
+TEST(AgentDryRun, ExecBeforePlanIsRefused) {
+  DryRunAgent a;
+  ASSERT_TRUE(a.channel().wait_hello(5000ms));
+  ASSERT_TRUE(a.channel().send_exec(5, shell("true")).ok());
+  auto logs = collect(a.channel(), {5});
+  EXPECT_FALSE(logs[5].started);
+  ASSERT_EQ(logs[5].errors.size(), 1u);
+  EXPECT_EQ(logs[5].errors[0], "EXEC before PLAN: the container is not running yet");
+  EXPECT_EQ(logs[5].exit->code, 126);
+}
+
+TEST(AgentDryRun, ShutdownEscalatesToSigkill) {
+  DryRunAgent a;
+  ASSERT_TRUE(a.channel().wait_hello(5000ms));
+  agent::Plan plan = shell_plan("trap '' TERM; echo ready; while :; do sleep 0.05; done");
+  plan.shutdown_on_exit = false;
+  ASSERT_TRUE(a.channel().send_plan(plan).ok());
+  for (;;) {
+    auto f = a.channel().next_frame(5000ms);
+    ASSERT_TRUE(f);
+    if (f->type == FrameType::kStdout) break;  // the trap is installed
+  }
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(a.channel().send_shutdown(300ms).ok());
+  auto logs = collect(a.channel(), {0});
+  EXPECT_EQ(*logs[0].exit, (agent::Exit{137, 9}));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 250ms);
+  EXPECT_EQ(a.wait_exit(), 0);
+}
+
+TEST(AgentDryRun, LargeOutputArrivesWhole) {
+  DryRunAgent a;
+  ASSERT_TRUE(a.channel().wait_hello(5000ms));
+  ASSERT_TRUE(a.channel().send_plan(shell_plan("head -c 3000000 /dev/zero; echo tail >&2")).ok());
+  auto logs = collect(a.channel(), {0}, 30000ms);
+  EXPECT_EQ(logs[0].out.size(), 3000000u);
+  EXPECT_EQ(logs[0].err, "tail\n");
+  EXPECT_EQ(logs[0].exit->code, 0);
+}
+
+TEST(AgentDryRun, ProtocolErrorShutsDown) {
+  DryRunAgent a;
+  ASSERT_TRUE(a.channel().wait_hello(5000ms));
+  const char junk[9] = {0, 0, 0, 0, 0x7f, 0, 0, 0, 0};
+  ASSERT_EQ(::send(a.channel().fd(), junk, sizeof junk, MSG_NOSIGNAL), 9);
+  auto f = a.channel().next_frame(5000ms);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->type, FrameType::kError);
+  EXPECT_NE(f->payload.find("unknown frame type 0x7f"), std::string::npos);
+  EXPECT_EQ(a.wait_exit(), 0);
+}
+
+}  // namespace
+}  // namespace fcvm

@@ -1,0 +1,178 @@
+#include "fcvm/agent_protocol.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace fcvm::agent {
+namespace {
+
+std::string header(std::uint32_t length, std::uint8_t type, std::uint32_t session) {
+  std::string h;
+  detail::put_le32(h, length);
+  h.push_back(static_cast<char>(type));
+  detail::put_le32(h, session);
+  return h;
+}
+
+TEST(FrameCodec, EncodesLittleEndianHeader) {
+  std::string out;
+  ASSERT_TRUE(append_frame(out, FrameType::kStdout, 0x01020304, "hi"));
+  const std::string expected = std::string("\x02\x00\x00\x00", 4) + "\x03" +
+                               std::string("\x04\x03\x02\x01", 4) + "hi";
+  EXPECT_EQ(out, expected);
+}
+
+TEST(FrameCodec, RoundTripsSeveralFramesInOneRead) {
+  std::string wire;
+  append_frame(wire, FrameType::kHello, 0, "{}");
+  append_frame(wire, FrameType::kStdout, 7, std::string("a\0b", 3));
+  append_frame(wire, FrameType::kExit, 7, "");
+  FrameDecoder d(Direction::kGuestToHost);
+  std::vector<Frame> frames;
+  ASSERT_TRUE(d.feed(wire, frames));
+  ASSERT_EQ(frames.size(), 3u);
+  EXPECT_EQ(frames[0], (Frame{FrameType::kHello, 0, "{}"}));
+  EXPECT_EQ(frames[1], (Frame{FrameType::kStdout, 7, std::string("a\0b", 3)}));
+  EXPECT_EQ(frames[2], (Frame{FrameType::kExit, 7, ""}));
+  EXPECT_EQ(d.buffered(), 0u);
+}
+
+TEST(FrameCodec, DecodesAcrossArbitrarySplits) {
+  std::string wire;
+  append_frame(wire, FrameType::kPlan, 0, std::string(1000, 'p'));
+  append_frame(wire, FrameType::kStdin, 3, "xyz");
+  append_frame(wire, FrameType::kStdinEof, 3, "");
+  for (std::size_t step : {1u, 2u, 5u, 9u, 10u, 333u}) {
+    FrameDecoder d(Direction::kHostToGuest);
+    std::vector<Frame> frames;
+    for (std::size_t i = 0; i < wire.size(); i += step) {
+      ASSERT_TRUE(d.feed(std::string_view(wire).substr(i, step), frames)) << d.error();
+    }
+    ASSERT_EQ(frames.size(), 3u) << "step " << step;
+    EXPECT_EQ(frames[0].payload.size(), 1000u);
+    EXPECT_EQ(frames[1].payload, "xyz");
+    EXPECT_EQ(frames[2].type, FrameType::kStdinEof);
+  }
+}
+
+TEST(FrameCodec, WaitsForTheRestOfAFrame) {
+  std::string wire;
+  append_frame(wire, FrameType::kStderr, 1, "0123456789");
+  FrameDecoder d(Direction::kGuestToHost);
+  std::vector<Frame> frames;
+  ASSERT_TRUE(d.feed(std::string_view(wire).substr(0, 12), frames));
+  EXPECT_TRUE(frames.empty());
+  EXPECT_EQ(d.buffered(), 12u);
+  ASSERT_TRUE(d.feed(std::string_view(wire).substr(12), frames));
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].payload, "0123456789");
+}
+
+TEST(FrameCodec, RejectsOversizePayloadFromTheHeaderAlone) {
+  FrameDecoder d(Direction::kGuestToHost);
+  std::vector<Frame> frames;
+  EXPECT_FALSE(d.feed(header(kMaxPayloadSize + 1, 0x03, 0), frames));
+  EXPECT_TRUE(d.failed());
+  EXPECT_NE(d.error().find("exceeds the limit"), std::string::npos) << d.error();
+  // Failed for good: even a valid frame is refused afterwards.
+  std::string ok;
+  append_frame(ok, FrameType::kStdout, 0, "x");
+  EXPECT_FALSE(d.feed(ok, frames));
+  EXPECT_TRUE(frames.empty());
+}
+
+TEST(FrameCodec, AcceptsPayloadOfExactlyTheLimit) {
+  std::string wire;
+  ASSERT_TRUE(append_frame(wire, FrameType::kStdout, 0, std::string(kMaxPayloadSize, 'x')));
+  FrameDecoder d(Direction::kGuestToHost);
+  std::vector<Frame> frames;
+  ASSERT_TRUE(d.feed(wire, frames));
+  ASSERT_EQ(frames.size(), 1u);
+  std::string too_big;
+  EXPECT_FALSE(append_frame(too_big, FrameType::kStdout, 0, std::string(kMaxPayloadSize + 1, 'x')));
+  EXPECT_TRUE(too_big.empty());
+}
+
+TEST(FrameCodec, RejectsUnknownType) {
+  FrameDecoder d(Direction::kGuestToHost);
+  std::vector<Frame> frames;
+  EXPECT_FALSE(d.feed(header(0, 0x42, 0), frames));
+  EXPECT_EQ(d.error(), "unknown frame type 0x42");
+}
+
+TEST(FrameCodec, RejectsFramesTravellingTheWrongWay) {
+  std::string wire;
+  append_frame(wire, FrameType::kPlan, 0, "{}");
+  FrameDecoder host(Direction::kGuestToHost);
+  std::vector<Frame> frames;
+  EXPECT_FALSE(host.feed(wire, frames));
+  EXPECT_NE(host.error().find("PLAN"), std::string::npos);
+}
+
+TEST(FrameCodec, KeepsFramesBeforeABadHeader) {
+  std::string wire;
+  append_frame(wire, FrameType::kStdout, 0, "good");
+  wire += header(0, 0xff, 0);
+  FrameDecoder d(Direction::kGuestToHost);
+  std::vector<Frame> frames;
+  EXPECT_FALSE(d.feed(wire, frames));
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].payload, "good");
+}
+
+TEST(Payloads, RoundTrip) {
+  Hello h;
+  h.kernel = "6.1.0";
+  h.uptime_ms = 612;
+  std::string err;
+  auto h2 = parse_hello(h.to_payload(), &err);
+  ASSERT_TRUE(h2) << err;
+  EXPECT_EQ(h2->agent, "fc-agent");
+  EXPECT_EQ(h2->protocol, kProtocolVersion);
+  EXPECT_EQ(h2->kernel, "6.1.0");
+  EXPECT_EQ(h2->uptime_ms, 612u);
+
+  auto e = parse_exit(Exit::killed(9).to_payload(), &err);
+  ASSERT_TRUE(e) << err;
+  EXPECT_EQ(*e, (Exit{137, 9}));
+  EXPECT_EQ(parse_started(Started{42}.to_payload(), &err)->pid, 42);
+  EXPECT_EQ(parse_error_message(ErrorMessage{"boom"}.to_payload(), &err)->message, "boom");
+  EXPECT_EQ(parse_signal_request(SignalRequest{15}.to_payload(), &err)->signal, 15);
+  EXPECT_EQ(parse_shutdown_request(ShutdownRequest{500}.to_payload(), &err)->timeout_ms, 500u);
+  EXPECT_EQ(parse_shutdown_request("", &err)->timeout_ms, 2000u);
+}
+
+TEST(Payloads, EncodingNeverThrowsOnInvalidUtf8) {
+  const std::string payload = ErrorMessage{"cannot run '\xff'"}.to_payload();
+  std::string err;
+  auto m = parse_error_message(payload, &err);
+  ASSERT_TRUE(m) << err;
+  EXPECT_EQ(m->message, "cannot run '\xef\xbf\xbd'");  // U+FFFD
+}
+
+TEST(Payloads, GuestMessagesIgnoreUnknownKeysHostMessagesDoNot) {
+  std::string err;
+  EXPECT_TRUE(parse_exit(R"({"code":1,"signal":0,"core_dumped":false})", &err));
+  EXPECT_FALSE(parse_signal_request(R"({"signal":15,"pid":3})", &err));
+  EXPECT_EQ(err, "SIGNAL.pid: unknown field");
+}
+
+TEST(Payloads, RejectsMalformed) {
+  std::string err;
+  EXPECT_FALSE(parse_exit("not json", &err));
+  EXPECT_EQ(err, "EXIT: payload is not valid JSON");
+  EXPECT_FALSE(parse_exit("[]", &err));
+  EXPECT_FALSE(parse_exit(R"({"code":"1"})", &err));
+  EXPECT_EQ(err, "EXIT.code: expected an integer");
+  EXPECT_FALSE(parse_signal_request(R"({"signal":0})", &err));
+  EXPECT_EQ(err, "SIGNAL.signal: out of range");
+  EXPECT_FALSE(parse_signal_request(R"({"signal":99})", &err));
+  EXPECT_FALSE(parse_shutdown_request(R"({"timeout_ms":-1})", &err));
+  EXPECT_FALSE(parse_hello(R"({"protocol":1})", &err));
+  EXPECT_EQ(err, "HELLO.agent: expected a string");
+}
+
+}  // namespace
+}  // namespace fcvm::agent

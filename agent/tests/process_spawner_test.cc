@@ -1,0 +1,127 @@
+#include "process_spawner.h"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <fstream>
+
+#include "test_dir.h"
+
+namespace fcvm::agent {
+namespace {
+
+// Reads a non-blocking pipe to EOF.
+std::string read_all(int fd) {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    ::poll(&p, 1, 5000);
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EAGAIN) continue;
+    return out;
+  }
+}
+
+int wait_exit_code(pid_t pid) {
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+TEST(ProcessSpawner, RunsWithPipesEnvAndCwd) {
+  Process p;
+  p.args = {"sh", "-c", "echo \"$GREETING\" from $(pwd); echo oops >&2; exit 3"};
+  p.env = {"PATH=/usr/bin:/bin", "GREETING=hello"};
+  p.cwd = "/tmp";
+  SpawnedProcess s = ProcessSpawner::spawn(p);
+  ASSERT_FALSE(s.start_error) << *s.start_error;
+  EXPECT_FALSE(s.stdin_pipe);
+  EXPECT_EQ(read_all(s.stdout_pipe.get()), "hello from /tmp\n");
+  EXPECT_EQ(read_all(s.stderr_pipe.get()), "oops\n");
+  EXPECT_EQ(wait_exit_code(s.pid), 3);
+}
+
+TEST(ProcessSpawner, FeedsStdinWhenAsked) {
+  Process p;
+  p.args = {"/bin/cat"};
+  p.stdin = true;
+  SpawnedProcess s = ProcessSpawner::spawn(p);
+  ASSERT_TRUE(s.stdin_pipe);
+  ASSERT_EQ(::write(s.stdin_pipe.get(), "abc", 3), 3);
+  s.stdin_pipe.reset();
+  EXPECT_EQ(read_all(s.stdout_pipe.get()), "abc");
+  EXPECT_EQ(wait_exit_code(s.pid), 0);
+}
+
+TEST(ProcessSpawner, StdinIsDevNullByDefault) {
+  Process p;
+  p.args = {"/bin/cat"};
+  SpawnedProcess s = ProcessSpawner::spawn(p);
+  EXPECT_EQ(read_all(s.stdout_pipe.get()), "");
+  EXPECT_EQ(wait_exit_code(s.pid), 0);
+}
+
+TEST(ProcessSpawner, NotFoundInPathIs127) {
+  Process p;
+  p.args = {"no-such-program-fcvm"};
+  p.env = {"PATH=/nonexistent:/bin"};
+  SpawnedProcess s = ProcessSpawner::spawn(p);
+  ASSERT_TRUE(s.start_error);
+  EXPECT_EQ(*s.start_error,
+            "cannot run 'no-such-program-fcvm': executable file not found in PATH (/nonexistent:/bin)");
+  EXPECT_EQ(s.start_exit_code, 127);
+  EXPECT_EQ(wait_exit_code(s.pid), 127);
+}
+
+TEST(ProcessSpawner, MissingAbsolutePathIs127) {
+  Process p;
+  p.args = {"/no/such/program"};
+  SpawnedProcess s = ProcessSpawner::spawn(p);
+  ASSERT_TRUE(s.start_error);
+  EXPECT_EQ(*s.start_error, "cannot run '/no/such/program': No such file or directory");
+  EXPECT_EQ(wait_exit_code(s.pid), 127);
+}
+
+TEST(ProcessSpawner, NotExecutableIs126) {
+  TestDir t;
+  const auto script = t.path() / "script";
+  std::ofstream(script) << "#!/bin/sh\necho no\n";
+  ::chmod(script.c_str(), 0644);
+  Process p;
+  p.args = {"script"};
+  p.env = {"PATH=" + t.path().string()};
+  SpawnedProcess s = ProcessSpawner::spawn(p);
+  // Even root cannot exec a file without any x bit.
+  ASSERT_TRUE(s.start_error);
+  EXPECT_EQ(*s.start_error, "cannot run 'script': Permission denied");
+  EXPECT_EQ(s.start_exit_code, 126);
+  EXPECT_EQ(wait_exit_code(s.pid), 126);
+}
+
+TEST(ProcessSpawner, BadWorkingDirectoryIs126) {
+  Process p;
+  p.args = {"/bin/true"};
+  p.cwd = "/no/such/dir";
+  SpawnedProcess s = ProcessSpawner::spawn(p);
+  ASSERT_TRUE(s.start_error);
+  EXPECT_EQ(*s.start_error,
+            "cannot change to working directory '/no/such/dir': No such file or directory");
+  EXPECT_EQ(wait_exit_code(s.pid), 126);
+}
+
+TEST(ProcessSpawner, SearchPathDefaults) {
+  EXPECT_EQ(ProcessSpawner::search_path({"A=1", "PATH=/x:/y"}), "/x:/y");
+  EXPECT_EQ(ProcessSpawner::search_path({"A=1"}), kDefaultPath);
+  EXPECT_EQ(ProcessSpawner::exit_code_for_exec_errno(ENOENT), 127);
+  EXPECT_EQ(ProcessSpawner::exit_code_for_exec_errno(EACCES), 126);
+}
+
+}  // namespace
+}  // namespace fcvm::agent

@@ -1,0 +1,108 @@
+// The plugin descriptor: what a backend shared object exports, and what the host checks
+// before it calls anything in it.
+//
+// A plugin is a shared object that exports exactly one `fcvm::PluginDescriptor` under the
+// Boost.DLL alias `fcvm_plugin_descriptor_v1` (use FCVM_PLUGIN below). The host checks,
+// in order: the ABI major matches and the host's minor is at least the plugin's; the build
+// fingerprint matches the host's (C++ has no ABI promise across a .so boundary, so plugin
+// and host must share compiler, standard library ABI, Boost and nlohmann_json); the kind
+// is known; the name is not taken. Only then is `create` called.
+//
+// The host never unloads a plugin library, and every object a plugin creates is held by a
+// deleter that keeps the library loaded.
+#pragma once
+
+#include <boost/config.hpp>
+#include <boost/dll/alias.hpp>
+#include <boost/version.hpp>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "fcvm/log.h"
+#include "fcvm/result.h"
+#include "fcvm/visibility.h"
+
+#define FCVM_ABI_MAJOR 1
+#define FCVM_ABI_MINOR 0
+
+#define FCVM_STRINGIFY_(x) #x
+#define FCVM_STRINGIFY(x) FCVM_STRINGIFY_(x)
+
+// Everything that must agree between host and plugin, as one string compiled into each.
+#define FCVM_BUILD_FINGERPRINT                                                     \
+  "compiler=" __VERSION__ ";cxx=" FCVM_STRINGIFY(__cplusplus)                      \
+  ";cxx11abi=" FCVM_STRINGIFY(_GLIBCXX_USE_CXX11_ABI)                              \
+  ";boost=" BOOST_LIB_VERSION                                                      \
+  ";json=" FCVM_STRINGIFY(NLOHMANN_JSON_VERSION_MAJOR) "." FCVM_STRINGIFY(         \
+      NLOHMANN_JSON_VERSION_MINOR) "." FCVM_STRINGIFY(NLOHMANN_JSON_VERSION_PATCH)
+
+namespace fcvm {
+
+enum class PluginKind : std::uint32_t { vmm = 1, network = 2, storage = 3, memory = 4 };
+
+FCVM_SDK_API const char* to_string(PluginKind kind) noexcept;
+FCVM_SDK_API std::optional<PluginKind> parse_plugin_kind(std::string_view text) noexcept;
+
+// Whether a backend can work on this host, and if not, why and how to fix it.
+struct Probe {
+  bool available = false;
+  std::string reason;  // one line; for an unavailable backend it names the fix
+
+  static Probe yes(std::string note = {}) { return {true, std::move(note)}; }
+  static Probe no(std::string why) { return {false, std::move(why)}; }
+};
+
+// Base of every backend interface (VmmBackend, NetworkBackend, StorageBackend,
+// MemoryBackend). Objects are created by a plugin's factory and owned by the host.
+class FCVM_SDK_API Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual PluginKind kind() const = 0;
+
+  // Checks, without side effects, whether this backend can run here (tools, devices,
+  // permissions, filesystems). Cheap enough to call for `fcvm plugins`. Thread-safe.
+  virtual Probe probe() = 0;
+};
+
+// What the host hands a plugin's factory. The plugin may keep copies of its members.
+struct PluginContext {
+  LoggerPtr log;                  // already tagged with the plugin's name
+  nlohmann::json config;          // the plugin's own object from the config file ({} if none)
+  std::filesystem::path data_dir; // fcvm's data dir; a plugin keeps its files under
+                                  // data_dir / "<its name>" unless told otherwise
+};
+
+// Creates the backend. May fail (bad config) with a Status; an exception escaping it is
+// caught by the host and reported as a refusal of the plugin.
+using PluginFactory = Result<std::unique_ptr<Backend>> (*)(const PluginContext& context);
+
+struct PluginDescriptor {
+  std::uint32_t abi_major;
+  std::uint32_t abi_minor;
+  const char* fingerprint;  // FCVM_BUILD_FINGERPRINT as the plugin was compiled
+  PluginKind kind;
+  const char* name;         // unique among plugins: "vmm-qemu"
+  const char* version;      // the plugin's own version: "0.1.0"
+  const char* description;  // one line
+  PluginFactory create;
+};
+
+// The host's own fingerprint, compiled into the SDK library.
+FCVM_SDK_API const char* host_fingerprint() noexcept;
+
+}  // namespace fcvm
+
+// The exported symbol name of the descriptor.
+#define FCVM_PLUGIN_SYMBOL fcvm_plugin_descriptor_v1
+
+// Exports `descriptor` (a namespace-scope `const fcvm::PluginDescriptor`) from a plugin.
+#define FCVM_PLUGIN(descriptor) BOOST_DLL_ALIAS(descriptor, fcvm_plugin_descriptor_v1)
+
+// Fills the fields every descriptor shares.
+#define FCVM_PLUGIN_DESCRIPTOR_HEAD FCVM_ABI_MAJOR, FCVM_ABI_MINOR, FCVM_BUILD_FINGERPRINT

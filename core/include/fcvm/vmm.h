@@ -1,0 +1,120 @@
+// VmmBackend: starts, pauses, snapshots, restores and stops virtual machines.
+//
+// Implementations: vmm-qemu (QEMU microvm over QMP), vmm-firecracker (Firecracker's HTTP
+// API). A VmmBackend object is a factory of Vm handles; each Vm owns one VMM process.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fcvm/child_process.h"
+#include "fcvm/plugin.h"
+#include "fcvm/result.h"
+
+namespace fcvm {
+
+struct Drive {
+  std::string id;  // stable name; the guest finds the disk by it (virtio-blk serial)
+  std::filesystem::path path;
+  bool read_only = false;
+};
+
+struct Nic {
+  std::string id;   // "eth0"
+  std::string tap;  // host tap device, inside the namespace the VMM joins
+  std::string mac;  // "02:fc:00:00:00:02"
+};
+
+struct VmSpec {
+  std::string name;            // for log lines and process titles
+  std::filesystem::path dir;   // the VM's private directory; the VMM keeps its sockets,
+                               // guest-memory file and logs here
+  unsigned vcpus = 1;
+  unsigned memory_mib = 256;
+  std::filesystem::path kernel;
+  std::filesystem::path initrd;  // empty: none
+  std::string cmdline;
+  std::vector<Drive> drives;     // in order; the guest sees them as vda, vdb, ...
+  std::vector<Nic> nics;
+  // Unix socket the VMM listens on for the guest agent's serial port ("fcvm.agent").
+  std::filesystem::path agent_socket;
+  // File the guest's serial console is appended to.
+  std::filesystem::path console_log;
+  // Namespace files the VMM process joins before exec (user namespace before net).
+  std::vector<std::filesystem::path> namespaces;
+};
+
+// The files of a snapshot, as a VMM writes and reads them.
+struct SnapshotFiles {
+  std::filesystem::path state;   // device/vCPU state
+  std::filesystem::path memory;  // guest memory image
+};
+
+enum class MemorySourceKind { file, uffd };
+
+// Where a restored VM's memory comes from.
+struct MemorySource {
+  MemorySourceKind kind = MemorySourceKind::file;
+  // file: the memory image, mapped MAP_PRIVATE (never written through);
+  // uffd: the page server's unix socket.
+  std::filesystem::path path;
+};
+
+struct RestoreSpec {
+  // The clone's own layout: dir, drives (same ids and order as at snapshot time, new
+  // paths), nics (same ids, taps of the clone's namespace), agent socket, console, namespaces.
+  // vcpus, memory_mib, kernel and cmdline are taken from the snapshot and ignored here.
+  VmSpec vm;
+  SnapshotFiles snapshot;
+  MemorySource memory;
+  bool resume = true;  // resume the guest once loaded
+};
+
+// A running (or paused) VM. Owns its VMM process: destroying the handle kills the VMM.
+// Threading: one thread at a time; every call may block up to its stated bound.
+class FCVM_SDK_API Vm {
+ public:
+  virtual ~Vm() = default;
+
+  // The VMM process. Valid for the handle's life.
+  virtual pid_t pid() const = 0;
+  // Readable (EPOLLIN) once the VMM process has exited; owned by the handle.
+  virtual int exit_fd() const = 0;
+  // The VMM's exit status once it has exited, else nullopt. Never blocks.
+  virtual std::optional<ExitStatus> exited() = 0;
+
+  // Pauses all vCPUs. Idempotent. Fails if the VMM is gone or does not answer in 10 s.
+  virtual Status pause() = 0;
+  // Resumes vCPUs. Idempotent.
+  virtual Status resume() = 0;
+  // Writes a full snapshot while paused (precondition; fails with invalid_argument
+  // otherwise). Writes to temp names and renames, so `files` are whole or absent.
+  virtual Status snapshot(const SnapshotFiles& files) = 0;
+  // Asks the guest to power off (ACPI), waits up to `timeout`, then kills the VMM. Returns
+  // once the VMM has exited. Idempotent.
+  virtual Status shutdown(std::chrono::milliseconds timeout) = 0;
+  // Kills the VMM at once and reaps it. Idempotent.
+  virtual void kill() = 0;
+};
+
+class FCVM_SDK_API VmmBackend : public Backend {
+ public:
+  PluginKind kind() const final { return PluginKind::vmm; }
+
+  // Starts a VM and returns once the VMM process runs and its control socket answers (the
+  // guest may still be booting). On failure nothing is left running and the message
+  // names the cause (missing kernel, VMM binary, bad spec). Thread-safe.
+  virtual Result<std::unique_ptr<Vm>> launch(const VmSpec& spec) = 0;
+
+  // Starts a VMM from a snapshot, with memory from `spec.memory`. Same failure rules.
+  // Thread-safe.
+  virtual Result<std::unique_ptr<Vm>> restore(const RestoreSpec& spec) = 0;
+};
+
+}  // namespace fcvm

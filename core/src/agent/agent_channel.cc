@@ -1,0 +1,267 @@
+#include "agent/agent_channel.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+namespace fcvm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr std::size_t kReadChunk = 64u << 10;
+
+int remaining_ms(Clock::time_point deadline) {
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return left <= 0 ? 0 : static_cast<int>(std::min<long long>(left, 60000));
+}
+
+}  // namespace
+
+Result<AgentChannel> AgentChannel::connect(const std::filesystem::path& socket,
+                                           std::chrono::milliseconds timeout) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string path = socket.string();
+  if (path.size() >= sizeof addr.sun_path) {
+    return error(Errc::invalid_argument, "agent socket path is too long for a unix socket (" +
+                                             std::to_string(path.size()) + " bytes): " + path);
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const auto deadline = Clock::now() + timeout;
+  int last_errno = 0;
+  for (;;) {
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) return errno_status("socket(AF_UNIX)");
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
+      return adopt(std::move(fd));
+    }
+    last_errno = errno;
+    if (last_errno != ENOENT && last_errno != ECONNREFUSED && last_errno != EINTR) {
+      return errno_status("connect to agent socket " + path, last_errno);
+    }
+    if (Clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return error(Errc::timeout, "agent socket " + path + " did not accept a connection within " +
+                                  std::to_string(timeout.count()) + " ms (" +
+                                  std::strerror(last_errno) + "): did the VMM start?");
+}
+
+Result<AgentChannel> AgentChannel::adopt(UniqueFd fd) {
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
+    return errno_status("make the agent socket non-blocking");
+  }
+  return AgentChannel(std::move(fd));
+}
+
+std::uint32_t AgentChannel::epoll_events() const {
+  return EPOLLIN | (wants_write() ? EPOLLOUT : 0u);
+}
+
+void AgentChannel::keep(std::vector<agent::Frame>& frames) {
+  for (auto& f : frames) {
+    if (f.type == agent::FrameType::kHello) {
+      if (hello_seen_) continue;
+      hello_seen_ = true;
+    }
+    backlog_.push_back(std::move(f));
+  }
+  frames.clear();
+}
+
+Result<std::vector<agent::Frame>> AgentChannel::on_readable() {
+  if (decoder_.failed()) return error(Errc::protocol, "fc-agent: " + decoder_.error());
+  std::vector<agent::Frame> decoded;
+  char buf[kReadChunk];
+  while (!closed_) {
+    const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n < 0 && errno != ECONNRESET) return errno_status("read from the agent socket");
+    if (n <= 0) {
+      closed_ = true;
+      break;
+    }
+    const bool ok = decoder_.feed(std::string_view(buf, static_cast<std::size_t>(n)), decoded);
+    keep(decoded);
+    if (!ok) return error(Errc::protocol, "fc-agent sent a malformed frame: " + decoder_.error());
+  }
+  std::vector<agent::Frame> out(std::make_move_iterator(backlog_.begin()),
+                                std::make_move_iterator(backlog_.end()));
+  backlog_.clear();
+  return out;
+}
+
+Status AgentChannel::on_writable() {
+  while (pending() > 0) {
+    const ssize_t n = ::send(fd_.get(), out_.data() + out_offset_, pending(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n < 0) return errno_status("write to the agent socket");
+    out_offset_ += static_cast<std::size_t>(n);
+  }
+  if (pending() == 0) {
+    out_.clear();
+    out_offset_ = 0;
+  } else if (out_offset_ > out_.size() / 2) {
+    out_.erase(0, out_offset_);
+    out_offset_ = 0;
+  }
+  return ok_status();
+}
+
+Status AgentChannel::send(agent::FrameType type, std::uint32_t session, std::string_view payload) {
+  if (closed_) return error(Errc::io, "fc-agent closed the channel");
+  if (payload.size() > agent::kMaxPayloadSize && type != agent::FrameType::kStdin) {
+    return error(Errc::invalid_argument,
+                 std::string(agent::frame_type_name(type)) + " payload of " +
+                     std::to_string(payload.size()) + " bytes exceeds the 1 MiB frame limit");
+  }
+  do {
+    const auto chunk = payload.substr(0, agent::kMaxPayloadSize);
+    agent::append_frame(out_, type, session, chunk);
+    payload.remove_prefix(chunk.size());
+  } while (!payload.empty());
+  return on_writable();
+}
+
+namespace {
+// JSON cannot carry bytes that are not UTF-8; say so instead of mangling an argument.
+Result<std::string> dump_strict(const nlohmann::json& j, const char* what) {
+  try {
+    return j.dump();
+  } catch (const nlohmann::json::exception&) {
+    return error(Errc::invalid_argument,
+                 std::string(what) + ": arguments, environment and paths must be valid UTF-8");
+  }
+}
+}  // namespace
+
+Status AgentChannel::send_plan(const agent::Plan& plan) {
+  auto payload = dump_strict(agent::to_json(plan), "plan");
+  if (!payload) return payload.status();
+  return send(agent::FrameType::kPlan, agent::kMainSession, *payload);
+}
+
+Status AgentChannel::send_exec(std::uint32_t session, const agent::Process& process) {
+  if (session == agent::kMainSession) {
+    return error(Errc::invalid_argument, "EXEC needs a session id greater than 0");
+  }
+  auto payload = dump_strict(agent::to_json(process), "exec");
+  if (!payload) return payload.status();
+  return send(agent::FrameType::kExec, session, *payload);
+}
+
+Status AgentChannel::send_stdin(std::uint32_t session, std::string_view bytes) {
+  if (bytes.empty()) return ok_status();  // an empty STDIN frame would mean nothing
+  return send(agent::FrameType::kStdin, session, bytes);
+}
+
+Status AgentChannel::send_stdin_eof(std::uint32_t session) {
+  return send(agent::FrameType::kStdinEof, session, {});
+}
+
+Status AgentChannel::send_signal(std::uint32_t session, int signal) {
+  return send(agent::FrameType::kSignal, session, agent::SignalRequest{signal}.to_payload());
+}
+
+Status AgentChannel::send_shutdown(std::chrono::milliseconds timeout) {
+  agent::ShutdownRequest req;
+  req.timeout_ms = static_cast<std::uint32_t>(std::max<long long>(0, timeout.count()));
+  return send(agent::FrameType::kShutdown, agent::kMainSession, req.to_payload());
+}
+
+Result<bool> AgentChannel::wait_for(short events, Clock::time_point deadline) const {
+  for (;;) {
+    pollfd p{fd_.get(), events, 0};
+    const int n = ::poll(&p, 1, remaining_ms(deadline));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_status("poll the agent socket");
+    return n > 0;
+  }
+}
+
+Result<agent::Hello> AgentChannel::wait_hello(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    // Look for the HELLO among frames already decoded, keeping the rest in order.
+    for (auto it = backlog_.begin(); it != backlog_.end(); ++it) {
+      if (it->type != agent::FrameType::kHello) continue;
+      std::string why;
+      auto hello = agent::parse_hello(it->payload, &why);
+      backlog_.erase(it);
+      if (!hello) return error(Errc::protocol, "fc-agent sent a malformed HELLO: " + why);
+      if (hello->protocol != agent::kProtocolVersion) {
+        return error(Errc::protocol,
+                     "the guest agent speaks protocol " + std::to_string(hello->protocol) +
+                         " but fcvm speaks " + std::to_string(agent::kProtocolVersion) +
+                         "; rebuild the initramfs with 'fcvm setup initramfs'");
+      }
+      return *hello;
+    }
+    if (closed_) {
+      return error(Errc::io, "fc-agent channel closed before HELLO: the guest did not boot "
+                             "or lacks fc-agent (see the VM's console log)");
+    }
+    if (Clock::now() >= deadline) {
+      return error(Errc::timeout, "no HELLO from fc-agent within " +
+                                      std::to_string(timeout.count()) +
+                                      " ms (see the VM's console log)");
+    }
+    auto ready = wait_for(POLLIN, deadline);
+    if (!ready) return ready.status();
+    if (!*ready) continue;
+    // Read into the backlog without handing frames out.
+    auto frames = on_readable();
+    if (!frames) return frames.status();
+    for (auto& f : *frames) backlog_.push_back(std::move(f));
+    // on_readable() marked the first HELLO seen; the loop above finds it in the backlog.
+  }
+}
+
+Result<agent::Frame> AgentChannel::next_frame(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (!backlog_.empty()) {
+      agent::Frame f = std::move(backlog_.front());
+      backlog_.pop_front();
+      return f;
+    }
+    if (closed_) return error(Errc::io, "fc-agent closed the channel");
+    if (Clock::now() >= deadline) {
+      return error(Errc::timeout, "no frame from fc-agent within " +
+                                      std::to_string(timeout.count()) + " ms");
+    }
+    auto ready = wait_for(POLLIN, deadline);
+    if (!ready) return ready.status();
+    if (!*ready) continue;
+    auto frames = on_readable();
+    if (!frames) return frames.status();
+    for (auto& f : *frames) backlog_.push_back(std::move(f));
+  }
+}
+
+Status AgentChannel::flush(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    FCVM_RETURN_IF_ERROR(on_writable());
+    if (pending() == 0) return ok_status();
+    if (Clock::now() >= deadline) {
+      return error(Errc::timeout, "fc-agent did not take " + std::to_string(pending()) +
+                                      " queued bytes within " + std::to_string(timeout.count()) +
+                                      " ms");
+    }
+    auto ready = wait_for(POLLOUT, deadline);
+    if (!ready) return ready.status();
+  }
+}
+
+}  // namespace fcvm

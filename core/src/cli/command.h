@@ -1,0 +1,136 @@
+// What every fcvm command gets: the global options and lazily built core services.
+#pragma once
+
+#include <boost/program_options.hpp>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "fcvm/log.h"
+#include "fcvm/plugin.h"
+#include "fcvm/result.h"
+
+namespace fcvm {
+class Config;
+class PluginRegistry;
+class StateStore;
+}  // namespace fcvm
+
+namespace fcvm::cli {
+
+// A failure meant for the user: printed as "fcvm: <message>", exit with `exit_code`.
+class CliError : public std::runtime_error {
+ public:
+  explicit CliError(const std::string& message, int exit_code = 1)
+      : std::runtime_error(message), exit_code_(exit_code) {}
+  explicit CliError(const Status& status, int exit_code = 1)
+      : CliError(status.message(), exit_code) {}
+  int exit_code() const { return exit_code_; }
+
+ private:
+  int exit_code_;
+};
+
+// Exit code for wrong usage (unknown option, missing argument).
+inline constexpr int kUsageExit = 2;
+
+// Throws CliError when `status` failed.
+inline void check(const Status& status, int exit_code = 1) {
+  if (!status.ok()) throw CliError(status, exit_code);
+}
+template <class T>
+T check(Result<T> result, int exit_code = 1) {
+  if (!result.ok()) throw CliError(result.status(), exit_code);
+  return std::move(result).value();
+}
+
+// Options accepted by every command, before or after the command name.
+struct GlobalOptions {
+  std::optional<std::filesystem::path> config_file;  // --config
+  std::optional<std::filesystem::path> data_dir;     // --data-dir
+  std::vector<std::filesystem::path> plugin_dirs;    // --plugin-dir (repeatable)
+  std::vector<std::string> plugin_choices;           // --plugin kind=name, and the shorthands
+  std::optional<std::string> log_level;              // --log-level
+};
+
+// The options_description for GlobalOptions, writing into `out`.
+boost::program_options::options_description global_options(GlobalOptions& out);
+
+// `desc` plus the global options it does not define itself.
+boost::program_options::options_description with_global_options(
+    const boost::program_options::options_description& desc, GlobalOptions& out);
+
+// Per-invocation services, built on first use. Owned by the dispatcher; commands borrow it.
+class CommandContext {
+ public:
+  explicit CommandContext(GlobalOptions globals);
+  ~CommandContext();
+
+  const GlobalOptions& globals() const { return globals_; }
+  // Adds global options given after the command name. Precondition: no service built yet.
+  void merge_globals(const GlobalOptions& more);
+
+  // The effective configuration (file < environment < flags). Throws CliError naming the
+  // bad key on an invalid config.
+  const Config& config();
+  // Root logger, configured from config().
+  LoggerPtr log();
+  // Plugins found on the search path (scanned once).
+  PluginRegistry& plugins();
+  // The state store under config().data_dir.
+  StateStore& state();
+
+  // The context handed to plugin `name`'s factory: its config object, a logger tagged with
+  // its name, the data dir.
+  PluginContext plugin_context(const std::string& name);
+  // The backend chosen for `kind` (--plugin / config, else the kind's default), created on
+  // first use and cached. nullptr for network when none is chosen (the VM gets no NIC).
+  // Throws CliError when the plugin cannot be found, loaded, or created.
+  std::shared_ptr<Backend> backend(PluginKind kind);
+  // The name of the plugin backend(kind) uses; "" when none (network).
+  std::string chosen_plugin(PluginKind kind);
+  template <class T>
+  std::shared_ptr<T> backend_as(PluginKind kind) {
+    return std::static_pointer_cast<T>(backend(kind));
+  }
+
+ private:
+  GlobalOptions globals_;
+  std::unique_ptr<Config> config_;
+  LoggerPtr log_;
+  std::unique_ptr<PluginRegistry> plugins_;
+  std::unique_ptr<StateStore> state_;
+  std::map<PluginKind, std::shared_ptr<Backend>> backends_;
+};
+
+struct Command {
+  std::vector<std::string> path;  // {"setup", "preflight"}
+  std::string summary;            // one line for `fcvm --help`
+  // Runs the command with the arguments after its path (global options already removed
+  // only when they came before the path; the command's parser accepts them too).
+  std::function<int(CommandContext&, const std::vector<std::string>& args)> run;
+};
+
+// Every command fcvm has, in help order. Only commands that work are listed.
+const std::vector<Command>& command_table();
+
+// Parses `args` with `desc` plus the global options (which update ctx's globals before any
+// service is built). `positional` names the positional arguments in order; the last may
+// repeat (max -1). `--help` prints usage and exits 0. Wrong usage throws CliError (exit 2).
+boost::program_options::variables_map parse_command_line(
+    CommandContext& ctx, const std::string& usage, boost::program_options::options_description desc,
+    const boost::program_options::positional_options_description& positional,
+    const std::vector<std::string>& args);
+
+// Splits `args` at the first positional token for commands that pass the rest through
+// untouched (`podman run IMAGE CMD ARGS...`, `exec NAME -- CMD`): returns the index of that
+// token, or args.size() when there is none. Options taking a value skip their value.
+size_t first_positional(const boost::program_options::options_description& desc,
+                        const std::vector<std::string>& args);
+
+}  // namespace fcvm::cli

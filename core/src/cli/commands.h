@@ -1,0 +1,24 @@
+// Constructors of the command table's entries, one per command file.
+#pragma once
+
+#include "cli/command.h"
+
+namespace fcvm::cli {
+
+Command podman_run_command();
+Command stop_command();
+Command logs_command();
+Command inspect_command();
+Command exec_command();
+Command image_ls_command();
+Command image_rm_command();
+Command setup_command();
+Command setup_kernel_command();
+Command setup_initramfs_command();
+Command ls_command();
+Command gc_command();
+Command setup_preflight_command();
+Command config_show_command();
+Command plugins_command();
+
+}  // namespace fcvm::cli

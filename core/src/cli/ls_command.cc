@@ -1,0 +1,85 @@
+// fcvm ls: the state store's records, with whether each one's process still runs.
+#include <iostream>
+
+#include "cli/command.h"
+#include "cli/commands.h"
+#include "state/state_store.h"
+
+namespace po = boost::program_options;
+
+namespace fcvm::cli {
+namespace {
+
+// What STATUS shows: the recorded status while the process runs; for a dead process the
+// exit it recorded, or "dead" when it died without recording one (crashed, killed).
+std::string shown_status(const VmRecord& r, bool alive) {
+  if (alive) return to_string(r.status);
+  if (r.status == VmStatus::exited) {
+    return r.exit_code ? "exited (" + std::to_string(*r.exit_code) + ")" : "exited";
+  }
+  if (r.status == VmStatus::failed) return "failed";
+  return "dead";
+}
+
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    width.resize(std::max(width.size(), row.size()));
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+}
+
+int run_ls(CommandContext& ctx, const std::vector<std::string>& args) {
+  po::options_description desc("Options");
+  desc.add_options()("json", "print a JSON array of records, each with an \"alive\" field")(
+      "pid", po::value<int>(), "only the record of this process")(
+      "name", po::value<std::string>(), "only the record with this name");
+  auto vm = parse_command_line(ctx, "ls [--json] [--pid N] [--name NAME]", desc, {}, args);
+
+  auto records = check(ctx.state().list());
+  std::vector<std::pair<VmRecord, bool>> shown;
+  for (auto& r : records) {
+    if (vm.count("pid") && r.process.pid != vm["pid"].as<int>()) continue;
+    if (vm.count("name") && r.name != vm["name"].as<std::string>()) continue;
+    const bool alive = r.alive();
+    shown.emplace_back(std::move(r), alive);
+  }
+
+  if (vm.count("json")) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& [r, alive] : shown) {
+      nlohmann::json j = to_json(r);
+      j["alive"] = alive;
+      out.push_back(std::move(j));
+    }
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "ID", "TYPE", "STATUS", "PID", "IMAGE/SNAPSHOT", "CREATED"}};
+  for (const auto& [r, alive] : shown) {
+    rows.push_back({r.name, r.id, to_string(r.type), shown_status(r, alive),
+                    std::to_string(r.process.pid), r.image.empty() ? r.snapshot : r.image,
+                    r.created});
+  }
+  print_table(rows);
+  return 0;
+}
+
+}  // namespace
+
+Command ls_command() {
+  return {{"ls"}, "list VMs, snapshot servers and clones (dead ones too, until 'fcvm gc')",
+          run_ls};
+}
+
+}  // namespace fcvm::cli

@@ -1,0 +1,106 @@
+// fcvm plugins: every plugin the loader found, whether it can run here, and every file it
+// refused with the reason.
+#include <algorithm>
+#include <iostream>
+
+#include "cli/command.h"
+#include "cli/commands.h"
+#include "plugin/plugin_registry.h"
+
+namespace po = boost::program_options;
+
+namespace fcvm::cli {
+namespace {
+
+struct PluginRow {
+  PluginInfo info;
+  bool available = false;
+  std::string reason;
+};
+
+// Creates the plugin's backend and asks it; a plugin that cannot be created is unavailable
+// with the creation error as its reason.
+PluginRow probe_plugin(CommandContext& ctx, const PluginInfo& info) {
+  PluginRow row{info, false, {}};
+  auto backend = ctx.plugins().create(info.name, ctx.plugin_context(info.name));
+  if (!backend.ok()) {
+    row.reason = backend.status().message();
+    return row;
+  }
+  try {
+    Probe probe = (*backend)->probe();
+    row.available = probe.available;
+    row.reason = std::move(probe.reason);
+  } catch (const std::exception& e) {
+    row.reason = "its probe threw: " + std::string(e.what());
+  }
+  return row;
+}
+
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    width.resize(std::max(width.size(), row.size()));
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    std::cout << line << "\n";
+  }
+}
+
+int run_plugins(CommandContext& ctx, const std::vector<std::string>& args) {
+  po::options_description desc("Options");
+  desc.add_options()("json", "print a JSON array: one object per plugin, one per refused file");
+  auto vm = parse_command_line(ctx, "plugins [--json]", desc, {}, args);
+
+  // Copied: creating a backend may add refusals, and the rows are printed afterwards.
+  const std::vector<PluginInfo> found = ctx.plugins().plugins();
+  std::vector<PluginRow> rows;
+  for (const auto& info : found) rows.push_back(probe_plugin(ctx, info));
+  const std::vector<PluginRefusal> refused = ctx.plugins().refusals();
+
+  if (vm.count("json")) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& r : rows) {
+      out.push_back({{"name", r.info.name},
+                     {"kind", to_string(r.info.kind)},
+                     {"version", r.info.version},
+                     {"description", r.info.description},
+                     {"file", r.info.file.string()},
+                     {"available", r.available},
+                     {"reason", r.reason}});
+    }
+    for (const auto& r : refused) {
+      out.push_back({{"file", r.file.string()}, {"refused", r.message}});
+    }
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+
+  std::vector<std::vector<std::string>> table = {
+      {"NAME", "KIND", "VERSION", "PROBE", "FILE", "REASON"}};
+  for (const auto& r : rows) {
+    table.push_back({r.info.name, to_string(r.info.kind), r.info.version,
+                     r.available ? "available" : "unavailable",
+                     r.info.file.empty() ? "(built-in)" : r.info.file.string(), r.reason});
+  }
+  print_table(table);
+  if (!refused.empty()) std::cout << "\n";
+  for (const auto& r : refused) std::cout << "refused: " << r.message << "\n";
+  return 0;
+}
+
+}  // namespace
+
+Command plugins_command() {
+  return {{"plugins"}, "list backend plugins, whether each can run here, and refused files",
+          run_plugins};
+}
+
+}  // namespace fcvm::cli

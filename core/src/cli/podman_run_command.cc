@@ -1,0 +1,69 @@
+// fcvm podman run: podman's flags, the container's process in its own microVM.
+#include <iostream>
+
+#include "cli/commands.h"
+#include "run/container_run.h"
+#include "run/container_supervisor.h"
+
+namespace po = boost::program_options;
+
+namespace fcvm::cli {
+
+Command podman_run_command() {
+  return {{"podman", "run"}, "run a container image in a new microVM", [](CommandContext& ctx, const std::vector<std::string>& args) {
+    po::options_description desc("podman run options");
+    desc.add_options()
+        ("name", po::value<std::string>(), "name of the VM ([a-z0-9][a-z0-9_.-]*)")
+        ("env,e", po::value<std::vector<std::string>>()->composing(), "set KEY=VALUE (or pass KEY from this environment)")
+        ("env-file", po::value<std::vector<std::string>>()->composing(), "read KEY=VALUE lines from a file")
+        ("entrypoint", po::value<std::string>(), "override the image's entrypoint (a word or a JSON array)")
+        ("workdir,w", po::value<std::string>(), "working directory of the process")
+        ("user,u", po::value<std::string>(), "UID[:GID] or NAME[:GROUP] of the process")
+        ("cpus", po::value<unsigned>()->default_value(1), "virtual CPUs")
+        ("memory,m", po::value<std::string>()->default_value("256"), "guest memory, in MiB (512, 512m, 1g)")
+        ("publish,p", po::value<std::vector<std::string>>()->composing(), "publish a port: [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|udp]")
+        ("rm", "remove the VM's record and files when it exits")
+        ("detach,d", "run in the background and print the VM's name")
+        ("kernel", po::value<std::filesystem::path>(), "boot this guest kernel instead of the one 'fcvm setup' built");
+    po::options_description hidden;
+    hidden.add_options()("image", po::value<std::string>());
+    po::options_description all;
+    all.add(desc).add(hidden);
+
+    // Everything after the image is the container's command, options included.
+    GlobalOptions scratch;
+    const auto lookup = with_global_options(all, scratch);
+    const size_t image_at = first_positional(lookup, args);
+    std::vector<std::string> own(args.begin(), args.begin() + static_cast<long>(std::min(image_at + 1, args.size())));
+    po::positional_options_description pos;
+    pos.add("image", 1);
+    auto vm = parse_command_line(ctx, "podman run [OPTIONS] IMAGE [COMMAND [ARG...]]", all, pos, own);
+    if (!vm.count("image")) throw CliError("podman run needs an image (see 'fcvm podman run --help')", kUsageExit);
+
+    ContainerRequest req;
+    req.image = vm["image"].as<std::string>();
+    if (image_at + 1 < args.size()) req.process.args.assign(args.begin() + static_cast<long>(image_at) + 1, args.end());
+    if (vm.count("name")) req.name = vm["name"].as<std::string>();
+    if (vm.count("env")) req.process.env = vm["env"].as<std::vector<std::string>>();
+    if (vm.count("env-file")) {
+      for (const auto& f : vm["env-file"].as<std::vector<std::string>>()) req.process.env_files.emplace_back(f);
+    }
+    if (vm.count("entrypoint")) req.process.entrypoint = vm["entrypoint"].as<std::string>();
+    if (vm.count("workdir")) req.process.workdir = vm["workdir"].as<std::string>();
+    if (vm.count("user")) req.process.user = vm["user"].as<std::string>();
+    req.vcpus = vm["cpus"].as<unsigned>();
+    if (req.vcpus == 0 || req.vcpus > 64) throw CliError("--cpus must be between 1 and 64", kUsageExit);
+    req.memory_mib = check(parse_memory_mib(vm["memory"].as<std::string>()), kUsageExit);
+    if (vm.count("publish")) {
+      for (const auto& p : vm["publish"].as<std::vector<std::string>>()) {
+        req.ports.push_back(check(parse_port_mapping(p), kUsageExit));
+      }
+    }
+    req.remove = vm.count("rm") > 0;
+    req.detach = vm.count("detach") > 0;
+    if (vm.count("kernel")) req.kernel = vm["kernel"].as<std::filesystem::path>();
+    return run_container(ctx, req);
+  }};
+}
+
+}  // namespace fcvm::cli

@@ -1,0 +1,58 @@
+// fcvm stop: asks a VM's fcvm process to stop its container gracefully, then insists.
+#include <signal.h>
+
+#include <iostream>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/vm_target.h"
+
+namespace po = boost::program_options;
+
+namespace fcvm::cli {
+namespace {
+
+bool wait_dead(const ProcessIdentity& p, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (p.alive()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
+}  // namespace
+
+Command stop_command() {
+  return {{"stop"}, "stop a running VM (SIGTERM to its process, SIGKILL after --time)",
+          [](CommandContext& ctx, const std::vector<std::string>& args) {
+    po::options_description desc("stop options");
+    desc.add_options()
+        ("name", po::value<std::string>(), "VM name or id")
+        ("pid", po::value<int>(), "the VM's fcvm process id instead of its name")
+        ("time,t", po::value<unsigned>()->default_value(10), "seconds to wait before SIGKILL");
+    po::positional_options_description pos;
+    pos.add("name", 1);
+    auto vm = parse_command_line(ctx, "stop [OPTIONS] NAME | --pid N", desc, pos, args);
+    std::optional<std::string> name;
+    std::optional<int> pid;
+    if (vm.count("name")) name = vm["name"].as<std::string>();
+    if (vm.count("pid")) pid = vm["pid"].as<int>();
+    const VmRecord record = find_vm(ctx, name, pid);
+    if (record.alive()) {
+      ::kill(record.process.pid, SIGTERM);
+      // The process gives its container the same grace inside the guest, then powers off.
+      const auto grace = std::chrono::seconds(vm["time"].as<unsigned>() + 5);
+      if (!wait_dead(record.process, grace)) {
+        ::kill(record.process.pid, SIGKILL);  // its VMM dies with it (parent-death signal)
+        wait_dead(record.process, std::chrono::seconds(5));
+        std::cerr << "fcvm: " << record.name
+                  << " did not stop in time and was killed; 'fcvm gc' removes what it left\n";
+      }
+    }
+    std::cout << record.name << "\n";
+    return 0;
+  }};
+}
+
+}  // namespace fcvm::cli

@@ -1,0 +1,17 @@
+#include "cli/vm_target.h"
+
+#include "state/state_store.h"
+
+namespace fcvm::cli {
+
+VmRecord find_vm(CommandContext& ctx, const std::optional<std::string>& name_or_id,
+                 const std::optional<int>& pid) {
+  if (name_or_id.has_value() == pid.has_value()) {
+    throw CliError("name a VM, or give --pid N (not both)", kUsageExit);
+  }
+  auto record = name_or_id ? ctx.state().find(*name_or_id) : ctx.state().find_by_pid(*pid);
+  if (!record) throw CliError(record.status().message() + " (see 'fcvm ls')");
+  return *record;
+}
+
+}  // namespace fcvm::cli

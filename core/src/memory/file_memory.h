@@ -1,0 +1,35 @@
+// FileMemory: the built-in "file" memory backend.
+//
+// A restored VM maps its snapshot's memory image MAP_PRIVATE, so every clone of a snapshot
+// shares the image's page cache until it writes a page. There is nothing to serve: each VMM
+// maps the file itself. Forks get their own name for the image as a hardlink, never a copy.
+#pragma once
+
+#include "fcvm/memory.h"
+
+namespace fcvm {
+
+class FileMemory final : public MemoryBackend {
+ public:
+  // Needs nothing from the host: always available.
+  Probe probe() override;
+
+  // {file, snapshot.memory}: the clone maps the snapshot's image directly.
+  Result<MemorySource> source_for_clone(const SnapshotFiles& snapshot,
+                                        const std::filesystem::path& clone_dir) override;
+
+  // A server with no fd and no clients: the VMMs map `memory_image` themselves. Fails
+  // (not_found) when the image does not exist. `socket` is not created.
+  Result<std::unique_ptr<MemoryServer>> serve(const std::filesystem::path& memory_image,
+                                              const std::filesystem::path& socket) override;
+
+  // Hardlinks `memory_image` at `dest`. already_exists when `dest` exists; io on other
+  // failures (across filesystems: EXDEV).
+  Status place(const std::filesystem::path& memory_image,
+               const std::filesystem::path& dest) override;
+};
+
+// The descriptor core registers with PluginRegistry::add_builtin, name "file".
+const PluginDescriptor& file_memory_descriptor();
+
+}  // namespace fcvm

@@ -1,0 +1,34 @@
+// ContainerRequest: everything `fcvm podman run` was asked to do, parsed and checked.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fcvm/network.h"
+#include "fcvm/result.h"
+#include "run/process_overrides.h"
+
+namespace fcvm {
+
+struct ContainerRequest {
+  std::string image;                  // reference, as skopeo spells it
+  std::optional<std::string> name;    // --name; generated when absent
+  ProcessOverrides process;
+  unsigned vcpus = 1;                 // --cpus
+  unsigned memory_mib = 256;          // --memory
+  bool remove = false;                // --rm
+  bool detach = false;                // -d
+  std::vector<PortMapping> ports;     // -p
+  std::optional<std::filesystem::path> kernel;  // --kernel: the user's own guest kernel
+};
+
+// "512", "512m", "512M", "1g", "1G" → MiB. Errors name the flag.
+Result<unsigned> parse_memory_mib(const std::string& text);
+
+// "[HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|udp]" or "GUEST_PORT" (host port = guest port).
+Result<PortMapping> parse_port_mapping(const std::string& text);
+
+}  // namespace fcvm

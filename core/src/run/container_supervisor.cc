@@ -1,0 +1,313 @@
+#include "run/container_supervisor.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "run/process_overrides.h"
+
+namespace fcvm {
+namespace {
+
+enum Tag : std::uint64_t { kAgent = 1, kVmExit, kSignals, kListener, kClientBase = 1000 };
+
+// Signals the supervisor turns into a graceful stop; blocked so only the signalfd sees them.
+sigset_t stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  return set;
+}
+
+void write_all(int fd, const std::string& bytes) {
+  for (size_t done = 0; done < bytes.size();) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // a closed terminal or pipe must not stop the VM
+    done += static_cast<size_t>(n);
+  }
+}
+
+}  // namespace
+
+// One `fcvm exec` connection: frames from it are host→guest, frames to it guest→host.
+struct ContainerSupervisor::ExecClient {
+  UniqueFd fd;
+  agent::FrameDecoder decoder{agent::Direction::kHostToGuest};
+  std::string out;
+  bool started = false;  // its EXEC went to the agent
+  bool finished = false; // its EXIT came back; close once `out` is written
+};
+
+ContainerSupervisor::ContainerSupervisor(Vm& vm, AgentChannel& agent, SupervisorOptions options,
+                                         LoggerPtr log)
+    : vm_(vm), agent_(agent), options_(std::move(options)), log_(std::move(log)) {}
+
+ContainerSupervisor::~ContainerSupervisor() {
+  if (listener_) ::unlink(options_.control_socket.c_str());
+}
+
+void ContainerSupervisor::watch(int fd, std::uint32_t events, std::uint64_t tag) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = tag;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) {
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev);
+  }
+}
+
+Result<int> ContainerSupervisor::run() {
+  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) return errno_status("epoll_create1");
+  const sigset_t set = stop_signals();
+  ::sigprocmask(SIG_BLOCK, &set, nullptr);
+  signals_.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signals_) return errno_status("signalfd");
+  output_log_.reset(::open(options_.output_log.c_str(),
+                           O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+  if (!output_log_) return errno_status("open " + options_.output_log.string());
+
+  listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const auto path = options_.control_socket.string();
+  if (path.size() >= sizeof addr.sun_path) {
+    return error(Errc::invalid_argument, "control socket path too long: " + path);
+  }
+  std::copy(path.begin(), path.end(), addr.sun_path);
+  ::unlink(path.c_str());
+  if (!listener_ || ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(listener_.get(), 16) != 0) {
+    return errno_status("listen on " + path);
+  }
+  ::chmod(path.c_str(), 0600);
+
+  watch(agent_.fd(), agent_.epoll_events(), kAgent);
+  watch(vm_.exit_fd(), EPOLLIN, kVmExit);
+  watch(signals_.get(), EPOLLIN, kSignals);
+  watch(listener_.get(), EPOLLIN, kListener);
+  bool agent_open = true;
+
+  while (!vm_.exited()) {
+    int timeout_ms = -1;
+    if (stop_deadline_) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          *stop_deadline_ - std::chrono::steady_clock::now());
+      timeout_ms = static_cast<int>(std::max<long>(0, left.count()));
+    }
+    epoll_event events[16];
+    int n = ::epoll_wait(epoll_.get(), events, 16, timeout_ms);
+    if (n < 0 && errno != EINTR) return errno_status("epoll_wait");
+    if (stop_deadline_ && std::chrono::steady_clock::now() >= *stop_deadline_) {
+      log_->warn("the guest did not power off in time; stopping the VM");
+      (void)vm_.shutdown(std::chrono::milliseconds(3000));
+      break;
+    }
+    for (int i = 0; i < n; ++i) {
+      const auto tag = events[i].data.u64;
+      if (tag == kAgent && agent_open) {
+        if (events[i].events & EPOLLOUT) (void)agent_.on_writable();
+        if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+          if (Status st = handle_agent(); !st.ok()) {
+            log_->warn("agent channel: " + st.message());
+            agent_open = false;
+          } else if (agent_.closed()) {
+            agent_open = false;
+          }
+        }
+        if (!agent_open) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, agent_.fd(), nullptr);
+      } else if (tag == kSignals) {
+        (void)handle_signal();
+      } else if (tag == kListener) {
+        accept_client();
+      } else if (tag >= kClientBase) {
+        handle_client(static_cast<std::uint32_t>(tag - kClientBase));
+      }
+    }
+    if (agent_open) watch(agent_.fd(), agent_.epoll_events(), kAgent);
+  }
+  // The VM is gone: whatever the agent wrote before powering off is still in the socket.
+  if (agent_open) (void)handle_agent();
+  while (!clients_.empty()) drop_client(clients_.begin()->first);
+
+  if (exit_code_) return *exit_code_;
+  if (start_error_) return error(Errc::invalid_argument, *start_error_);
+  auto vmm_exit = vm_.exited();
+  return error(Errc::io, std::string("the VM stopped before the container exited (VMM ") +
+                             (vmm_exit ? vmm_exit->describe() : "killed") + ")");
+}
+
+void ContainerSupervisor::write_output(int fd, const std::string& bytes) {
+  write_all(output_log_.get(), bytes);
+  if (options_.forward_output) write_all(fd, bytes);
+}
+
+Status ContainerSupervisor::handle_agent() {
+  auto frames = agent_.on_readable();
+  if (!frames) return frames.status();
+  for (auto& f : *frames) {
+    if (f.session != agent::kMainSession) {
+      auto it = clients_.find(f.session);
+      if (it == clients_.end()) continue;
+      agent::append_frame(it->second->out, f.type, f.session, f.payload);
+      if (f.type == agent::FrameType::kExit) it->second->finished = true;
+      handle_client(f.session);
+      continue;
+    }
+    std::string err;
+    switch (f.type) {
+      case agent::FrameType::kStarted:
+        started_ = true;
+        if (options_.on_started) options_.on_started();
+        break;
+      case agent::FrameType::kStdout: write_output(STDOUT_FILENO, f.payload); break;
+      case agent::FrameType::kStderr: write_output(STDERR_FILENO, f.payload); break;
+      case agent::FrameType::kExit:
+        if (auto e = agent::parse_exit(f.payload, &err)) {
+          exit_code_ = e->code;
+          log_->debug("container exited with " + std::to_string(e->code));
+        } else {
+          log_->warn("agent sent a bad EXIT: " + err);
+          exit_code_ = kRunFailedExit;
+        }
+        // The agent powers the guest off next; do not wait on it forever.
+        if (!stop_deadline_) stop_deadline_ = std::chrono::steady_clock::now() + options_.stop_timeout;
+        break;
+      case agent::FrameType::kError:
+        if (auto e = agent::parse_error_message(f.payload, &err)) {
+          if (!started_) start_error_ = e->message;
+          log_->warn("agent: " + e->message);
+        }
+        break;
+      default: break;
+    }
+  }
+  return ok_status();
+}
+
+Status ContainerSupervisor::handle_signal() {
+  signalfd_siginfo info{};
+  while (::read(signals_.get(), &info, sizeof info) == sizeof info) {
+    log_->info(std::string("received ") + strsignal(static_cast<int>(info.ssi_signo)) +
+               "; stopping the container");
+    begin_stop();
+  }
+  return ok_status();
+}
+
+void ContainerSupervisor::begin_stop() {
+  if (++stop_requests_ > 1) {
+    // A second request: no more grace.
+    vm_.kill();
+    return;
+  }
+  (void)agent_.send_shutdown(options_.stop_timeout);
+  // The agent SIGKILLs after stop_timeout; give it a little more to power off.
+  stop_deadline_ = std::chrono::steady_clock::now() + options_.stop_timeout + std::chrono::seconds(5);
+}
+
+void ContainerSupervisor::accept_client() {
+  for (;;) {
+    UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!fd) return;
+    const std::uint32_t session = next_session_++;
+    auto client = std::make_unique<ExecClient>();
+    client->fd = std::move(fd);
+    watch(client->fd.get(), EPOLLIN, kClientBase + session);
+    clients_.emplace(session, std::move(client));
+  }
+}
+
+void ContainerSupervisor::handle_client(std::uint32_t session) {
+  auto it = clients_.find(session);
+  if (it == clients_.end()) return;
+  ExecClient& c = *it->second;
+
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(c.fd.get(), buf, sizeof buf);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+      // The client went away: its process must not linger in the guest.
+      if (c.started && !c.finished) (void)agent_.send_signal(session, SIGKILL);
+      drop_client(session);
+      return;
+    }
+    if (n < 0) break;
+    std::vector<agent::Frame> frames;
+    if (!c.decoder.feed(std::string_view(buf, static_cast<size_t>(n)), frames)) {
+      drop_client(session);
+      return;
+    }
+    for (auto& f : frames) {
+      if (f.type == agent::FrameType::kExec && !c.started) {
+        // The request carries overrides; the rest comes from the container's process.
+        auto req = nlohmann::json::parse(f.payload, nullptr, false);
+        agent::Process p = options_.main_process;
+        std::string problem;
+        if (!req.is_object() || !req.contains("args") || !req["args"].is_array() || req["args"].empty()) {
+          problem = "exec: no command given";
+        } else {
+          ImageConfig none;
+          ProcessOverrides o;
+          o.args = req["args"].get<std::vector<std::string>>();
+          o.env = req.value("env", std::vector<std::string>{});
+          if (req.contains("cwd")) o.workdir = req["cwd"].get<std::string>();
+          if (req.contains("user")) o.user = req["user"].get<std::string>();
+          none.env = options_.main_process.env;
+          none.working_dir = options_.main_process.cwd;
+          none.user = std::to_string(options_.main_process.uid) + ":" +
+                      std::to_string(options_.main_process.gid);
+          auto resolved = resolve_process(none, o, options_.rootfs, [](const char*) -> const char* { return nullptr; });
+          if (resolved) {
+            p = *resolved;
+            p.stdin = req.value("stdin", false);
+          } else {
+            problem = resolved.status().message();
+          }
+        }
+        if (!problem.empty()) {
+          agent::append_frame(c.out, agent::FrameType::kError, session,
+                              agent::ErrorMessage{problem}.to_payload());
+          agent::append_frame(c.out, agent::FrameType::kExit, session, R"({"code":125,"signal":0})");
+          c.finished = true;
+        } else {
+          c.started = agent_.send_exec(session, p).ok();
+        }
+      } else if (c.started && (f.type == agent::FrameType::kStdin ||
+                               f.type == agent::FrameType::kStdinEof ||
+                               f.type == agent::FrameType::kSignal)) {
+        (void)agent_.send(f.type, session, f.payload);
+      }
+    }
+  }
+  // Write what we owe the client; a slow client only gets EPOLLOUT interest.
+  while (!c.out.empty()) {
+    ssize_t n = ::write(c.fd.get(), c.out.data(), c.out.size());
+    if (n <= 0) break;
+    c.out.erase(0, static_cast<size_t>(n));
+  }
+  if (c.finished && c.out.empty()) {
+    drop_client(session);
+    return;
+  }
+  watch(c.fd.get(), EPOLLIN | (c.out.empty() ? 0u : static_cast<std::uint32_t>(EPOLLOUT)),
+        kClientBase + session);
+}
+
+void ContainerSupervisor::drop_client(std::uint32_t session) {
+  auto it = clients_.find(session);
+  if (it == clients_.end()) return;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second->fd.get(), nullptr);
+  clients_.erase(it);
+}
+
+}  // namespace fcvm

@@ -1,0 +1,71 @@
+// ContainerSupervisor: the event loop of a running container VM. It relays the
+// container's output, answers `fcvm exec` clients on the VM's control socket, turns
+// SIGINT/SIGTERM into a graceful stop, and returns the container's exit code.
+//
+// Threading: single-threaded; run() owns the calling thread until the VM is gone.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "agent/agent_channel.h"
+#include "fcvm/log.h"
+#include "fcvm/unique_fd.h"
+#include "fcvm/vmm.h"
+
+namespace fcvm {
+
+struct SupervisorOptions {
+  std::filesystem::path control_socket;  // where `fcvm exec` connects
+  std::filesystem::path output_log;      // container stdout+stderr, appended
+  bool forward_output = true;            // also write to our stdout/stderr (foreground)
+  agent::Process main_process;           // defaults for exec sessions (env, cwd, user)
+  std::filesystem::path rootfs;          // the image rootfs, for exec --user names
+  std::chrono::milliseconds stop_timeout{10000};  // SIGTERM → SIGKILL inside the guest
+  // Called once the container's process has started (detached runs report success here).
+  std::function<void()> on_started;
+};
+
+// Exit codes of the run itself, when there is no container exit code (as podman).
+inline constexpr int kRunFailedExit = 125;
+
+class ContainerSupervisor {
+ public:
+  // `vm` and `agent` must outlive the supervisor. The plan has already been sent.
+  ContainerSupervisor(Vm& vm, AgentChannel& agent, SupervisorOptions options, LoggerPtr log);
+  ~ContainerSupervisor();
+
+  // Runs until the VM has exited. Returns the container's exit code (128+N when killed by
+  // signal N), or an error when the container never ran or the VM died under it.
+  Result<int> run();
+
+ private:
+  struct ExecClient;
+  Status handle_agent();
+  Status handle_signal();
+  void accept_client();
+  void handle_client(std::uint32_t session);
+  void drop_client(std::uint32_t session);
+  void begin_stop();
+  void write_output(int fd, const std::string& bytes);
+  void watch(int fd, std::uint32_t events, std::uint64_t tag);
+
+  Vm& vm_;
+  AgentChannel& agent_;
+  SupervisorOptions options_;
+  LoggerPtr log_;
+  UniqueFd epoll_, signals_, listener_, output_log_;
+  std::map<std::uint32_t, std::unique_ptr<ExecClient>> clients_;
+  std::uint32_t next_session_ = 1;
+  bool started_ = false;
+  std::optional<int> exit_code_;
+  std::optional<std::string> start_error_;
+  std::optional<std::chrono::steady_clock::time_point> stop_deadline_;
+  int stop_requests_ = 0;
+};
+
+}  // namespace fcvm

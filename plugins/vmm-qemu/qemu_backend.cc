@@ -1,0 +1,131 @@
+#include "qemu_backend.h"
+
+#include <chrono>
+
+#include "host_tsc.h"
+#include "qemu_command_line.h"
+#include "qemu_vm.h"
+#include "state_file_header.h"
+
+namespace fcvm::qemu {
+namespace {
+
+constexpr const char* kInstallFix = "fix: apt-get install qemu-system-x86";
+
+Status must_exist(const std::filesystem::path& path, const std::string& what) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    return error(Errc::not_found, what + " " + path.string() + " not found");
+  }
+  return ok_status();
+}
+
+Status check_inputs(const std::filesystem::path& kernel, const std::filesystem::path& initrd,
+                    const std::vector<Drive>& drives) {
+  FCVM_RETURN_IF_ERROR(must_exist(kernel, "kernel"));
+  if (!initrd.empty()) FCVM_RETURN_IF_ERROR(must_exist(initrd, "initrd"));
+  for (const auto& d : drives) FCVM_RETURN_IF_ERROR(must_exist(d.path, "drive '" + d.id + "':"));
+  return ok_status();
+}
+
+Status make_dir(const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return error(Errc::io, "create VM directory " + dir.string() + ": " + ec.message());
+  return ok_status();
+}
+
+}  // namespace
+
+QemuBackend::QemuBackend(QemuConfig config, LoggerPtr log)
+    : config_(std::move(config)), log_(log ? std::move(log) : null_logger()) {}
+
+QemuHostOptions QemuBackend::host_options(Accel accel) const {
+  QemuHostOptions host;
+  host.binary = config_.binary;
+  host.accel = accel;
+  host.tsc_khz = accel == Accel::tcg ? HostTsc::khz() : 0;
+  return host;
+}
+
+AccelChoice QemuBackend::accel() const { return AccelChoice::decide(config_, KvmHost::detect()); }
+
+Probe QemuBackend::probe() {
+  auto version = run_command({config_.binary, "-version"});
+  if (!version) {
+    const Status failed = version.status();
+    const std::string& why = failed.message();
+    if (failed.code() == Errc::unavailable) return Probe::no(why + "; " + kInstallFix);
+    return Probe::no(config_.binary + " does not run (" + why + "); " + kInstallFix);
+  }
+  // "QEMU emulator version 7.2.22 (Debian ...)"
+  std::string line = version->substr(0, version->find('\n'));
+  const auto at = line.find("version ");
+  std::string number = at == std::string::npos ? line : line.substr(at + 8);
+  number = number.substr(0, number.find(' '));
+  const AccelChoice choice = accel();
+  if (!choice.usable) return Probe::no(choice.reason);
+  return Probe::yes(config_.binary + " " + number + ", " + choice.reason);
+}
+
+Result<std::unique_ptr<Vm>> QemuBackend::launch(const VmSpec& spec) {
+  const std::string who = "vmm-qemu: VM " + spec.name + ": ";
+  const AccelChoice choice = accel();
+  if (!choice.usable) return error(Errc::unavailable, who + choice.reason);
+  const QemuHostOptions host = host_options(choice.accel);
+  auto argv = QemuCommandLine::for_launch(spec, host);
+  if (!argv) return argv.status().with_context(who);
+  FCVM_RETURN_IF_ERROR(check_inputs(spec.kernel, spec.initrd, spec.drives).with_context(who));
+  FCVM_RETURN_IF_ERROR(make_dir(spec.dir).with_context(who));
+
+  QemuVm::StartOptions start;
+  start.argv = std::move(*argv);
+  start.name = spec.name;
+  start.dir = spec.dir;
+  start.namespaces = spec.namespaces;
+  start.machine = StateFileHeader::from_spec(spec, QemuCommandLine::kernel_cmdline(spec.cmdline, host),
+                                             to_string(choice.accel));
+  start.owns_memory_file = true;
+  auto vm = QemuVm::start(std::move(start), log_->child(spec.name));
+  if (!vm) return vm.status().with_context(who);
+  return std::unique_ptr<Vm>(std::move(*vm));
+}
+
+Result<std::unique_ptr<Vm>> QemuBackend::restore(const RestoreSpec& spec) {
+  const std::string who = "vmm-qemu: VM " + spec.vm.name + ": restore: ";
+  if (spec.memory.kind != MemorySourceKind::file) {
+    return error(Errc::unavailable, "vmm-qemu restores only from a memory file");
+  }
+  const AccelChoice choice = accel();
+  if (!choice.usable) return error(Errc::unavailable, who + choice.reason);
+  std::uint64_t offset = 0;
+  auto header = StateFileHeader::read(spec.snapshot.state, &offset);
+  if (!header) return header.status().with_context(who);
+  const auto image = spec.memory.path.empty() ? spec.snapshot.memory : spec.memory.path;
+  std::error_code ec;
+  const auto image_size = std::filesystem::file_size(image, ec);
+  if (ec) return error(Errc::not_found, who + "memory image " + image.string() + ": " + ec.message());
+  if (image_size < std::uint64_t{header->memory_mib} << 20) {
+    return error(Errc::invalid_argument, who + "memory image " + image.string() + " holds " +
+                                             std::to_string(image_size) + " bytes, less than the " +
+                                             std::to_string(header->memory_mib) + " MiB the snapshot has");
+  }
+  auto argv = QemuCommandLine::for_restore(spec, *header, host_options(choice.accel));
+  if (!argv) return argv.status().with_context(who);
+  FCVM_RETURN_IF_ERROR(check_inputs(header->kernel, header->initrd, spec.vm.drives).with_context(who));
+  FCVM_RETURN_IF_ERROR(make_dir(spec.vm.dir).with_context(who));
+
+  QemuVm::StartOptions start;
+  start.argv = std::move(*argv);
+  start.name = spec.vm.name;
+  start.dir = spec.vm.dir;
+  start.namespaces = spec.vm.namespaces;
+  start.machine = *header;
+  start.owns_memory_file = false;
+  auto vm = QemuVm::start(std::move(start), log_->child(spec.vm.name));
+  if (!vm) return vm.status().with_context(who);
+  FCVM_RETURN_IF_ERROR((*vm)->load_snapshot(spec.snapshot.state, offset, spec.resume).with_context(who));
+  return std::unique_ptr<Vm>(std::move(*vm));
+}
+
+}  // namespace fcvm::qemu

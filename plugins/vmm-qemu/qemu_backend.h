@@ -1,0 +1,41 @@
+// QemuBackend: the vmm-qemu plugin's VmmBackend. Boots QEMU microvm guests and restores
+// them from snapshots (migration streams whose guest RAM lives in a separate file).
+//
+// Threading: launch, restore and probe may run concurrently; the backend holds only its
+// immutable configuration.
+#pragma once
+
+#include <memory>
+
+#include "accel_choice.h"
+#include "fcvm/log.h"
+#include "fcvm/vmm.h"
+#include "qemu_command_line.h"
+#include "qemu_config.h"
+
+namespace fcvm::qemu {
+
+class QemuBackend final : public VmmBackend {
+ public:
+  QemuBackend(QemuConfig config, LoggerPtr log);
+
+  // Available when the QEMU binary runs (its version is in the note) and the chosen
+  // accelerator can be used; the note gives the accelerator and why.
+  Probe probe() override;
+
+  Result<std::unique_ptr<Vm>> launch(const VmSpec& spec) override;
+  Result<std::unique_ptr<Vm>> restore(const RestoreSpec& spec) override;
+
+  // The accelerator a VM started now would get. Reads /sys/module and opens /dev/kvm.
+  AccelChoice accel() const;
+
+  const QemuConfig& config() const { return config_; }
+
+ private:
+  QemuHostOptions host_options(Accel accel) const;
+
+  QemuConfig config_;
+  LoggerPtr log_;
+};
+
+}  // namespace fcvm::qemu

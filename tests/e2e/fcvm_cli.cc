@@ -1,0 +1,142 @@
+#include "fcvm_cli.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "fcvm/atomic_file.h"
+
+namespace fcvm::test {
+namespace {
+
+std::filesystem::path fcvm_binary() {
+  return std::filesystem::path(FCVM_BINARY_DIR) / "bin" / "fcvm";
+}
+
+}  // namespace
+
+FcvmCli::FcvmCli() {
+  char tmpl[] = "/tmp/fcvm-e2e-XXXXXX";
+  data_dir_ = ::mkdtemp(tmpl);
+}
+
+FcvmCli::~FcvmCli() {
+  // A test that failed mid-way may leave VMs: stop them before removing their files.
+  (void)run({"gc"});
+  std::error_code ec;
+  std::filesystem::remove_all(data_dir_, ec);
+}
+
+std::filesystem::path FcvmCli::kernel() {
+  const char* k = std::getenv("FCVM_TEST_KERNEL");
+  return k ? k : "";
+}
+
+std::string FcvmCli::missing_prerequisite() {
+  if (::geteuid() != 0) return "needs root (tap devices, loop mounts and image unpacking)";
+  if (kernel().empty() || !std::filesystem::exists(kernel())) {
+    return "no guest kernel: set FCVM_TEST_KERNEL (scripts/test does, after 'fcvm setup kernel')";
+  }
+  if (!std::filesystem::exists(std::filesystem::path(FCVM_BINARY_DIR) / "lib/fcvm/fc-agent")) {
+    return "fc-agent was not built";
+  }
+  return {};
+}
+
+std::string FcvmCli::hello_image() {
+  static const std::string ref = [] {
+    const auto layout = std::filesystem::path(FCVM_BINARY_DIR) / "tests" / "hello-oci";
+    auto built = run_command({std::string(FCVM_SOURCE_DIR) + "/examples/hello/build.sh", layout.string()});
+    if (!built) throw std::runtime_error("building the example image: " + built.status().message());
+    return "oci:" + layout.string() + ":hello";
+  }();
+  return ref;
+}
+
+std::vector<std::string> FcvmCli::base_args() const {
+  return {fcvm_binary().string(), "--data-dir", data_dir_.string()};
+}
+
+CliResult FcvmCli::run(const std::vector<std::string>& args) const {
+  static int counter = 0;
+  const auto stem = data_dir_ / (".cli-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+  UniqueFd out(::open((stem.string() + ".out").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  UniqueFd err(::open((stem.string() + ".err").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  SpawnOptions opts;
+  opts.argv = base_args();
+  opts.argv.insert(opts.argv.end(), args.begin(), args.end());
+  opts.stdout_fd = out.get();
+  opts.stderr_fd = err.get();
+  CliResult r;
+  auto child = ChildProcess::spawn(opts);
+  if (!child) {
+    r.err = child.status().message();
+    return r;
+  }
+  auto st = child->wait();
+  r.code = st ? st->code : -1;
+  r.out = read_file(stem.string() + ".out").value();
+  r.err = read_file(stem.string() + ".err").value();
+  std::filesystem::remove(stem.string() + ".out");
+  std::filesystem::remove(stem.string() + ".err");
+  return r;
+}
+
+ChildProcess FcvmCli::start(const std::vector<std::string>& args) const {
+  static int counter = 0;
+  const auto stem = data_dir_ / (".bg-" + std::to_string(counter++));
+  UniqueFd out(::open((stem.string() + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  SpawnOptions opts;
+  opts.argv = base_args();
+  opts.argv.insert(opts.argv.end(), args.begin(), args.end());
+  opts.stdout_fd = out.get();
+  opts.stderr_fd = out.get();
+  opts.die_with_parent = true;
+  auto child = ChildProcess::spawn(opts);
+  if (!child) throw std::runtime_error(child.status().message());
+  return std::move(child).value();
+}
+
+nlohmann::json FcvmCli::ls() const {
+  auto r = run({"ls", "--json"});
+  if (r.code != 0) throw std::runtime_error("fcvm ls failed: " + r.err);
+  return nlohmann::json::parse(r.out);
+}
+
+nlohmann::json FcvmCli::record(const std::string& name) const {
+  for (const auto& rec : ls()) {
+    if (rec.value("name", "") == name) return rec;
+  }
+  return nullptr;
+}
+
+bool FcvmCli::wait_status(const std::string& name, const std::string& status,
+                          std::chrono::seconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto rec = record(name);
+    if (!rec.is_null() && rec.value("status", "") == status) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+std::vector<pid_t> processes_matching(const std::string& needle) {
+  std::vector<pid_t> pids;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const auto name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "cmdline");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string cmdline = ss.str();
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(needle) != std::string::npos) pids.push_back(std::stoi(name));
+  }
+  return pids;
+}
+
+}  // namespace fcvm::test

@@ -1,0 +1,54 @@
+// Runs the built fcvm binary for end-to-end tests, each suite with its own data dir.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "fcvm/child_process.h"
+
+namespace fcvm::test {
+
+struct CliResult {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+// A temp data dir and the paths the suite needs; removed on destruction.
+class FcvmCli {
+ public:
+  FcvmCli();
+  ~FcvmCli();
+
+  // Why the suite cannot run here (no kernel, not root), or empty.
+  static std::string missing_prerequisite();
+
+  // Runs `fcvm --data-dir DIR ARGS...` to completion.
+  CliResult run(const std::vector<std::string>& args) const;
+  // Starts it in the background; stdout/stderr go to files under the data dir.
+  ChildProcess start(const std::vector<std::string>& args) const;
+
+  // The example image reference (built once per process).
+  static std::string hello_image();
+  static std::filesystem::path kernel();
+
+  const std::filesystem::path& data_dir() const { return data_dir_; }
+  std::vector<std::string> base_args() const;
+  nlohmann::json ls() const;
+  // The record named `name` from `fcvm ls --json`, or null.
+  nlohmann::json record(const std::string& name) const;
+  // Waits until `name` has status `status` (true) or the timeout passes (false).
+  bool wait_status(const std::string& name, const std::string& status,
+                   std::chrono::seconds timeout) const;
+
+ private:
+  std::filesystem::path data_dir_;
+};
+
+// PIDs of processes whose command line contains `needle`.
+std::vector<pid_t> processes_matching(const std::string& needle);
+
+}  // namespace fcvm::test

@@ -1,0 +1,198 @@
+// `fcvm podman run` and the commands around it, against real microVMs.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <thread>
+
+#include "fcvm_cli.h"
+
+namespace fcvm::test {
+namespace {
+
+class PodmanRunTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto why = FcvmCli::missing_prerequisite(); !why.empty()) GTEST_SKIP() << why;
+  }
+
+  // `podman run` with the test kernel.
+  CliResult podman_run(std::vector<std::string> args) const {
+    args.insert(args.begin(), {"podman", "run", "--kernel", FcvmCli::kernel().string()});
+    return cli_->run(args);
+  }
+  std::vector<std::string> run_args(std::vector<std::string> args) const {
+    args.insert(args.begin(), {"podman", "run", "--kernel", FcvmCli::kernel().string()});
+    return args;
+  }
+
+  static void SetUpTestSuite() { cli_ = new FcvmCli(); }
+  static void TearDownTestSuite() {
+    delete cli_;
+    cli_ = nullptr;
+  }
+  static FcvmCli* cli_;
+};
+FcvmCli* PodmanRunTest::cli_ = nullptr;
+
+TEST_F(PodmanRunTest, ExampleImagePrintsGreetingFromGuestKernel) {
+  auto r = podman_run({"--rm", FcvmCli::hello_image()});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("Hello from fcvm!"), std::string::npos) << r.out;
+  // The guest runs our kernel (6.1 from linux-source), not the host's.
+  EXPECT_NE(r.out.find("Linux 6.1."), std::string::npos) << r.out;
+  EXPECT_TRUE(cli_->ls().empty()) << "--rm left a record";
+}
+
+TEST_F(PodmanRunTest, ExitCodePassesThrough) {
+  auto r = podman_run({"--rm", FcvmCli::hello_image(), "sh", "-c", "echo out; echo err >&2; exit 7"});
+  EXPECT_EQ(r.code, 7) << r.err;
+  EXPECT_EQ(r.out, "out\n");
+  EXPECT_NE(r.err.find("err\n"), std::string::npos) << r.err;
+}
+
+TEST_F(PodmanRunTest, KilledBySignalGives128PlusSignal) {
+  auto r = podman_run({"--rm", FcvmCli::hello_image(), "sh", "-c", "kill -9 $$"});
+  EXPECT_EQ(r.code, 137) << r.err;
+}
+
+TEST_F(PodmanRunTest, EnvArgsEntrypointWorkdirAndUserReachTheProcess) {
+  auto r = podman_run({"--rm", "-e", "FOO=bar baz", "-w", "/tmp", "-u", "1000:1001", "--entrypoint",
+                       "/bin/sh", FcvmCli::hello_image(), "-c",
+                       "echo \"$FOO|$(pwd)|$(id -u):$(id -g)|$0|$1\"", "first", "second"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "bar baz|/tmp|1000:1001|first|second\n");
+}
+
+TEST_F(PodmanRunTest, ImageEnvAndWorkdirApplyByDefault) {
+  auto r = podman_run({"--rm", FcvmCli::hello_image(), "sh", "-c", "echo \"$PATH|$(pwd)|$HOME\""});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("/bin"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("|/root\n"), std::string::npos) << r.out;
+}
+
+TEST_F(PodmanRunTest, MissingCommandInImageIs127) {
+  auto r = podman_run({"--rm", FcvmCli::hello_image(), "/no/such/program"});
+  EXPECT_EQ(r.code, 127) << r.err;
+  EXPECT_NE(r.err.find("/no/such/program"), std::string::npos) << r.err;
+  EXPECT_TRUE(cli_->ls().empty());
+}
+
+TEST_F(PodmanRunTest, MissingImageIsAClearErrorAndLeavesNothing) {
+  auto r = podman_run({"--rm", "--name", "ghost", "oci:/nonexistent/layout:nope"});
+  EXPECT_EQ(r.code, 125);
+  EXPECT_NE(r.err.find("oci:/nonexistent/layout:nope"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
+  EXPECT_TRUE(cli_->record("ghost").is_null());
+  const auto vms = cli_->data_dir() / "vms";
+  EXPECT_TRUE(!std::filesystem::exists(vms) || std::filesystem::is_empty(vms));
+}
+
+TEST_F(PodmanRunTest, MissingKernelIsAClearErrorAndLeavesNothing) {
+  FcvmCli empty;  // a data dir where 'fcvm setup kernel' never ran
+  auto r = empty.run({"podman", "run", "--rm", "--name", "nokernel", FcvmCli::hello_image()});
+  EXPECT_EQ(r.code, 125);
+  EXPECT_NE(r.err.find("fcvm setup kernel"), std::string::npos) << r.err;
+  EXPECT_TRUE(empty.ls().empty());
+
+  r = cli_->run({"podman", "run", "--rm", "--kernel", "/nonexistent/vmlinux", FcvmCli::hello_image()});
+  EXPECT_EQ(r.code, 125);
+  EXPECT_NE(r.err.find("/nonexistent/vmlinux"), std::string::npos) << r.err;
+}
+
+TEST_F(PodmanRunTest, BadFlagsAreUsageErrors) {
+  EXPECT_EQ(podman_run({"--memory", "lots", FcvmCli::hello_image()}).code, 2);
+  EXPECT_EQ(podman_run({"-p", "99999:80", FcvmCli::hello_image()}).code, 2);
+  auto r = podman_run({"--name", "../etc", FcvmCli::hello_image()});
+  EXPECT_EQ(r.code, 125);
+  EXPECT_TRUE(cli_->ls().empty());
+}
+
+TEST_F(PodmanRunTest, KeptRecordShowsExitCodeUntilGc) {
+  auto r = podman_run({"--name", "kept", FcvmCli::hello_image(), "sh", "-c", "echo logged; exit 3"});
+  ASSERT_EQ(r.code, 3) << r.err;
+  auto rec = cli_->record("kept");
+  ASSERT_FALSE(rec.is_null());
+  EXPECT_EQ(rec["status"], "exited");
+  EXPECT_EQ(rec["exit_code"], 3);
+  auto logs = cli_->run({"logs", "kept"});
+  EXPECT_EQ(logs.out, "logged\n");
+  auto console = cli_->run({"logs", "--console", "kept"});
+  EXPECT_EQ(console.code, 0);
+  // The name stays taken until gc.
+  EXPECT_EQ(podman_run({"--name", "kept", FcvmCli::hello_image()}).code, 125);
+  EXPECT_EQ(cli_->run({"gc"}).code, 0);
+  EXPECT_TRUE(cli_->record("kept").is_null());
+}
+
+TEST_F(PodmanRunTest, DetachedVmExecLogsInspectStop) {
+  auto r = podman_run({"-d", "--name", "bg", FcvmCli::hello_image(), "sh", "-c",
+                       "echo started; trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "bg\n");
+  auto rec = cli_->record("bg");
+  ASSERT_FALSE(rec.is_null());
+  EXPECT_EQ(rec["status"], "running");
+  EXPECT_TRUE(rec["alive"].get<bool>());
+
+  auto ex = cli_->run({"exec", "-e", "X=1", "bg", "--", "sh", "-c", "echo $X $HOME; cat /etc/hostname; exit 5"});
+  EXPECT_EQ(ex.code, 5) << ex.err;
+  EXPECT_EQ(ex.out, "1 /root\nbg\n");
+  auto missing = cli_->run({"exec", "bg", "/no/such"});
+  EXPECT_EQ(missing.code, 127);
+
+  auto inspect = cli_->run({"inspect", "bg"});
+  ASSERT_EQ(inspect.code, 0);
+  auto doc = nlohmann::json::parse(inspect.out);
+  EXPECT_EQ(doc["name"], "bg");
+  EXPECT_TRUE(doc.contains("image_config"));
+
+  auto stop = cli_->run({"stop", "bg"});
+  EXPECT_EQ(stop.code, 0) << stop.err;
+  rec = cli_->record("bg");
+  ASSERT_FALSE(rec.is_null());
+  EXPECT_FALSE(rec["alive"].get<bool>());
+  EXPECT_EQ(rec["status"], "exited");
+  EXPECT_EQ(cli_->run({"logs", "bg"}).out, "started\nbye\n");
+  EXPECT_EQ(cli_->run({"gc"}).code, 0);
+  EXPECT_TRUE(cli_->record("bg").is_null());
+}
+
+TEST_F(PodmanRunTest, TwoVmsRunAtOnce) {
+  auto a = cli_->start(run_args({"--rm", "--name", "one", FcvmCli::hello_image(), "sh", "-c", "sleep 1; exit 11"}));
+  auto b = cli_->start(run_args({"--rm", "--name", "two", FcvmCli::hello_image(), "sh", "-c", "sleep 1; exit 12"}));
+  auto sa = a.wait(std::chrono::seconds(120));
+  auto sb = b.wait(std::chrono::seconds(120));
+  ASSERT_TRUE(sa && sb);
+  EXPECT_EQ(sa->code, 11);
+  EXPECT_EQ(sb->code, 12);
+  EXPECT_TRUE(cli_->ls().empty());
+}
+
+TEST_F(PodmanRunTest, KillNineTakesTheVmmDownAndGcClearsTheRecord) {
+  auto fg = cli_->start(run_args({"--name", "doomed", FcvmCli::hello_image(), "sleep", "600"}));
+  ASSERT_TRUE(cli_->wait_status("doomed", "running", std::chrono::seconds(60)));
+  const auto vm_dir = cli_->record("doomed")["vm_dir"].get<std::string>();
+  // Wait for the guest to come up, so the VMM certainly runs.
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  auto vmm = processes_matching(vm_dir + "/qmp.sock");
+  ASSERT_FALSE(vmm.empty()) << "no VMM process for " << vm_dir;
+
+  ASSERT_TRUE(fg.signal(SIGKILL).ok());
+  fg.wait();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!processes_matching(vm_dir + "/qmp.sock").empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(processes_matching(vm_dir + "/qmp.sock").empty()) << "the VMM outlived its fcvm process";
+
+  auto rec = cli_->record("doomed");
+  ASSERT_FALSE(rec.is_null());
+  EXPECT_FALSE(rec["alive"].get<bool>());
+  auto gc = cli_->run({"gc"});
+  EXPECT_EQ(gc.code, 0) << gc.err;
+  EXPECT_TRUE(cli_->record("doomed").is_null());
+  EXPECT_FALSE(std::filesystem::exists(vm_dir));
+}
+
+}  // namespace
+}  // namespace fcvm::test
