@@ -18,7 +18,7 @@
 #include "fcvm/atomic_file.h"
 #include "fcvm/child_process.h"
 #include "fcvm/unique_fd.h"
-#include "file_clone.h"
+#include "fcvm/file_clone.h"
 
 namespace fcvm::squashfs {
 namespace {
@@ -324,7 +324,7 @@ Result<DiskLease> SquashfsStorage::copy_scratch(const DiskLease& lease, const fs
   if (!made_dir) return made_dir.status();
   const fs::path target = dir / scratch->path.filename();
   bool reflinked = false;
-  Status copied = clone_file(scratch->path, target, &reflinked);
+  Status copied = clone_file(scratch->path, target, CloneMode::create_new, &reflinked);
   if (!copied.ok()) {
     if (*made_dir) ::rmdir(dir.c_str());
     return copied.with_context(kPrefix + what + ": ");

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "fcvm/child_process.h"
-#include "file_clone.h"
+#include "fcvm/file_clone.h"
 
 namespace fcvm::squashfs {
 namespace {
@@ -339,7 +339,7 @@ TEST(CloneFileTest, CopiesContentKeepsHolesAndNeverReplaces) {
     out << "tail";
   }
   bool reflinked = false;
-  Status copied = clone_file(from, to, &reflinked);
+  Status copied = clone_file(from, to, CloneMode::create_new, &reflinked);
   ASSERT_TRUE(copied.ok()) << copied.message();
   std::cout << "clone_file on " << dir << ": " << (reflinked ? "reflink" : "sparse copy") << "\n";
   EXPECT_EQ(fs::file_size(to), fs::file_size(from));

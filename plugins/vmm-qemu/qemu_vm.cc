@@ -11,7 +11,7 @@
 
 #include "fcvm/atomic_file.h"
 #include "fcvm/unique_fd.h"
-#include "memory_image_copy.h"
+#include "fcvm/file_clone.h"
 #include "qemu_command_line.h"
 
 namespace fcvm::qemu {
@@ -231,7 +231,7 @@ Status QemuVm::snapshot(const SnapshotFiles& files) {
   FCVM_RETURN_IF_ERROR(write_state(files.state).with_context("snapshot: "));
   const auto state_done = Clock::now();
   // The running VM keeps writing into DIR/mem once resumed; the snapshot gets its own copy.
-  FCVM_RETURN_IF_ERROR(copy_memory_image(QemuCommandLine::memory_file(options_.dir), files.memory)
+  FCVM_RETURN_IF_ERROR(clone_file(QemuCommandLine::memory_file(options_.dir), files.memory, CloneMode::replace)
                            .with_context("snapshot: "));
   FCVM_RETURN_IF_ERROR(fsync_dir(files.state.parent_path().empty() ? "." : files.state.parent_path()));
   std::error_code ec;

@@ -1,4 +1,4 @@
-#include "file_clone.h"
+#include "fcvm/file_clone.h"
 
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -13,7 +13,7 @@
 #include "fcvm/atomic_file.h"
 #include "fcvm/unique_fd.h"
 
-namespace fcvm::squashfs {
+namespace fcvm {
 namespace {
 
 // Copies [offset, end) from `in` to `out` at the same offsets.
@@ -68,7 +68,7 @@ Status sparse_copy(int in, int out, off_t size, const std::string& what) {
 }  // namespace
 
 Status clone_file(const std::filesystem::path& from, const std::filesystem::path& to,
-                  bool* reflinked) {
+                  CloneMode mode, bool* reflinked) {
   if (reflinked != nullptr) *reflinked = false;
   UniqueFd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
   if (!in) {
@@ -80,7 +80,7 @@ Status clone_file(const std::filesystem::path& from, const std::filesystem::path
   if (!S_ISREG(st.st_mode))
     return error(Errc::invalid_argument, from.string() + " is not a regular file");
   struct stat existing {};
-  if (::lstat(to.c_str(), &existing) == 0)
+  if (mode == CloneMode::create_new && ::lstat(to.c_str(), &existing) == 0)
     return error(Errc::already_exists, to.string() + " already exists");
 
   const std::filesystem::path tmp =
@@ -106,6 +106,10 @@ Status clone_file(const std::filesystem::path& from, const std::filesystem::path
   }
   if (::fsync(out.get()) != 0) return fail(errno_status("fsync " + tmp.string()));
   out.reset();
+  if (mode == CloneMode::replace) {
+    if (::rename(tmp.c_str(), to.c_str()) != 0) return fail(errno_status("rename to " + to.string()));
+    return fsync_dir(to.parent_path());
+  }
   // link(2) instead of rename(2): it fails rather than replace a `to` created meanwhile.
   if (::link(tmp.c_str(), to.c_str()) != 0) {
     Status st_ = errno == EEXIST ? error(Errc::already_exists, to.string() + " already exists")
@@ -117,4 +121,4 @@ Status clone_file(const std::filesystem::path& from, const std::filesystem::path
   return fsync_dir(to.parent_path());
 }
 
-}  // namespace fcvm::squashfs
+}  // namespace fcvm
