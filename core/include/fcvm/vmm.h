@@ -69,7 +69,7 @@ struct MemorySource {
 struct RestoreSpec {
   // The clone's own layout: dir, drives (same ids and order as at snapshot time, new
   // paths), nics (same ids, taps of the clone's namespace), agent socket, console, namespaces.
-  // vcpus, memory_mib, kernel and cmdline are taken from the snapshot and ignored here.
+  // vcpus, memory_mib, kernel, initrd and cmdline are taken from the snapshot and ignored.
   VmSpec vm;
   SnapshotFiles snapshot;
   MemorySource memory;
@@ -94,7 +94,9 @@ class FCVM_SDK_API Vm {
   // Resumes vCPUs. Idempotent.
   virtual Status resume() = 0;
   // Writes a full snapshot while paused (precondition; fails with invalid_argument
-  // otherwise). Writes to temp names and renames, so `files` are whole or absent.
+  // otherwise). Writes to temp names and renames, so `files` are whole or absent. A VMM
+  // that cannot snapshot this VM (vmm-qemu: one restored from a private memory mapping)
+  // fails with unavailable.
   virtual Status snapshot(const SnapshotFiles& files) = 0;
   // Asks the guest to power off (ACPI), waits up to `timeout`, then kills the VMM. Returns
   // once the VMM has exited. Idempotent.

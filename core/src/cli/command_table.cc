@@ -7,19 +7,19 @@ const std::vector<Command>& command_table() {
   static const std::vector<Command> table = {
       podman_run_command(),
       exec_command(),
+      ls_command(),
       stop_command(),
       logs_command(),
       inspect_command(),
+      gc_command(),
       image_ls_command(),
       image_rm_command(),
       setup_command(),
       setup_kernel_command(),
       setup_initramfs_command(),
-      ls_command(),
-      gc_command(),
       setup_preflight_command(),
-      config_show_command(),
       plugins_command(),
+      config_show_command(),
   };
   return table;
 }

@@ -115,7 +115,7 @@ agent::Plan make_plan(const std::string& hostname, const DiskLease& disks,
     plan.root.mode = agent::RootMode::kDirect;
     plan.root.drive = drive_ref(disks.root.lower_drive, disks.root.lower_fstype);
   }
-  if (net) {
+  if (net && !net->tap.empty()) {
     agent::Network n;
     n.mac = net->guest.mac;
     std::tie(n.address, n.prefix_length) = split_cidr(net->guest.address);
@@ -181,7 +181,8 @@ class ContainerRun {
     spec.agent_socket = vm_dir_ / "agent.sock";
     spec.console_log = vm_dir_ / "console.log";
     if (net_) {
-      spec.nics.push_back(Nic{"eth0", net_->tap, net_->guest.mac});
+      // A lease without a tap (network-none style backends) means no NIC.
+      if (!net_->tap.empty()) spec.nics.push_back(Nic{"eth0", net_->tap, net_->guest.mac});
       spec.namespaces = net_->namespaces;
     }
     auto vm = p_.vmm->launch(spec);
