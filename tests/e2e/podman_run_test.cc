@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <fstream>
 #include <thread>
 
 #include "fcvm_cli.h"
@@ -61,6 +62,30 @@ TEST_F(PodmanRunTest, EnvArgsEntrypointWorkdirAndUserReachTheProcess) {
                        "echo \"$FOO|$(pwd)|$(id -u):$(id -g)|$0|$1\"", "first", "second"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "bar baz|/tmp|1000:1001|first|second\n");
+}
+
+TEST_F(PodmanRunTest, EnvFileAndCpusReachTheGuest) {
+  const auto env_file = cli_->data_dir() / "test.env";
+  std::ofstream(env_file) << "# settings\nGREETING=hi there\n";
+  auto r = podman_run({"--rm", "--env-file", env_file.string(), "--cpus", "2", "-m", "300",
+                       FcvmCli::hello_image(), "sh", "-c", "echo \"$GREETING|$(nproc)\""});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "hi there|2\n");
+}
+
+TEST_F(PodmanRunTest, SigintStopsTheForegroundVmAndCleansUp) {
+  auto fg = cli_->start(run_args({"--rm", "--name", "interrupted", FcvmCli::hello_image(), "sleep", "600"}));
+  ASSERT_TRUE(cli_->wait_status("interrupted", "running", std::chrono::seconds(60)));
+  const auto vm_dir = cli_->record("interrupted")["vm_dir"].get<std::string>();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  ASSERT_TRUE(fg.signal(SIGINT).ok());
+  auto st = fg.wait(std::chrono::seconds(60));
+  ASSERT_TRUE(st.has_value()) << "fcvm did not stop on SIGINT";
+  // sleep got SIGTERM inside the guest: 128 + 15.
+  EXPECT_EQ(st->code, 143);
+  EXPECT_TRUE(cli_->record("interrupted").is_null());
+  EXPECT_TRUE(processes_matching(vm_dir + "/qmp.sock").empty());
+  EXPECT_FALSE(std::filesystem::exists(vm_dir));
 }
 
 TEST_F(PodmanRunTest, ImageEnvAndWorkdirApplyByDefault) {

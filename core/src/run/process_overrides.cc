@@ -32,10 +32,12 @@ bool is_number(const std::string& s) {
 // A line of /etc/passwd or /etc/group split on ':'.
 std::vector<std::string> fields(const std::string& line) {
   std::vector<std::string> out;
-  std::stringstream ss(line);
-  std::string f;
-  while (std::getline(ss, f, ':')) out.push_back(f);
-  return out;
+  for (size_t start = 0;;) {
+    const auto colon = line.find(':', start);
+    out.push_back(line.substr(start, colon - start));  // keeps empty fields, trailing too
+    if (colon == std::string::npos) return out;
+    start = colon + 1;
+  }
 }
 
 // Finds `name` (or numeric id) in a passwd/group file of the image.
@@ -137,6 +139,7 @@ Result<agent::Process> resolve_process(const ImageConfig& image, const ProcessOv
   }
 
   std::string home;
+  if (o.user && o.user->empty()) return error(Errc::invalid_argument, "--user: empty; give UID[:GID] or NAME[:GROUP]");
   const std::string user = o.user.value_or(image.user);
   if (!user.empty()) FCVM_RETURN_IF_ERROR(apply_user(p, user, rootfs, home));
   if (home.empty()) home = p.uid == 0 ? "/root" : "/";
