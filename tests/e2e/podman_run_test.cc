@@ -182,6 +182,24 @@ TEST_F(PodmanRunTest, DetachedVmExecLogsInspectStop) {
   EXPECT_TRUE(cli_->record("bg").is_null());
 }
 
+TEST_F(PodmanRunTest, StopTimeReachesTheGuest) {
+  auto r = podman_run({"-d", "--name", "stubborn", FcvmCli::hello_image(), "sh", "-c",
+                       "trap '' TERM; echo ready; while true; do sleep 0.1; done"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  // Stop only once the trap is set.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (cli_->run({"logs", "stubborn"}).out != "ready\n" && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto stop = cli_->run({"stop", "-t", "1", "stubborn"});
+  EXPECT_EQ(stop.code, 0);
+  EXPECT_EQ(stop.err, "") << "the guest should have killed it after 1 s, not fcvm";
+  auto rec = cli_->record("stubborn");
+  ASSERT_FALSE(rec.is_null());
+  EXPECT_EQ(rec["exit_code"], 137);  // SIGTERM ignored, SIGKILL after the grace
+  EXPECT_EQ(cli_->run({"gc"}).code, 0);
+}
+
 TEST_F(PodmanRunTest, TwoVmsRunAtOnce) {
   auto a = cli_->start(run_args({"--rm", "--name", "one", FcvmCli::hello_image(), "sh", "-c", "sleep 1; exit 11"}));
   auto b = cli_->start(run_args({"--rm", "--name", "two", FcvmCli::hello_image(), "sh", "-c", "sleep 1; exit 12"}));

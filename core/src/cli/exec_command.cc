@@ -2,8 +2,6 @@
 // the guest agent; output and exit code come back as if it ran here.
 #include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -16,20 +14,6 @@ namespace po = boost::program_options;
 
 namespace fcvm::cli {
 namespace {
-
-UniqueFd connect_control(const std::filesystem::path& socket_path, const std::string& name) {
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  const auto path = socket_path.string();
-  if (path.size() >= sizeof addr.sun_path) throw CliError("control socket path too long: " + path);
-  std::copy(path.begin(), path.end(), addr.sun_path);
-  if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    throw CliError("cannot reach " + name + " at " + path + ": " + strerror(errno) +
-                   " (is its container still starting?)");
-  }
-  return fd;
-}
 
 void write_all(int fd, const std::string& bytes) {
   for (size_t done = 0; done < bytes.size();) {
@@ -77,7 +61,7 @@ Command exec_command() {
     if (vm.count("user")) request["user"] = vm["user"].as<std::string>();
 
     ::signal(SIGPIPE, SIG_IGN);
-    auto channel = check(AgentChannel::adopt(connect_control(record.vm_dir / "control.sock", record.name)));
+    auto channel = check(AgentChannel::adopt(check(connect_control(record))));
     check(channel.send(agent::FrameType::kExec, 0, request.dump()));
     bool stdin_open = vm.count("interactive") > 0;
     for (;;) {

@@ -1,5 +1,8 @@
 // fcvm stop: asks a VM's fcvm process to stop its container gracefully, then insists.
 #include <signal.h>
+#include <sys/socket.h>
+
+#include <fcvm/agent_protocol.h>
 
 #include <iostream>
 #include <thread>
@@ -40,9 +43,21 @@ Command stop_command() {
     if (vm.count("pid")) pid = vm["pid"].as<int>();
     const VmRecord record = find_vm(ctx, name, pid);
     if (record.alive()) {
-      ::kill(record.process.pid, SIGTERM);
-      // The process gives its container the same grace inside the guest, then powers off.
-      const auto grace = std::chrono::seconds(vm["time"].as<unsigned>() + 5);
+      const auto time = std::chrono::seconds(vm["time"].as<unsigned>());
+      // Ask on the control socket, which carries --time to the guest; a process that does
+      // not answer there (still booting) gets SIGTERM and its default grace.
+      bool asked = false;
+      if (auto fd = connect_control(record)) {
+        std::string frame;
+        agent::append_frame(frame, agent::FrameType::kShutdown, 0,
+                            agent::ShutdownRequest{static_cast<std::uint32_t>(
+                                std::chrono::milliseconds(time).count())}.to_payload());
+        asked = ::send(fd->get(), frame.data(), frame.size(), MSG_NOSIGNAL) ==
+                static_cast<ssize_t>(frame.size());
+      }
+      if (!asked) ::kill(record.process.pid, SIGTERM);
+      // The guest gets `time`, then a few seconds to power off.
+      const auto grace = std::max(time, std::chrono::seconds(10)) + std::chrono::seconds(5);
       if (!wait_dead(record.process, grace)) {
         ::kill(record.process.pid, SIGKILL);  // its VMM dies with it (parent-death signal)
         wait_dead(record.process, std::chrono::seconds(5));

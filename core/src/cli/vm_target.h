@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cli/command.h"
+#include "fcvm/unique_fd.h"
 #include "state/vm_record.h"
 
 namespace fcvm::cli {
@@ -13,5 +14,9 @@ namespace fcvm::cli {
 // found and how to list what exists.
 VmRecord find_vm(CommandContext& ctx, const std::optional<std::string>& name_or_id,
                  const std::optional<int>& pid);
+
+// A connection to the control socket of a running VM's fcvm process, which speaks the
+// agent's framing (exec sessions, stop requests). Errors name the VM and the socket.
+Result<UniqueFd> connect_control(const VmRecord& record);
 
 }  // namespace fcvm::cli

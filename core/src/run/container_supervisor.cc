@@ -199,20 +199,20 @@ Status ContainerSupervisor::handle_signal() {
   while (::read(signals_.get(), &info, sizeof info) == sizeof info) {
     log_->info(std::string("received ") + strsignal(static_cast<int>(info.ssi_signo)) +
                "; stopping the container");
-    begin_stop();
+    begin_stop(options_.stop_timeout);
   }
   return ok_status();
 }
 
-void ContainerSupervisor::begin_stop() {
+void ContainerSupervisor::begin_stop(std::chrono::milliseconds grace) {
   if (++stop_requests_ > 1) {
     // A second request: no more grace.
     vm_.kill();
     return;
   }
-  (void)agent_.send_shutdown(options_.stop_timeout);
-  // The agent SIGKILLs after stop_timeout; give it a little more to power off.
-  stop_deadline_ = std::chrono::steady_clock::now() + options_.stop_timeout + std::chrono::seconds(5);
+  (void)agent_.send_shutdown(grace);
+  // The agent SIGKILLs after `grace`; give it a little more to power off.
+  stop_deadline_ = std::chrono::steady_clock::now() + grace + std::chrono::seconds(5);
 }
 
 void ContainerSupervisor::accept_client() {
@@ -282,6 +282,12 @@ void ContainerSupervisor::handle_client(std::uint32_t session) {
         } else {
           c.started = agent_.send_exec(session, p).ok();
         }
+      } else if (f.type == agent::FrameType::kShutdown && !c.started) {
+        std::string err;
+        auto req = agent::parse_shutdown_request(f.payload, &err);
+        log_->info("stop requested on the control socket");
+        begin_stop(req ? std::chrono::milliseconds(req->timeout_ms) : options_.stop_timeout);
+        c.finished = true;
       } else if (c.started && (f.type == agent::FrameType::kStdin ||
                                f.type == agent::FrameType::kStdinEof ||
                                f.type == agent::FrameType::kSignal)) {

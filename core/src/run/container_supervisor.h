@@ -1,6 +1,7 @@
 // ContainerSupervisor: the event loop of a running container VM. It relays the
-// container's output, answers `fcvm exec` clients on the VM's control socket, turns
-// SIGINT/SIGTERM into a graceful stop, and returns the container's exit code.
+// container's output, answers clients on the VM's control socket (`fcvm exec` sends EXEC,
+// `fcvm stop` SHUTDOWN, in the agent's framing), turns SIGINT/SIGTERM into a graceful stop,
+// and returns the container's exit code.
 //
 // Threading: single-threaded; run() owns the calling thread until the VM is gone.
 #pragma once
@@ -50,7 +51,9 @@ class ContainerSupervisor {
   void accept_client();
   void handle_client(std::uint32_t session);
   void drop_client(std::uint32_t session);
-  void begin_stop();
+  // Asks the agent to stop the container (SIGTERM, SIGKILL after `grace`), then waits a
+  // little longer for the power-off; a second request kills the VM.
+  void begin_stop(std::chrono::milliseconds grace);
   void write_output(int fd, const std::string& bytes);
   void watch(int fd, std::uint32_t events, std::uint64_t tag);
 
