@@ -88,13 +88,16 @@ size_t first_positional(const po::options_description& desc, const std::vector<s
 po::variables_map parse_command_line(CommandContext& ctx, const std::string& usage,
                                      po::options_description desc,
                                      const po::positional_options_description& positional,
-                                     const std::vector<std::string>& args) {
+                                     const std::vector<std::string>& args,
+                                     const po::options_description& hidden) {
   GlobalOptions extra;
   auto full = with_global_options(desc, extra);
   full.add_options()("help,h", "show this help");
+  po::options_description parsed;
+  parsed.add(full).add(hidden);
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(args).options(full).positional(positional).run(), vm);
+    po::store(po::command_line_parser(args).options(parsed).positional(positional).run(), vm);
     if (vm.count("help")) {
       std::cout << "Usage: " << usage << "\n\n" << full;
       std::exit(0);
@@ -107,6 +110,24 @@ po::variables_map parse_command_line(CommandContext& ctx, const std::string& usa
   }
   ctx.merge_globals(extra);
   return vm;
+}
+
+std::pair<po::variables_map, std::vector<std::string>> parse_until_target(
+    CommandContext& ctx, const std::string& usage, const po::options_description& desc,
+    const char* target, const std::vector<std::string>& args) {
+  po::options_description hidden;
+  hidden.add_options()(target, po::value<std::string>());
+  po::options_description all;
+  all.add(desc).add(hidden);
+  GlobalOptions scratch;
+  const size_t at = first_positional(with_global_options(all, scratch), args);
+  const auto split = args.begin() + static_cast<long>(std::min(at + 1, args.size()));
+  po::positional_options_description pos;
+  pos.add(target, 1);
+  auto vm = parse_command_line(ctx, usage, desc, pos, {args.begin(), split}, hidden);
+  std::vector<std::string> rest(split, args.end());
+  if (!rest.empty() && rest.front() == "--") rest.erase(rest.begin());
+  return {std::move(vm), std::move(rest)};
 }
 
 int run(int argc, char** argv) {

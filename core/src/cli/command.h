@@ -125,7 +125,16 @@ const std::vector<Command>& command_table();
 boost::program_options::variables_map parse_command_line(
     CommandContext& ctx, const std::string& usage, boost::program_options::options_description desc,
     const boost::program_options::positional_options_description& positional,
-    const std::vector<std::string>& args);
+    const std::vector<std::string>& args,
+    const boost::program_options::options_description& hidden = {});
+
+// For commands that end in a command line of their own (`podman run IMAGE CMD ARGS...`,
+// `exec NAME [--] CMD ARGS...`): parses the options before the first positional argument,
+// stores that argument as `target`, and returns everything after it untouched (a leading
+// "--" dropped).
+std::pair<boost::program_options::variables_map, std::vector<std::string>> parse_until_target(
+    CommandContext& ctx, const std::string& usage, const boost::program_options::options_description& desc,
+    const char* target, const std::vector<std::string>& args);
 
 // Splits `args` at the first positional token for commands that pass the rest through
 // untouched (`podman run IMAGE CMD ARGS...`, `exec NAME -- CMD`): returns the index of that

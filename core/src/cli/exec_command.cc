@@ -35,20 +35,7 @@ Command exec_command() {
         ("env,e", po::value<std::vector<std::string>>()->composing(), "set KEY=VALUE")
         ("workdir,w", po::value<std::string>(), "working directory")
         ("user,u", po::value<std::string>(), "UID[:GID] or NAME[:GROUP]");
-    po::options_description hidden;
-    hidden.add_options()("name", po::value<std::string>());
-    po::options_description all;
-    all.add(desc).add(hidden);
-    GlobalOptions scratch;
-    const auto lookup = with_global_options(all, scratch);
-    const size_t name_at = first_positional(lookup, args);
-    std::vector<std::string> own(args.begin(), args.begin() + static_cast<long>(std::min(name_at + 1, args.size())));
-    po::positional_options_description pos;
-    pos.add("name", 1);
-    auto vm = parse_command_line(ctx, "exec [OPTIONS] NAME [--] COMMAND [ARG...]", all, pos, own);
-    std::vector<std::string> command;
-    if (name_at + 1 < args.size()) command.assign(args.begin() + static_cast<long>(name_at) + 1, args.end());
-    if (!command.empty() && command.front() == "--") command.erase(command.begin());
+    auto [vm, command] = parse_until_target(ctx, "exec [OPTIONS] NAME [--] COMMAND [ARG...]", desc, "name", args);
     if (!vm.count("name") || command.empty()) {
       throw CliError("exec needs a VM name and a command (see 'fcvm exec --help')", kUsageExit);
     }

@@ -25,24 +25,13 @@ Command podman_run_command() {
         ("rm", "remove the VM's record and files when it exits")
         ("detach,d", "run in the background and print the VM's name")
         ("kernel", po::value<std::filesystem::path>(), "boot this guest kernel instead of the one 'fcvm setup' built");
-    po::options_description hidden;
-    hidden.add_options()("image", po::value<std::string>());
-    po::options_description all;
-    all.add(desc).add(hidden);
-
     // Everything after the image is the container's command, options included.
-    GlobalOptions scratch;
-    const auto lookup = with_global_options(all, scratch);
-    const size_t image_at = first_positional(lookup, args);
-    std::vector<std::string> own(args.begin(), args.begin() + static_cast<long>(std::min(image_at + 1, args.size())));
-    po::positional_options_description pos;
-    pos.add("image", 1);
-    auto vm = parse_command_line(ctx, "podman run [OPTIONS] IMAGE [COMMAND [ARG...]]", all, pos, own);
+    auto [vm, command] = parse_until_target(ctx, "podman run [OPTIONS] IMAGE [COMMAND [ARG...]]", desc, "image", args);
     if (!vm.count("image")) throw CliError("podman run needs an image (see 'fcvm podman run --help')", kUsageExit);
 
     ContainerRequest req;
     req.image = vm["image"].as<std::string>();
-    if (image_at + 1 < args.size()) req.process.args.assign(args.begin() + static_cast<long>(image_at) + 1, args.end());
+    req.process.args = command;
     if (vm.count("name")) req.name = vm["name"].as<std::string>();
     if (vm.count("env")) req.process.env = vm["env"].as<std::vector<std::string>>();
     if (vm.count("env-file")) {
