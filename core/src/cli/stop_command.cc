@@ -56,8 +56,9 @@ Command stop_command() {
                 static_cast<ssize_t>(frame.size());
       }
       if (!asked) ::kill(record.process.pid, SIGTERM);
-      // The guest gets `time`, then a few seconds to power off.
-      const auto grace = std::max(time, std::chrono::seconds(10)) + std::chrono::seconds(5);
+      // The guest gets `time` (after a bare SIGTERM: the process's default of 10 s), then a
+      // few seconds to power off.
+      const auto grace = (asked ? time : std::chrono::seconds(10)) + std::chrono::seconds(5);
       if (!wait_dead(record.process, grace)) {
         ::kill(record.process.pid, SIGKILL);  // its VMM dies with it (parent-death signal)
         wait_dead(record.process, std::chrono::seconds(5));
