@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "config/config.h"
 #include "run/container_run.h"
 #include "run/container_supervisor.h"
 
@@ -51,7 +52,21 @@ Command podman_run_command() {
     req.remove = vm.count("rm") > 0;
     req.detach = vm.count("detach") > 0;
     if (vm.count("kernel")) req.kernel = vm["kernel"].as<std::filesystem::path>();
-    return run_container(ctx, req);
+
+    SessionBackends backends;
+    backends.vmm = ctx.backend_as<VmmBackend>(PluginKind::vmm);
+    backends.storage = ctx.backend_as<StorageBackend>(PluginKind::storage);
+    backends.network = ctx.backend_as<NetworkBackend>(PluginKind::network);
+    for (auto kind : {PluginKind::vmm, PluginKind::storage, PluginKind::network}) {
+      if (auto name = ctx.chosen_plugin(kind); !name.empty()) backends.names[kind] = name;
+    }
+    // podman's codes: 125 when the run itself failed; the container's own code otherwise,
+    // including 126 (command cannot be invoked) and 127 (not found), which the guest reports.
+    auto outcome = check(run_container(req, SessionServices{ctx.state(), ctx.config().data_dir, ctx.log()},
+                                       std::move(backends)),
+                         kRunFailedExit);
+    if (req.detach) std::cout << outcome.name << "\n";
+    return outcome.exit_code;
   }};
 }
 

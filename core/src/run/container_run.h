@@ -1,15 +1,24 @@
-// `fcvm podman run`: a container image run as the only process of a new microVM.
+// `fcvm podman run` in core: an image's process run as the only process of a new microVM,
+// in the foreground or detached, through one VmSession.
 #pragma once
 
-#include "cli/command.h"
 #include "run/container_request.h"
+#include "session/vm_session.h"
 
 namespace fcvm {
 
-// Pulls the image, creates the VM's disks and network, boots it, runs the container's
-// process and tears everything down again. Returns the container's exit code (foreground)
-// or 0 once a detached VM runs. Failures of fcvm itself throw cli::CliError with exit code
-// 125, after removing everything created so far.
-int run_container(cli::CommandContext& ctx, const ContainerRequest& request);
+struct ContainerOutcome {
+  std::string name;  // the VM's name (a detached run prints it)
+  int exit_code = 0;  // the container's (foreground); 0 once a detached VM runs
+};
+
+// Pulls the image, resolves the process, then runs the VM through a VmSession with
+// `backends`. Detached (request.detach): forks a child in its own session that owns the VM
+// and returns once the container runs, or with the child's failure. Failures of the run
+// itself (bad name, missing kernel, image, VMM trouble) are errors; everything created is
+// removed by then. Blocks SIGINT/SIGTERM/SIGHUP in this process: the VM's event loop
+// receives them.
+Result<ContainerOutcome> run_container(const ContainerRequest& request, SessionServices services,
+                                       SessionBackends backends);
 
 }  // namespace fcvm

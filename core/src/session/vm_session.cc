@@ -1,0 +1,244 @@
+#include "session/vm_session.h"
+
+#include <signal.h>
+
+#include <fstream>
+
+#include "run/container_supervisor.h"
+#include "state/state_store.h"
+
+namespace fcvm {
+namespace {
+
+constexpr auto kHelloTimeout = std::chrono::seconds(60);
+constexpr auto kAgentConnectTimeout = std::chrono::seconds(10);
+constexpr auto kVmStopTimeout = std::chrono::milliseconds(2000);
+
+std::string console_tail(const std::filesystem::path& console, size_t lines) {
+  std::ifstream in(console);
+  std::vector<std::string> tail;
+  for (std::string line; std::getline(in, line);) {
+    tail.push_back(line);
+    if (tail.size() > lines) tail.erase(tail.begin());
+  }
+  std::string out;
+  for (const auto& l : tail) out += "\n  | " + l;
+  return out;
+}
+
+}  // namespace
+
+// The VM's state record and directory. An exited container keeps both until `fcvm gc`
+// (like podman's exited containers) unless the caller asked for removal; a VM that never
+// ran leaves nothing.
+class VmSession::RecordGuard {
+ public:
+  RecordGuard(StateStore& state, std::string id, std::filesystem::path vm_dir, bool keep_exited)
+      : state_(state), id_(std::move(id)), vm_dir_(std::move(vm_dir)), keep_exited_(keep_exited) {}
+  ~RecordGuard() {
+    if (keep_exited_ && exit_code_) {
+      (void)state_.update(id_, [&](VmRecord& r) {
+        r.status = VmStatus::exited;
+        r.exit_code = exit_code_;
+        r.network.reset();
+        r.disk.reset();
+        return ok_status();
+      });
+      return;
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(vm_dir_, ec);
+    (void)state_.remove(id_);
+  }
+  RecordGuard(const RecordGuard&) = delete;
+  RecordGuard& operator=(const RecordGuard&) = delete;
+
+  const std::string& id() const { return id_; }
+  void set_exit_code(int code) { exit_code_ = code; }
+
+ private:
+  StateStore& state_;
+  std::string id_;
+  std::filesystem::path vm_dir_;
+  bool keep_exited_;
+  std::optional<int> exit_code_;
+};
+
+VmSession::VmSession(SessionServices services, SessionBackends backends, VmSessionOptions options)
+    : services_(std::move(services)), backends_(std::move(backends)), options_(std::move(options)),
+      name_(options_.name.value_or(random_vm_name())),
+      log_(services_.log->child("vm " + name_)) {}
+
+VmSession::~VmSession() { teardown(); }
+
+Status VmSession::check() {
+  if (checked_) return ok_status();
+  if (!options_.ports.empty() && !backends_.network) {
+    return error(Errc::invalid_argument,
+                 "-p needs a network: pass --network network-bridged (or network-slirp)");
+  }
+  const std::pair<PluginKind, Backend*> all[] = {{PluginKind::vmm, backends_.vmm.get()},
+                                                 {PluginKind::storage, backends_.storage.get()},
+                                                 {PluginKind::network, backends_.network.get()}};
+  for (const auto& [kind, backend] : all) {
+    if (!backend) continue;
+    if (auto probe = backend->probe(); !probe.available) {
+      auto it = backends_.names.find(kind);
+      const std::string who = it != backends_.names.end() ? it->second : to_string(kind);
+      return error(Errc::unavailable, who + " cannot run here: " + probe.reason);
+    }
+  }
+  if (options_.name) FCVM_RETURN_IF_ERROR(validate_vm_name(*options_.name));
+  if (services_.state.find_by_name(name_).ok()) {
+    return error(Errc::already_exists, "the name '" + name_ +
+                                           "' is in use; pick another or remove it ('fcvm gc' "
+                                           "clears exited VMs)");
+  }
+  checked_ = true;
+  return ok_status();
+}
+
+Result<int> VmSession::run(VmOrigin& origin) {
+  auto code = run_steps(origin);
+  if (code && record_) record_->set_exit_code(*code);
+  teardown();
+  return code;
+}
+
+Result<int> VmSession::run_steps(VmOrigin& origin) {
+  FCVM_RETURN_IF_ERROR(check());
+
+  VmRecord record;
+  record.name = name_;
+  record.process = ProcessIdentity::self();
+  record.plugins = backends_.names;
+  record.status = VmStatus::creating;
+  origin.describe(record);
+  auto created = services_.state.create(record);
+  if (!created) return created.status();
+  vm_dir_ = services_.data_dir / "vms" / created->id;
+  record_ = std::make_unique<RecordGuard>(services_.state, created->id, vm_dir_,
+                                          options_.keep_exited);
+  std::error_code ec;
+  std::filesystem::create_directories(vm_dir_, ec);
+  if (ec) return error(Errc::io, "create " + vm_dir_.string() + ": " + ec.message());
+  FCVM_RETURN_IF_ERROR(update_record([&](VmRecord& r) { r.vm_dir = vm_dir_; }));
+
+  auto disks = origin.create_disks(*backends_.storage, vm_dir_);
+  if (!disks) return disks.status();
+  disks_ = LeaseGuard<DiskLease>(
+      std::move(*disks), [storage = backends_.storage](const DiskLease& l) { return storage->destroy(l); },
+      log_, "disk cleanup");
+  FCVM_RETURN_IF_ERROR(update_record([&](VmRecord& r) { r.disk = *disks_; }));
+
+  if (backends_.network) {
+    auto net = origin.create_network(*backends_.network,
+                                     NetworkRequest{record_->id(), name_, options_.ports});
+    if (!net) return net.status();
+    network_ = LeaseGuard<NetworkLease>(
+        std::move(*net), [network = backends_.network](const NetworkLease& l) { return network->teardown(l); },
+        log_, "network teardown");
+    FCVM_RETURN_IF_ERROR(update_record([&](VmRecord& r) { r.network = *network_; }));
+  }
+
+  const VmSpec spec = layout();
+  auto vm = origin.start(*backends_.vmm, spec);
+  if (!vm) return vm.status();
+  vm_ = std::move(*vm);
+  if (network_) {
+    FCVM_RETURN_IF_ERROR(backends_.network->attach(*network_, vm_->pid()));
+    FCVM_RETURN_IF_ERROR(update_record([&](VmRecord& r) { r.network = *network_; }));
+  }
+  FCVM_RETURN_IF_ERROR(update_record([&](VmRecord& r) { r.status = VmStatus::running; }));
+
+  auto channel = connect_agent(spec);
+  if (!channel) return channel.status();
+  if (auto plan = origin.plan(name_, *disks_, network_.get())) {
+    FCVM_RETURN_IF_ERROR(wait_for_agent(*channel, spec.console_log));
+    FCVM_RETURN_IF_ERROR(channel->send_plan(*plan));
+  }
+
+  const ExecDefaults exec = origin.exec_defaults();
+  SupervisorOptions opts;
+  opts.control_socket = vm_dir_ / "control.sock";
+  opts.output_log = vm_dir_ / "container.log";
+  opts.forward_output = options_.forward_output;
+  opts.main_process = exec.main_process;
+  opts.rootfs = exec.rootfs;
+  opts.on_started = on_started_;
+  ContainerSupervisor supervisor(*vm_, *channel, opts, log_);
+  auto code = supervisor.run();
+  if (!code && code.status().code() == Errc::invalid_argument) {
+    return code.status().with_context("the container did not start: ");
+  }
+  return code;
+}
+
+Status VmSession::update_record(const std::function<void(VmRecord&)>& change) {
+  return services_.state
+      .update(record_->id(),
+              [&](VmRecord& r) {
+                change(r);
+                return ok_status();
+              })
+      .status();
+}
+
+VmSpec VmSession::layout() const {
+  VmSpec spec;
+  spec.name = name_;
+  spec.dir = vm_dir_;
+  spec.drives = disks_->drives;
+  spec.agent_socket = vm_dir_ / "agent.sock";
+  spec.console_log = vm_dir_ / "console.log";
+  if (network_) {
+    // A lease without a tap (network-none style backends) means no NIC.
+    if (!network_->tap.empty()) spec.nics.push_back(Nic{"eth0", network_->tap, network_->guest.mac});
+    spec.namespaces = network_->namespaces;
+  }
+  return spec;
+}
+
+Result<AgentChannel> VmSession::connect_agent(const VmSpec& layout) {
+  return AgentChannel::connect(layout.agent_socket, kAgentConnectTimeout);
+}
+
+Status VmSession::wait_for_agent(AgentChannel& channel, const std::filesystem::path& console) {
+  const auto deadline = std::chrono::steady_clock::now() + kHelloTimeout;
+  sigset_t stops;
+  sigemptyset(&stops);
+  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stops, s);
+  for (;;) {
+    auto hello = channel.wait_hello(std::chrono::milliseconds(200));
+    if (hello) {
+      log_->debug("agent up: kernel " + hello->kernel + ", " + std::to_string(hello->uptime_ms) + " ms");
+      return ok_status();
+    }
+    if (hello.status().code() != Errc::timeout) return hello.status();
+    if (auto st = vm_->exited()) {
+      return error(Errc::io, "the VM exited while booting (" + st->describe() + "); console " +
+                                 console.string() + ":" + console_tail(console, 8));
+    }
+    sigset_t pending;
+    sigpending(&pending);
+    for (int s : {SIGINT, SIGTERM, SIGHUP}) {
+      if (sigismember(&pending, s)) return error(Errc::io, "interrupted while the VM was booting");
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      return error(Errc::timeout, "the guest agent did not answer within 60 s; console " +
+                                      console.string() + ":" + console_tail(console, 8));
+    }
+  }
+}
+
+void VmSession::teardown() {
+  if (vm_) {
+    (void)vm_->shutdown(kVmStopTimeout);
+    vm_.reset();
+  }
+  network_.reset();
+  disks_.reset();
+  record_.reset();
+}
+
+}  // namespace fcvm

@@ -1,0 +1,149 @@
+// VmSession: the life of one VM in this process, whatever started it.
+//
+//   record -> disks -> network -> spec -> launch or restore -> attach -> agent -> supervise
+//
+// The session creates the VM's state record first, then asks its VmOrigin for disks, a
+// network and a running VMM (an ImageBoot boots a kernel from an image; a SnapshotRestore
+// restores a clone from a snapshot), connects to the guest agent and supervises the VM until
+// it ends. Every lease is held by a guard as soon as it exists and is given back in reverse
+// order (VM, network, disks, record) on every path: success, failure, signal.
+//
+// Errors are Result values naming the step and the cause; nothing here throws. The session
+// knows nothing of the CLI: `fcvm podman run` (run/container_run.h) and, later, `snapshot
+// run` or an API use it with the backends they chose.
+//
+// Threading: one thread owns a session; run() blocks it until the VM is gone.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <fcvm/agent_plan.h>
+
+#include "agent/agent_channel.h"
+#include "fcvm/log.h"
+#include "fcvm/network.h"
+#include "fcvm/result.h"
+#include "fcvm/storage.h"
+#include "fcvm/vmm.h"
+#include "session/lease_guard.h"
+#include "state/vm_record.h"
+
+namespace fcvm {
+
+class StateStore;
+
+// What the session needs from the process that runs it; borrowed, must outlive the session.
+struct SessionServices {
+  StateStore& state;
+  std::filesystem::path data_dir;  // VM directories go to <data_dir>/vms/<id>
+  LoggerPtr log;
+};
+
+// The backends the caller chose. The session shares ownership for its whole life.
+struct SessionBackends {
+  std::shared_ptr<VmmBackend> vmm;
+  std::shared_ptr<StorageBackend> storage;
+  std::shared_ptr<NetworkBackend> network;    // null: the VM gets no NIC
+  std::map<PluginKind, std::string> names;    // recorded in the state record, for `fcvm gc`
+};
+
+// Defaults for `fcvm exec` sessions in the guest: environment, working directory and user
+// come from the container's main process; --user names are resolved in `rootfs`.
+struct ExecDefaults {
+  agent::Process main_process;
+  std::filesystem::path rootfs;
+};
+
+// Where a session's VM comes from. The session calls each step at most once, in the order
+// declared, and owns what they return (releasing it through the same backend); an origin
+// holds no OS resources of its own. Steps return errors as Result and must not throw.
+class VmOrigin {
+ public:
+  virtual ~VmOrigin() = default;
+
+  // Fills what the record says about the VM's source (type, image or snapshot name).
+  virtual void describe(VmRecord& record) const = 0;
+  // The VM's disks, created under `vm_dir`.
+  virtual Result<DiskLease> create_disks(StorageBackend& storage,
+                                         const std::filesystem::path& vm_dir) = 0;
+  // The VM's network, before its VMM starts.
+  virtual Result<NetworkLease> create_network(NetworkBackend& network,
+                                              const NetworkRequest& request) = 0;
+  // Starts the VMM. `layout` holds the VM's own directory, drives, NICs, sockets and
+  // namespaces; the origin adds the rest (a boot: kernel and machine size; a restore: the
+  // snapshot and its memory source).
+  virtual Result<std::unique_ptr<Vm>> start(VmmBackend& vmm, const VmSpec& layout) = 0;
+  // The plan the agent gets after its HELLO, for a guest that boots; nullopt for a guest
+  // that already runs its container (a restored clone).
+  virtual std::optional<agent::Plan> plan(const std::string& hostname, const DiskLease& disks,
+                                          const std::optional<NetworkLease>& network) const = 0;
+  virtual ExecDefaults exec_defaults() const = 0;
+};
+
+struct VmSessionOptions {
+  std::optional<std::string> name;  // generated ("fcvm-xxxxxx") when absent
+  std::vector<PortMapping> ports;   // published ports; need a network backend
+  // Keep the record and logs of a VM whose container exited (podman without --rm).
+  bool keep_exited = true;
+  bool forward_output = true;       // container output also to our stdout/stderr
+};
+
+class VmSession {
+ public:
+  VmSession(SessionServices services, SessionBackends backends, VmSessionOptions options);
+  // Tears down whatever is still held, in reverse order of creation.
+  ~VmSession();
+  VmSession(const VmSession&) = delete;
+  VmSession& operator=(const VmSession&) = delete;
+
+  // Checks, before anything is created, that the backends can run here (probe), that
+  // ports have a network and that the name is valid and free. run() calls it unless it
+  // passed already; callers with slow work to do first (an image pull) call it earlier.
+  Status check();
+
+  // Runs the VM from `origin` to its end, then tears it down. Returns the container's exit
+  // code (128+N when killed by signal N), or the first failure; on failure everything the
+  // session created is gone (record, directory, disks, network, VMM). Call once.
+  Result<int> run(VmOrigin& origin);
+
+  // Called once the container's process runs (a detached run reports success here). Set
+  // before run().
+  void set_on_started(std::function<void()> on_started) { on_started_ = std::move(on_started); }
+
+  const std::string& name() const { return name_; }
+  // <data_dir>/vms/<id> once run() created it, else empty.
+  const std::filesystem::path& vm_dir() const { return vm_dir_; }
+
+ private:
+  class RecordGuard;
+  Result<int> run_steps(VmOrigin& origin);
+  Status update_record(const std::function<void(VmRecord&)>& change);
+  VmSpec layout() const;
+  // The one place that reaches the guest agent.
+  Result<AgentChannel> connect_agent(const VmSpec& layout);
+  Status wait_for_agent(AgentChannel& channel, const std::filesystem::path& console);
+  // Stops the VM and gives back every lease, newest first. Idempotent.
+  void teardown();
+
+  SessionServices services_;
+  SessionBackends backends_;
+  VmSessionOptions options_;
+  std::function<void()> on_started_;
+  bool checked_ = false;
+  std::string name_;
+  LoggerPtr log_;
+  std::filesystem::path vm_dir_;
+  // Declared in creation order: destroyed VM first, record last.
+  std::unique_ptr<RecordGuard> record_;
+  LeaseGuard<DiskLease> disks_;
+  LeaseGuard<NetworkLease> network_;
+  std::unique_ptr<Vm> vm_;
+};
+
+}  // namespace fcvm
