@@ -9,12 +9,18 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <deque>
+#include <fstream>
+
 #include <nlohmann/json.hpp>
 
 #include "run/process_overrides.h"
 
 namespace fcvm {
 namespace {
+
+using Clock = std::chrono::steady_clock;
 
 enum Tag : std::uint64_t { kAgent = 1, kVmExit, kSignals, kListener, kClientBase = 1000 };
 
@@ -35,6 +41,19 @@ void write_all(int fd, const std::string& bytes) {
     if (n <= 0) return;  // a closed terminal or pipe must not stop the VM
     done += static_cast<size_t>(n);
   }
+}
+
+// The last `lines` lines of the guest's console, for boot failures.
+std::string console_tail(const std::filesystem::path& console, size_t lines) {
+  std::ifstream in(console);
+  std::deque<std::string> tail;
+  for (std::string line; std::getline(in, line);) {
+    tail.push_back(line);
+    if (tail.size() > lines) tail.pop_front();
+  }
+  std::string out;
+  for (const auto& l : tail) out += "\n  | " + l;
+  return out;
 }
 
 }  // namespace
@@ -96,23 +115,35 @@ Result<int> ContainerSupervisor::run() {
   watch(signals_.get(), EPOLLIN, kSignals);
   watch(listener_.get(), EPOLLIN, kListener);
   bool agent_open = true;
+  if (options_.plan) {
+    phase_ = Phase::booting;
+    deadline_ = Clock::now() + options_.boot_timeout;
+  } else {
+    phase_ = Phase::running;
+  }
 
-  while (!vm_.exited()) {
+  while (!vm_.exited() && !failure_) {
     int timeout_ms = -1;
-    if (stop_deadline_) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          *stop_deadline_ - std::chrono::steady_clock::now());
-      timeout_ms = static_cast<int>(std::max<long>(0, left.count()));
+    if (deadline_) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline_ - Clock::now());
+      timeout_ms = static_cast<int>(std::clamp<long>(left.count(), 0, 60000));
     }
     epoll_event events[16];
     int n = ::epoll_wait(epoll_.get(), events, 16, timeout_ms);
     if (n < 0 && errno != EINTR) return errno_status("epoll_wait");
-    if (stop_deadline_ && std::chrono::steady_clock::now() >= *stop_deadline_) {
+    if (deadline_ && Clock::now() >= *deadline_) {
+      if (phase_ == Phase::booting) {
+        fail(error(Errc::timeout, "the guest agent did not answer within " +
+                                      std::to_string(options_.boot_timeout.count() / 1000) +
+                                      " s; console " + options_.console_log.string() + ":" +
+                                      console_tail(options_.console_log, 8)));
+        break;
+      }
       log_->warn("the guest did not power off in time; stopping the VM");
       (void)vm_.shutdown(std::chrono::milliseconds(3000));
       break;
     }
-    for (int i = 0; i < n; ++i) {
+    for (int i = 0; i < n && !failure_; ++i) {
       const auto tag = events[i].data.u64;
       if (tag == kAgent && agent_open) {
         if (events[i].events & EPOLLOUT) (void)agent_.on_writable();
@@ -124,7 +155,14 @@ Result<int> ContainerSupervisor::run() {
             agent_open = false;
           }
         }
-        if (!agent_open) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, agent_.fd(), nullptr);
+        if (!agent_open) {
+          ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, agent_.fd(), nullptr);
+          if (phase_ == Phase::booting) {
+            fail(error(Errc::io, "fc-agent channel closed before HELLO: the guest did not boot "
+                                 "or lacks fc-agent; console " + options_.console_log.string() +
+                                 ":" + console_tail(options_.console_log, 8)));
+          }
+        }
       } else if (tag == kSignals) {
         (void)handle_signal();
       } else if (tag == kListener) {
@@ -136,14 +174,25 @@ Result<int> ContainerSupervisor::run() {
     if (agent_open) watch(agent_.fd(), agent_.epoll_events(), kAgent);
   }
   // The VM is gone: whatever the agent wrote before powering off is still in the socket.
-  if (agent_open) (void)handle_agent();
+  if (agent_open && !failure_) (void)handle_agent();
   while (!clients_.empty()) drop_client(clients_.begin()->first);
 
+  if (failure_) return *failure_;
+  if (phase_ == Phase::booting) {
+    auto st = vm_.exited();
+    return error(Errc::io, "the VM exited while booting (" + (st ? st->describe() : "killed") +
+                               "); console " + options_.console_log.string() + ":" +
+                               console_tail(options_.console_log, 8));
+  }
   if (exit_code_) return *exit_code_;
   if (start_error_) return error(Errc::invalid_argument, *start_error_);
   auto vmm_exit = vm_.exited();
   return error(Errc::io, std::string("the VM stopped before the container exited (VMM ") +
                              (vmm_exit ? vmm_exit->describe() : "killed") + ")");
+}
+
+void ContainerSupervisor::fail(Status failure) {
+  if (!failure_) failure_ = std::move(failure);
 }
 
 void ContainerSupervisor::write_output(int fd, const std::string& bytes) {
@@ -155,6 +204,10 @@ Status ContainerSupervisor::handle_agent() {
   auto frames = agent_.on_readable();
   if (!frames) return frames.status();
   for (auto& f : *frames) {
+    if (f.type == agent::FrameType::kHello) {
+      handle_hello(f);
+      continue;
+    }
     if (f.session != agent::kMainSession) {
       auto it = clients_.find(f.session);
       if (it == clients_.end()) continue;
@@ -166,7 +219,7 @@ Status ContainerSupervisor::handle_agent() {
     std::string err;
     switch (f.type) {
       case agent::FrameType::kStarted:
-        started_ = true;
+        if (phase_ == Phase::starting) phase_ = Phase::running;
         if (options_.on_started) options_.on_started();
         break;
       case agent::FrameType::kStdout: write_output(STDOUT_FILENO, f.payload); break;
@@ -180,11 +233,14 @@ Status ContainerSupervisor::handle_agent() {
           exit_code_ = kRunFailedExit;
         }
         // The agent powers the guest off next; do not wait on it forever.
-        if (!stop_deadline_) stop_deadline_ = std::chrono::steady_clock::now() + options_.stop_timeout;
+        if (phase_ != Phase::stopping) {
+          phase_ = Phase::stopping;
+          deadline_ = Clock::now() + options_.stop_timeout;
+        }
         break;
       case agent::FrameType::kError:
         if (auto e = agent::parse_error_message(f.payload, &err)) {
-          if (!started_) start_error_ = e->message;
+          if (phase_ == Phase::starting) start_error_ = e->message;
           log_->warn("agent: " + e->message);
         }
         break;
@@ -194,9 +250,30 @@ Status ContainerSupervisor::handle_agent() {
   return ok_status();
 }
 
+void ContainerSupervisor::handle_hello(const agent::Frame& frame) {
+  if (phase_ != Phase::booting) return;  // the agent repeats HELLO until the plan arrives
+  std::string why;
+  auto hello = agent::parse_hello(frame.payload, &why);
+  if (!hello) return fail(error(Errc::protocol, "fc-agent sent a malformed HELLO: " + why));
+  if (hello->protocol != agent::kProtocolVersion) {
+    return fail(error(Errc::protocol,
+                      "the guest agent speaks protocol " + std::to_string(hello->protocol) +
+                          " but fcvm speaks " + std::to_string(agent::kProtocolVersion) +
+                          "; rebuild the initramfs with 'fcvm setup initramfs'"));
+  }
+  log_->debug("agent up: kernel " + hello->kernel + ", " + std::to_string(hello->uptime_ms) + " ms");
+  if (Status st = agent_.send_plan(*options_.plan); !st.ok()) return fail(st);
+  phase_ = Phase::starting;
+  deadline_.reset();
+}
+
 Status ContainerSupervisor::handle_signal() {
   signalfd_siginfo info{};
   while (::read(signals_.get(), &info, sizeof info) == sizeof info) {
+    if (phase_ == Phase::booting) {
+      fail(error(Errc::io, "interrupted while the VM was booting"));
+      return ok_status();
+    }
     log_->info(std::string("received ") + strsignal(static_cast<int>(info.ssi_signo)) +
                "; stopping the container");
     begin_stop(options_.stop_timeout);
@@ -205,6 +282,10 @@ Status ContainerSupervisor::handle_signal() {
 }
 
 void ContainerSupervisor::begin_stop(std::chrono::milliseconds grace) {
+  if (phase_ == Phase::booting) {
+    // No plan yet, so nothing to stop gracefully: end the run; the VM's owner stops it.
+    return fail(error(Errc::io, "stopped while the VM was booting"));
+  }
   if (++stop_requests_ > 1) {
     // A second request: no more grace.
     vm_.kill();
@@ -212,7 +293,8 @@ void ContainerSupervisor::begin_stop(std::chrono::milliseconds grace) {
   }
   (void)agent_.send_shutdown(grace);
   // The agent SIGKILLs after `grace`; give it a little more to power off.
-  stop_deadline_ = std::chrono::steady_clock::now() + grace + std::chrono::seconds(5);
+  phase_ = Phase::stopping;
+  deadline_ = Clock::now() + grace + std::chrono::seconds(5);
 }
 
 void ContainerSupervisor::accept_client() {
@@ -253,7 +335,10 @@ void ContainerSupervisor::handle_client(std::uint32_t session) {
         auto req = nlohmann::json::parse(f.payload, nullptr, false);
         agent::Process p = options_.main_process;
         std::string problem;
-        if (!req.is_object() || !req.contains("args") || !req["args"].is_array() || req["args"].empty()) {
+        if (phase_ != Phase::running) {
+          problem = phase_ == Phase::stopping ? "the container is stopping"
+                                              : "the container is not running yet; try again";
+        } else if (!req.is_object() || !req.contains("args") || !req["args"].is_array() || req["args"].empty()) {
           problem = "exec: no command given";
         } else {
           ImageConfig none;

@@ -1,7 +1,16 @@
-// ContainerSupervisor: the event loop of a running container VM. It relays the
-// container's output, answers clients on the VM's control socket (`fcvm exec` sends EXEC,
-// `fcvm stop` SHUTDOWN, in the agent's framing), turns SIGINT/SIGTERM into a graceful stop,
-// and returns the container's exit code.
+// ContainerSupervisor: the one event loop of a VM's fcvm process, from the VMM's start to
+// its exit. The VM goes through phases, each driven by events on the same epoll set (the
+// agent channel, the VMM's exit, signals, the control socket, a deadline):
+//
+//   booting   waiting for the agent's HELLO (boot deadline); then the plan is sent
+//   starting  the plan is sent; waiting for the container's process to start
+//   running   relaying output, serving `fcvm exec`
+//   stopping  the container exited or a stop was asked; waiting for the power-off
+//
+// A restored guest, which already runs its container, starts in `running`. The loop relays
+// the container's output, answers clients on the VM's control socket (`fcvm exec` sends
+// EXEC, `fcvm stop` SHUTDOWN, in the agent's framing), turns SIGINT/SIGTERM into a graceful
+// stop, and returns the container's exit code.
 //
 // Threading: single-threaded; run() owns the calling thread until the VM is gone.
 #pragma once
@@ -12,6 +21,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+
+#include <fcvm/agent_plan.h>
 
 #include "agent/agent_channel.h"
 #include "fcvm/log.h"
@@ -26,6 +37,11 @@ struct SupervisorOptions {
   bool forward_output = true;            // also write to our stdout/stderr (foreground)
   agent::Process main_process;           // defaults for exec sessions (env, cwd, user)
   std::filesystem::path rootfs;          // the image rootfs, for exec --user names
+  std::filesystem::path console_log;     // the guest's console, quoted when boot fails
+  // The plan of a guest that boots: sent once the agent says HELLO. nullopt: the guest
+  // already runs its container (a restored clone); the loop starts in `running`.
+  std::optional<agent::Plan> plan;
+  std::chrono::milliseconds boot_timeout{60000};  // VMM start → HELLO
   std::chrono::milliseconds stop_timeout{10000};  // SIGTERM → SIGKILL inside the guest
   // Called once the container's process has started (detached runs report success here).
   std::function<void()> on_started;
@@ -36,17 +52,25 @@ inline constexpr int kRunFailedExit = 125;
 
 class ContainerSupervisor {
  public:
-  // `vm` and `agent` must outlive the supervisor. The plan has already been sent.
+  enum class Phase { booting, starting, running, stopping };
+
+  // `vm` and `agent` must outlive the supervisor.
   ContainerSupervisor(Vm& vm, AgentChannel& agent, SupervisorOptions options, LoggerPtr log);
   ~ContainerSupervisor();
 
   // Runs until the VM has exited. Returns the container's exit code (128+N when killed by
-  // signal N), or an error when the container never ran or the VM died under it.
+  // signal N), or an error when the guest did not boot (the VM exited, the agent did not
+  // answer within boot_timeout, a signal or stop request came first: the VM may still run,
+  // its owner stops it), the container never ran (invalid_argument, the agent's reason)
+  // or the VM died under it.
   Result<int> run();
 
  private:
   struct ExecClient;
   Status handle_agent();
+  void handle_hello(const agent::Frame& frame);
+  // Ends the loop with `failure` (the first one wins).
+  void fail(Status failure);
   Status handle_signal();
   void accept_client();
   void handle_client(std::uint32_t session);
@@ -64,10 +88,12 @@ class ContainerSupervisor {
   UniqueFd epoll_, signals_, listener_, output_log_;
   std::map<std::uint32_t, std::unique_ptr<ExecClient>> clients_;
   std::uint32_t next_session_ = 1;
-  bool started_ = false;
+  Phase phase_ = Phase::booting;
+  // The current phase's deadline (booting: HELLO; stopping: power-off).
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
+  std::optional<Status> failure_;
   std::optional<int> exit_code_;
   std::optional<std::string> start_error_;
-  std::optional<std::chrono::steady_clock::time_point> stop_deadline_;
   int stop_requests_ = 0;
 };
 

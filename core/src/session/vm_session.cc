@@ -1,30 +1,13 @@
 #include "session/vm_session.h"
 
-#include <signal.h>
-
-#include <fstream>
-
 #include "run/container_supervisor.h"
 #include "state/state_store.h"
 
 namespace fcvm {
 namespace {
 
-constexpr auto kHelloTimeout = std::chrono::seconds(60);
 constexpr auto kAgentConnectTimeout = std::chrono::seconds(10);
 constexpr auto kVmStopTimeout = std::chrono::milliseconds(2000);
-
-std::string console_tail(const std::filesystem::path& console, size_t lines) {
-  std::ifstream in(console);
-  std::vector<std::string> tail;
-  for (std::string line; std::getline(in, line);) {
-    tail.push_back(line);
-    if (tail.size() > lines) tail.erase(tail.begin());
-  }
-  std::string out;
-  for (const auto& l : tail) out += "\n  | " + l;
-  return out;
-}
 
 }  // namespace
 
@@ -153,10 +136,6 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
 
   auto channel = connect_agent(spec);
   if (!channel) return channel.status();
-  if (auto plan = origin.plan(name_, *disks_, network_.get())) {
-    FCVM_RETURN_IF_ERROR(wait_for_agent(*channel, spec.console_log));
-    FCVM_RETURN_IF_ERROR(channel->send_plan(*plan));
-  }
 
   const ExecDefaults exec = origin.exec_defaults();
   SupervisorOptions opts;
@@ -165,6 +144,8 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   opts.forward_output = options_.forward_output;
   opts.main_process = exec.main_process;
   opts.rootfs = exec.rootfs;
+  opts.console_log = spec.console_log;
+  opts.plan = origin.plan(name_, *disks_, network_.get());
   opts.on_started = on_started_;
   ContainerSupervisor supervisor(*vm_, *channel, opts, log_);
   auto code = supervisor.run();
@@ -201,34 +182,6 @@ VmSpec VmSession::layout() const {
 
 Result<AgentChannel> VmSession::connect_agent(const VmSpec& layout) {
   return AgentChannel::connect(layout.agent_socket, kAgentConnectTimeout);
-}
-
-Status VmSession::wait_for_agent(AgentChannel& channel, const std::filesystem::path& console) {
-  const auto deadline = std::chrono::steady_clock::now() + kHelloTimeout;
-  sigset_t stops;
-  sigemptyset(&stops);
-  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stops, s);
-  for (;;) {
-    auto hello = channel.wait_hello(std::chrono::milliseconds(200));
-    if (hello) {
-      log_->debug("agent up: kernel " + hello->kernel + ", " + std::to_string(hello->uptime_ms) + " ms");
-      return ok_status();
-    }
-    if (hello.status().code() != Errc::timeout) return hello.status();
-    if (auto st = vm_->exited()) {
-      return error(Errc::io, "the VM exited while booting (" + st->describe() + "); console " +
-                                 console.string() + ":" + console_tail(console, 8));
-    }
-    sigset_t pending;
-    sigpending(&pending);
-    for (int s : {SIGINT, SIGTERM, SIGHUP}) {
-      if (sigismember(&pending, s)) return error(Errc::io, "interrupted while the VM was booting");
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
-      return error(Errc::timeout, "the guest agent did not answer within 60 s; console " +
-                                      console.string() + ":" + console_tail(console, 8));
-    }
-  }
 }
 
 void VmSession::teardown() {

@@ -127,7 +127,6 @@ class VmSession {
   VmSpec layout() const;
   // The one place that reaches the guest agent.
   Result<AgentChannel> connect_agent(const VmSpec& layout);
-  Status wait_for_agent(AgentChannel& channel, const std::filesystem::path& console);
   // Stops the VM and gives back every lease, newest first. Idempotent.
   void teardown();
 

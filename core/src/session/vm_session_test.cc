@@ -168,7 +168,9 @@ class VmSessionTest : public ::testing::Test {
     ASSERT_EQ(storage_->destroyed.size(), 1u);
     EXPECT_EQ(nlohmann::json(storage_->destroyed[0]), nlohmann::json(storage_->created[0]));
     for (const auto& d : storage_->created[0].drives) {
-      if (!d.read_only) EXPECT_FALSE(fs::exists(d.path)) << d.path;
+      if (!d.read_only) {
+        EXPECT_FALSE(fs::exists(d.path)) << d.path;
+      }
     }
   }
 
