@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Renders a benchmark results.json (from matrix.py) as report.md and SVG plots beside it.
+
+    python3 bench/report.py bench/results/results.json
+"""
+import json
+import sys
+from html import escape
+from pathlib import Path
+
+# Benchmark JSON keys that are not counters.
+NOT_COUNTERS = {"name", "family_index", "per_family_instance_index", "run_name", "run_type",
+                "repetitions", "repetition_index", "threads", "iterations", "real_time",
+                "cpu_time", "time_unit", "error_occurred", "error_message", "aggregate_name",
+                "aggregate_unit", "label"}
+
+
+def bench(suite, name):
+    for b in suite.get("benchmarks", []):
+        if b["name"].split("/")[0] == name:
+            return b
+    return None
+
+
+def measured(b, key):
+    """(median, min, max) of counter `key` (recorded as key_median/_min/_max), or None."""
+    if not b or b.get("error_occurred") or f"{key}_median" not in b:
+        return None
+    return b[f"{key}_median"], b[f"{key}_min"], b[f"{key}_max"]
+
+
+def why_not(b, what):
+    if b is None:
+        return f"{what}: not in this build"
+    return b.get("error_message") or f"{what}: not measured"
+
+
+def fmt_spread(m, scale=1.0, unit="s", digits=2):
+    med, lo, hi = (v * scale for v in m)
+    return f"{med:.{digits}f} {unit} ({lo:.{digits}f}–{hi:.{digits}f})"
+
+
+def noisy(m, baseline):
+    """A ratio is only claimed when the spread is smaller than the difference it shows."""
+    if not m or not baseline:
+        return ""
+    spread, diff = m[2] - m[1], abs(m[0] - baseline[0])
+    return " ~noisy" if spread > diff else ""
+
+
+def vm_rows(doc):
+    rows, bars, notes = [], [], []
+    for name, s in doc["suites"].items():
+        if s.get("micro"):
+            continue
+        memories = sorted({c["memory"] for c in doc["combinations"]
+                           if (c["vmm"], c["storage"], c["network"]) == (s["vmm"], s["storage"], s["network"])})
+        if s.get("error"):
+            rows.append([s["vmm"], s["storage"], s["network"], ", ".join(memories), f"failed: {s['error']}"] + [""] * 4)
+            continue
+        boot = measured(bench(s, "BM_BareBoot"), "boot_s")
+        cold_b = bench(s, "BM_ColdStart")
+        cold = measured(cold_b, "exec_ready_s")
+        fp = bench(s, "BM_VmFootprint")
+        first_b = bench(s, "BM_FirstRequest")
+        first = measured(first_b, "first_answer_s")
+        get = measured(first_b, "get_s")
+        loop = measured(bench(s, "BM_LoopbackRequest"), "get_s")
+        cold_txt = (f"{fmt_spread(cold)}, {cold[0] / boot[0]:.2f}x bare boot{noisy(cold, boot)}"
+                    if cold and boot else why_not(cold_b, "cold start"))
+        fp_txt = (f"{fp['pss_mib']:.0f} MiB (anon {fp['pss_anon_mib']:.0f}, file {fp['pss_file_mib']:.0f}); "
+                  f"disk {fp['disk_mib']:.1f} MiB" if fp and not fp.get("error_occurred") else why_not(fp, "footprint"))
+        first_txt = fmt_spread(first) if first else why_not(first_b, "first request")
+        get_txt = (f"{fmt_spread(get, 1e3, 'ms', 1)}, {get[0] / loop[0]:.1f}x loopback{noisy(get, loop)}"
+                   if get and loop else "—")
+        rows.append([s["vmm"], s["storage"], s["network"], ", ".join(memories), cold_txt, fp_txt,
+                     first_txt, get_txt, "needs `fcvm snapshot` (not in this build)"])
+        if cold:
+            bars.append((f"{s['vmm']} / {s['storage']} / {s['network']}", cold, boot))
+    return rows, bars, notes
+
+
+def micro_tables(doc):
+    out = []
+    for name, s in doc["suites"].items():
+        if not s.get("micro"):
+            continue
+        out.append(f"\n### {name}\n")
+        if s.get("error"):
+            out.append(f"failed: {s['error']}\n")
+            continue
+        out.append("| benchmark | time | counters |\n|---|---|---|")
+        for b in s["benchmarks"]:
+            if b.get("error_occurred"):
+                out.append(f"| {b['name']} | skipped | {b.get('error_message', '')} |")
+                continue
+            counters = ", ".join(f"{k} {v:.3g}" for k, v in b.items()
+                                 if k not in NOT_COUNTERS and isinstance(v, (int, float)))
+            out.append(f"| {b['name']} | {b['real_time']:.3g} {b['time_unit']} | {counters} |")
+    return out
+
+
+def bar_chart(bars, path, title):
+    """Horizontal bars: median with a min–max whisker, and the bare-boot baseline as a tick."""
+    if not bars:
+        return False
+    width, left, row = 760, 300, 28
+    top = 40
+    height = top + row * len(bars) + 40
+    vmax = max(max(m[2], b[2] if b else 0) for _, m, b in bars) * 1.1
+    x = lambda v: left + (width - left - 20) * v / vmax
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+             f'<rect width="100%" height="100%" fill="white"/>',
+             f'<text x="10" y="22" font-size="15" font-weight="bold">{escape(title)}</text>']
+    for i, (label, m, b) in enumerate(bars):
+        y = top + i * row
+        parts.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end">{escape(label)}</text>')
+        parts.append(f'<rect x="{left}" y="{y + 4}" width="{x(m[0]) - left:.1f}" height="16" fill="#4a7fb5"/>')
+        parts.append(f'<line x1="{x(m[1]):.1f}" x2="{x(m[2]):.1f}" y1="{y + 12}" y2="{y + 12}" stroke="black"/>')
+        parts.append(f'<text x="{x(m[2]) + 4:.1f}" y="{y + 16}">{m[0]:.2f} s</text>')
+        if b:
+            parts.append(f'<line x1="{x(b[0]):.1f}" x2="{x(b[0]):.1f}" y1="{y + 1}" y2="{y + 23}" stroke="#c0392b" stroke-width="2"/>')
+    base_y = top + row * len(bars) + 20
+    parts.append(f'<line x1="{left}" x2="{left + 14}" y1="{base_y}" y2="{base_y}" stroke="#c0392b" stroke-width="2"/>')
+    parts.append(f'<text x="{left + 20}" y="{base_y + 4}">bare QEMU boot (baseline, same run); whiskers: min–max</text>')
+    parts.append("</svg>")
+    Path(path).write_text("\n".join(parts) + "\n")
+    return True
+
+
+def main():
+    results = Path(sys.argv[1])
+    doc = json.loads(results.read_text())
+    out_dir = results.parent
+    m = doc["machine"]
+    lines = [f"# fcvm benchmarks ({doc['mode']})", "",
+             f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, accelerator {m['accelerator']}, "
+             f"host kernel {m['kernel']}. Started {doc['started']}, took {doc.get('seconds', 0)} s, "
+             f"{doc['repetitions']} repetition(s) per measurement: medians with (min–max); a ratio marked "
+             "~noisy has a spread larger than the difference it shows.", "",
+             "## VM combinations", "",
+             "| VMM | storage | network | memory (clone suites) | cold start to exec-ready | one VM: PSS, disk "
+             "| `run -d` to first HTTP answer | GET through published port | clone to exec-ready |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    rows, bars, _ = vm_rows(doc)
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    if bar_chart(bars, out_dir / "cold_start.svg", "Cold start to exec-ready per combination"):
+        lines += ["", "![cold start per combination](cold_start.svg)"]
+    if doc["skipped"]:
+        lines += ["", "## Not run here", "", "| VMM | storage | network | memory | why |", "|---|---|---|---|---|"]
+        lines += [f"| {s['vmm']} | {s['storage']} | {s['network']} | {s['memory']} | {s['reason']} |"
+                  for s in doc["skipped"]]
+    micro = micro_tables(doc)
+    if micro:
+        lines += ["", "## Micro-benchmarks"] + micro
+    (out_dir / "report.md").write_text("\n".join(lines) + "\n")
+    print(out_dir / "report.md")
+
+
+if __name__ == "__main__":
+    main()
