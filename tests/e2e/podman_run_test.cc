@@ -74,10 +74,20 @@ TEST_F(PodmanRunTest, EnvFileAndCpusReachTheGuest) {
 }
 
 TEST_F(PodmanRunTest, SigintStopsTheForegroundVmAndCleansUp) {
-  auto fg = cli_->start(run_args({"--rm", "--name", "interrupted", FcvmCli::hello_image(), "sleep", "600"}));
+  auto fg = cli_->start(run_args({"--rm", "--name", "interrupted", FcvmCli::hello_image(), "sh", "-c",
+                                  "echo ready; exec sleep 600"}));
   ASSERT_TRUE(cli_->wait_status("interrupted", "running", std::chrono::seconds(60)));
   const auto vm_dir = cli_->record("interrupted")["vm_dir"].get<std::string>();
-  std::this_thread::sleep_for(std::chrono::seconds(1));
+  // SIGINT only once the container's process runs: before that it ends a boot (125).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  auto container_ready = [&] {
+    std::ifstream log(vm_dir + "/container.log");
+    return std::string(std::istreambuf_iterator<char>(log), {}).find("ready") != std::string::npos;
+  };
+  while (!container_ready()) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the container never printed 'ready'";
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   ASSERT_TRUE(fg.signal(SIGINT).ok());
   auto st = fg.wait(std::chrono::seconds(60));
   ASSERT_TRUE(st.has_value()) << "fcvm did not stop on SIGINT";
