@@ -1,10 +1,14 @@
 // `fcvm podman run` and the commands around it, against real microVMs.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
+#include <cstring>
 #include <fstream>
 #include <thread>
 
+#include "fcvm/unique_fd.h"
 #include "fcvm_cli.h"
 
 namespace fcvm::test {
@@ -207,6 +211,69 @@ TEST_F(PodmanRunTest, StopTimeReachesTheGuest) {
   auto rec = cli_->record("stubborn");
   ASSERT_FALSE(rec.is_null());
   EXPECT_EQ(rec["exit_code"], 137);  // SIGTERM ignored, SIGKILL after the grace
+  EXPECT_EQ(cli_->run({"gc"}).code, 0);
+}
+
+// Speaks the control protocol by hand (u32 length LE | u8 type | payload), as any client
+// could: malformed requests must get an error reply and leave the VM running.
+struct ControlReply {
+  int type = -1;
+  nlohmann::json body;
+};
+
+ControlReply control_exchange(const std::filesystem::path& socket, const std::string& bytes) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, socket.c_str(), sizeof addr.sun_path - 1);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return {};
+  if (::send(fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(bytes.size())) return {};
+  std::string in;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd.get(), buf, sizeof buf)) > 0;) in.append(buf, static_cast<size_t>(n));
+  if (in.size() < 5) return {};
+  const auto* u = reinterpret_cast<const unsigned char*>(in.data());
+  const std::uint32_t length = u[0] | (u[1] << 8) | (u[2] << 16) | (static_cast<std::uint32_t>(u[3]) << 24);
+  if (in.size() < 5 + length) return {};
+  return {u[4], nlohmann::json::parse(in.substr(5, length), nullptr, false)};
+}
+
+std::string control_message(std::uint8_t type, const std::string& payload) {
+  std::string out;
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((payload.size() >> (8 * i)) & 0xff));
+  out.push_back(static_cast<char>(type));
+  return out + payload;
+}
+
+TEST_F(PodmanRunTest, MalformedControlRequestsGetErrorRepliesAndTheVmRunsOn) {
+  auto r = podman_run({"-d", "--name", "sturdy", FcvmCli::hello_image(), "sleep", "600"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::filesystem::path socket =
+      std::filesystem::path(cli_->record("sturdy")["vm_dir"].get<std::string>()) / "control.sock";
+  constexpr std::uint8_t kRequest = 0x01, kReply = 0x81;
+  const std::string bad_requests[] = {
+      control_message(kRequest, R"({"args":[1]})"),
+      control_message(kRequest, R"({"version":1,"request":"exec","args":[1]})"),
+      control_message(kRequest, R"({"version":1,"request":"exec","args":["true"],"cwd":7})"),
+      control_message(kRequest, R"({"version":99,"request":"stop"})"),
+      control_message(kRequest, "not json"),
+      control_message(0x02, "stdin before any request"),
+      control_message(0x7f, "{}"),                   // unknown message type
+      std::string("\xff\xff\xff\xff\x01", 5),        // oversize length
+  };
+  for (size_t i = 0; i < std::size(bad_requests); ++i) {
+    auto reply = control_exchange(socket, bad_requests[i]);
+    ASSERT_EQ(reply.type, kReply) << "no reply to bad request #" << i;
+    EXPECT_EQ(reply.body["ok"], false) << reply.body.dump();
+    EXPECT_TRUE(reply.body["error"].is_string()) << reply.body.dump();
+  }
+  auto rec = cli_->record("sturdy");
+  EXPECT_EQ(rec["status"], "running");
+  EXPECT_TRUE(rec["alive"].get<bool>());
+  auto ex = cli_->run({"exec", "sturdy", "echo", "still here"});
+  EXPECT_EQ(ex.code, 0) << ex.err;
+  EXPECT_EQ(ex.out, "still here\n");
+  EXPECT_EQ(cli_->run({"stop", "-t", "1", "sturdy"}).code, 0);
   EXPECT_EQ(cli_->run({"gc"}).code, 0);
 }
 

@@ -6,7 +6,6 @@
 
 #include <iostream>
 
-#include "agent/agent_channel.h"
 #include "cli/commands.h"
 #include "cli/vm_target.h"
 
@@ -23,6 +22,9 @@ void write_all(int fd, const std::string& bytes) {
     done += static_cast<size_t>(n);
   }
 }
+
+// podman exec's code when the exec itself failed.
+constexpr int kExecFailedExit = 125;
 
 }  // namespace
 
@@ -42,45 +44,54 @@ Command exec_command() {
     const VmRecord record = find_vm(ctx, vm["name"].as<std::string>(), std::nullopt);
     if (!record.alive()) throw CliError(record.name + " is not running");
 
-    nlohmann::json request = {{"args", command}, {"stdin", vm.count("interactive") > 0}};
-    if (vm.count("env")) request["env"] = vm["env"].as<std::vector<std::string>>();
-    if (vm.count("workdir")) request["cwd"] = vm["workdir"].as<std::string>();
-    if (vm.count("user")) request["user"] = vm["user"].as<std::string>();
+    control::ExecRequest request;
+    request.args = command;
+    request.stdin = vm.count("interactive") > 0;
+    if (vm.count("env")) request.env = vm["env"].as<std::vector<std::string>>();
+    if (vm.count("workdir")) request.workdir = vm["workdir"].as<std::string>();
+    if (vm.count("user")) request.user = vm["user"].as<std::string>();
 
     ::signal(SIGPIPE, SIG_IGN);
-    auto channel = check(AgentChannel::adopt(check(connect_control(record))));
-    check(channel.send(agent::FrameType::kExec, 0, request.dump()));
-    bool stdin_open = vm.count("interactive") > 0;
+    auto client = check(connect_control(record), kExecFailedExit);
+    check(client.send_request(request), kExecFailedExit);
+    bool stdin_open = request.stdin;
+    bool refused = false;
     for (;;) {
-      pollfd fds[2] = {{channel.fd(), static_cast<short>(channel.epoll_events()), 0},
-                       {stdin_open ? STDIN_FILENO : -1, POLLIN, 0}};
+      pollfd fds[2] = {{client.fd(), POLLIN, 0}, {stdin_open ? STDIN_FILENO : -1, POLLIN, 0}};
       if (::poll(fds, 2, -1) < 0 && errno != EINTR) throw CliError("poll: " + std::string(strerror(errno)));
-      if (fds[0].revents & POLLOUT) check(channel.on_writable());
       if (fds[1].revents & (POLLIN | POLLHUP)) {
         char buf[65536];
         ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
         if (n > 0) {
-          check(channel.send_stdin(0, std::string_view(buf, static_cast<size_t>(n))));
+          check(client.send(control::MessageType::kStdin, std::string_view(buf, static_cast<size_t>(n))),
+                kExecFailedExit);
         } else {
-          check(channel.send_stdin_eof(0));
+          check(client.send(control::MessageType::kStdinEof, {}), kExecFailedExit);
           stdin_open = false;
         }
       }
       if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      auto frames = check(channel.on_readable());
-      for (const auto& f : frames) {
-        std::string err;
-        if (f.type == agent::FrameType::kStdout) write_all(STDOUT_FILENO, f.payload);
-        if (f.type == agent::FrameType::kStderr) write_all(STDERR_FILENO, f.payload);
-        if (f.type == agent::FrameType::kError) {
-          if (auto e = agent::parse_error_message(f.payload, &err)) std::cerr << "fcvm: exec: " << e->message << "\n";
-        }
-        if (f.type == agent::FrameType::kExit) {
-          auto e = agent::parse_exit(f.payload, &err);
-          return e ? e->code : 125;
+      for (const auto& m : check(client.receive(), kExecFailedExit)) {
+        switch (m.type) {
+          case control::MessageType::kStdout: write_all(STDOUT_FILENO, m.payload); break;
+          case control::MessageType::kStderr: write_all(STDERR_FILENO, m.payload); break;
+          case control::MessageType::kReply: {
+            auto reply = check(control::parse_reply(m.payload), kExecFailedExit);
+            if (!reply.ok()) {
+              std::cerr << "fcvm: exec: " << *reply.error << "\n";
+              refused = true;
+            }
+            break;
+          }
+          case control::MessageType::kExit:
+            return check(control::parse_exit_report(m.payload), kExecFailedExit).code;
+          default: break;
         }
       }
-      if (channel.closed()) throw CliError(record.name + " stopped before the command finished", 125);
+      if (client.closed()) {
+        if (refused) return kExecFailedExit;
+        throw CliError(record.name + " stopped before the command finished", kExecFailedExit);
+      }
     }
   }};
 }

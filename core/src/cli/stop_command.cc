@@ -1,8 +1,5 @@
 // fcvm stop: asks a VM's fcvm process to stop its container gracefully, then insists.
 #include <signal.h>
-#include <sys/socket.h>
-
-#include <fcvm/agent_protocol.h>
 
 #include <iostream>
 #include <thread>
@@ -47,13 +44,13 @@ Command stop_command() {
       // Ask on the control socket, which carries --time to the guest; a process that does
       // not answer there (still booting) gets SIGTERM and its default grace.
       bool asked = false;
-      if (auto fd = connect_control(record)) {
-        std::string frame;
-        agent::append_frame(frame, agent::FrameType::kShutdown, 0,
-                            agent::ShutdownRequest{static_cast<std::uint32_t>(
-                                std::chrono::milliseconds(time).count())}.to_payload());
-        asked = ::send(fd->get(), frame.data(), frame.size(), MSG_NOSIGNAL) ==
-                static_cast<ssize_t>(frame.size());
+      if (auto client = connect_control(record)) {
+        const auto ms = static_cast<std::uint32_t>(std::chrono::milliseconds(time).count());
+        if (Status st = client->send_request(control::StopRequest{ms}); st.ok()) {
+          auto reply = client->wait_reply(std::chrono::seconds(5));
+          asked = reply.ok() && reply->ok();
+          if (reply.ok() && !reply->ok()) std::cerr << "fcvm: stop: " << *reply->error << "\n";
+        }
       }
       if (!asked) ::kill(record.process.pid, SIGTERM);
       // The guest gets `time` (after a bare SIGTERM: the process's default of 10 s), then a

@@ -1,10 +1,5 @@
 #include "cli/vm_target.h"
 
-#include <sys/socket.h>
-#include <sys/un.h>
-
-#include <cstring>
-
 #include "state/state_store.h"
 
 namespace fcvm::cli {
@@ -19,18 +14,13 @@ VmRecord find_vm(CommandContext& ctx, const std::optional<std::string>& name_or_
   return *record;
 }
 
-Result<UniqueFd> connect_control(const VmRecord& record) {
-  const auto path = (record.vm_dir / "control.sock").string();
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) return error(Errc::invalid_argument, "control socket path too long: " + path);
-  std::copy(path.begin(), path.end(), addr.sun_path);
-  if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    return error(Errc::unavailable, "cannot reach " + record.name + " at " + path + ": " +
-                                        std::strerror(errno) + " (is its container still starting?)");
+Result<control::ControlClient> connect_control(const VmRecord& record) {
+  auto client = control::ControlClient::connect(record.vm_dir / "control.sock");
+  if (!client) {
+    return client.status().with_context("cannot reach " + record.name +
+                                        " (is its container still starting?): ");
   }
-  return fd;
+  return client;
 }
 
 }  // namespace fcvm::cli

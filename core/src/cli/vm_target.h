@@ -5,7 +5,7 @@
 #include <string>
 
 #include "cli/command.h"
-#include "fcvm/unique_fd.h"
+#include "control/control_client.h"
 #include "state/vm_record.h"
 
 namespace fcvm::cli {
@@ -15,8 +15,8 @@ namespace fcvm::cli {
 VmRecord find_vm(CommandContext& ctx, const std::optional<std::string>& name_or_id,
                  const std::optional<int>& pid);
 
-// A connection to the control socket of a running VM's fcvm process, which speaks the
-// agent's framing (exec sessions, stop requests). Errors name the VM and the socket.
-Result<UniqueFd> connect_control(const VmRecord& record);
+// A connection to the control socket of a running VM's fcvm process (the host control
+// protocol: exec, stop). Errors name the VM and the socket.
+Result<control::ControlClient> connect_control(const VmRecord& record);
 
 }  // namespace fcvm::cli

@@ -4,7 +4,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <iostream>
 
 #include "image/image_store.h"

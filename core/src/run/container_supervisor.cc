@@ -12,9 +12,9 @@
 #include <algorithm>
 #include <deque>
 #include <fstream>
+#include <utility>
 
-#include <nlohmann/json.hpp>
-
+#include "control/control_protocol.h"
 #include "run/process_overrides.h"
 
 namespace fcvm {
@@ -58,13 +58,26 @@ std::string console_tail(const std::filesystem::path& console, size_t lines) {
 
 }  // namespace
 
-// One `fcvm exec` connection: frames from it are host→guest, frames to it guest→host.
-struct ContainerSupervisor::ExecClient {
+// One connection on the control socket: a request, then, for exec, the command's I/O. Its
+// exec session in the guest has the connection's id.
+struct ContainerSupervisor::ControlClient {
   UniqueFd fd;
-  agent::FrameDecoder decoder{agent::Direction::kHostToGuest};
+  control::MessageDecoder decoder{control::Sender::client};
   std::string out;
-  bool started = false;  // its EXEC went to the agent
-  bool finished = false; // its EXIT came back; close once `out` is written
+  bool requested = false;     // its REQUEST came
+  bool exec_running = false;  // its command went to the agent and has not exited
+  bool replied = false;       // its REPLY is queued
+  bool finished = false;      // close once `out` is written
+
+  void reply(control::Reply r) {
+    if (replied) return;
+    replied = true;
+    (void)control::append_message(out, control::MessageType::kReply, control::to_payload(r));
+  }
+  void refuse(std::string why) {
+    reply(control::Reply{std::move(why)});
+    finished = true;
+  }
 };
 
 ContainerSupervisor::ContainerSupervisor(Vm& vm, AgentChannel& agent, SupervisorOptions options,
@@ -133,10 +146,8 @@ Result<int> ContainerSupervisor::run() {
     if (n < 0 && errno != EINTR) return errno_status("epoll_wait");
     if (deadline_ && Clock::now() >= *deadline_) {
       if (phase_ == Phase::booting) {
-        fail(error(Errc::timeout, "the guest agent did not answer within " +
-                                      std::to_string(options_.boot_timeout.count() / 1000) +
-                                      " s; console " + options_.console_log.string() + ":" +
-                                      console_tail(options_.console_log, 8)));
+        fail(boot_failure(Errc::timeout, "the guest agent did not answer within " +
+                                             std::to_string(options_.boot_timeout.count() / 1000) + " s"));
         break;
       }
       log_->warn("the guest did not power off in time; stopping the VM");
@@ -158,9 +169,8 @@ Result<int> ContainerSupervisor::run() {
         if (!agent_open) {
           ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, agent_.fd(), nullptr);
           if (phase_ == Phase::booting) {
-            fail(error(Errc::io, "fc-agent channel closed before HELLO: the guest did not boot "
-                                 "or lacks fc-agent; console " + options_.console_log.string() +
-                                 ":" + console_tail(options_.console_log, 8)));
+            fail(boot_failure(Errc::io, "fc-agent channel closed before HELLO: the guest did "
+                                        "not boot or lacks fc-agent"));
           }
         }
       } else if (tag == kSignals) {
@@ -180,15 +190,18 @@ Result<int> ContainerSupervisor::run() {
   if (failure_) return *failure_;
   if (phase_ == Phase::booting) {
     auto st = vm_.exited();
-    return error(Errc::io, "the VM exited while booting (" + (st ? st->describe() : "killed") +
-                               "); console " + options_.console_log.string() + ":" +
-                               console_tail(options_.console_log, 8));
+    return boot_failure(Errc::io, "the VM exited while booting (" + (st ? st->describe() : "killed") + ")");
   }
   if (exit_code_) return *exit_code_;
   if (start_error_) return error(Errc::invalid_argument, *start_error_);
   auto vmm_exit = vm_.exited();
   return error(Errc::io, std::string("the VM stopped before the container exited (VMM ") +
                              (vmm_exit ? vmm_exit->describe() : "killed") + ")");
+}
+
+Status ContainerSupervisor::boot_failure(Errc code, const std::string& what) const {
+  return error(code, what + "; console " + options_.console_log.string() + ":" +
+                         console_tail(options_.console_log, 8));
 }
 
 void ContainerSupervisor::fail(Status failure) {
@@ -209,11 +222,7 @@ Status ContainerSupervisor::handle_agent() {
       continue;
     }
     if (f.session != agent::kMainSession) {
-      auto it = clients_.find(f.session);
-      if (it == clients_.end()) continue;
-      agent::append_frame(it->second->out, f.type, f.session, f.payload);
-      if (f.type == agent::FrameType::kExit) it->second->finished = true;
-      handle_client(f.session);
+      relay_exec_frame(f);
       continue;
     }
     std::string err;
@@ -221,6 +230,7 @@ Status ContainerSupervisor::handle_agent() {
       case agent::FrameType::kStarted:
         if (phase_ == Phase::starting) phase_ = Phase::running;
         if (options_.on_started) options_.on_started();
+        if (pending_stop_ && phase_ == Phase::running) send_stop(*std::exchange(pending_stop_, std::nullopt));
         break;
       case agent::FrameType::kStdout: write_output(STDOUT_FILENO, f.payload); break;
       case agent::FrameType::kStderr: write_output(STDERR_FILENO, f.payload); break;
@@ -270,10 +280,6 @@ void ContainerSupervisor::handle_hello(const agent::Frame& frame) {
 Status ContainerSupervisor::handle_signal() {
   signalfd_siginfo info{};
   while (::read(signals_.get(), &info, sizeof info) == sizeof info) {
-    if (phase_ == Phase::booting) {
-      fail(error(Errc::io, "interrupted while the VM was booting"));
-      return ok_status();
-    }
     log_->info(std::string("received ") + strsignal(static_cast<int>(info.ssi_signo)) +
                "; stopping the container");
     begin_stop(options_.stop_timeout);
@@ -282,15 +288,21 @@ Status ContainerSupervisor::handle_signal() {
 }
 
 void ContainerSupervisor::begin_stop(std::chrono::milliseconds grace) {
-  if (phase_ == Phase::booting) {
-    // No plan yet, so nothing to stop gracefully: end the run; the VM's owner stops it.
-    return fail(error(Errc::io, "stopped while the VM was booting"));
-  }
   if (++stop_requests_ > 1) {
     // A second request: no more grace.
     vm_.kill();
     return;
   }
+  if (phase_ == Phase::booting || phase_ == Phase::starting) {
+    // The agent stops a container it has started: ask once it has (the boot deadline
+    // still applies, and a second request kills the VM at once).
+    pending_stop_ = grace;
+    return;
+  }
+  send_stop(grace);
+}
+
+void ContainerSupervisor::send_stop(std::chrono::milliseconds grace) {
   (void)agent_.send_shutdown(grace);
   // The agent SIGKILLs after `grace`; give it a little more to power off.
   phase_ = Phase::stopping;
@@ -302,84 +314,135 @@ void ContainerSupervisor::accept_client() {
     UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!fd) return;
     const std::uint32_t session = next_session_++;
-    auto client = std::make_unique<ExecClient>();
+    auto client = std::make_unique<ControlClient>();
     client->fd = std::move(fd);
     watch(client->fd.get(), EPOLLIN, kClientBase + session);
     clients_.emplace(session, std::move(client));
   }
 }
 
+// Output and status of an exec'd command, from the guest (hostile: its JSON is re-parsed
+// and re-encoded, never passed through).
+void ContainerSupervisor::relay_exec_frame(const agent::Frame& f) {
+  auto it = clients_.find(f.session);
+  if (it == clients_.end()) return;
+  ControlClient& c = *it->second;
+  std::string err;
+  switch (f.type) {
+    case agent::FrameType::kStarted: c.reply({}); break;
+    case agent::FrameType::kStdout:
+      (void)control::append_message(c.out, control::MessageType::kStdout, f.payload);
+      break;
+    case agent::FrameType::kStderr:
+      (void)control::append_message(c.out, control::MessageType::kStderr, f.payload);
+      break;
+    case agent::FrameType::kError: {
+      auto e = agent::parse_error_message(f.payload, &err);
+      c.reply(control::Reply{e ? e->message : "the guest agent failed the command: " + err});
+      break;
+    }
+    case agent::FrameType::kExit: {
+      auto e = agent::parse_exit(f.payload, &err);
+      c.reply({});
+      control::ExitReport report = e ? control::ExitReport{e->code, e->signal}
+                                     : control::ExitReport{kRunFailedExit, 0};
+      (void)control::append_message(c.out, control::MessageType::kExit, control::to_payload(report));
+      c.exec_running = false;
+      c.finished = true;
+      break;
+    }
+    default: break;
+  }
+  flush_client(f.session);
+}
+
+void ContainerSupervisor::handle_request(std::uint32_t session, ControlClient& c,
+                                         const std::string& payload) {
+  if (c.requested) return c.refuse("one request per connection");
+  c.requested = true;
+  auto request = control::parse_request(payload);
+  if (!request) {
+    log_->info("refused a control request: " + request.status().message());
+    return c.refuse(request.status().message());
+  }
+  if (const auto* stop = std::get_if<control::StopRequest>(&*request)) {
+    log_->info("stop requested on the control socket");
+    c.reply({});
+    c.finished = true;
+    begin_stop(std::chrono::milliseconds(stop->timeout_ms));
+    return;
+  }
+  const auto& exec = std::get<control::ExecRequest>(*request);
+  if (phase_ != Phase::running) {
+    return c.refuse(phase_ == Phase::stopping ? "the container is stopping"
+                                              : "the container is not running yet; try again");
+  }
+  // Unset fields come from the container's main process.
+  ImageConfig defaults;
+  defaults.env = options_.main_process.env;
+  defaults.working_dir = options_.main_process.cwd;
+  defaults.user = std::to_string(options_.main_process.uid) + ":" +
+                  std::to_string(options_.main_process.gid);
+  ProcessOverrides overrides;
+  overrides.args = exec.args;
+  overrides.env = exec.env;
+  overrides.workdir = exec.workdir;
+  overrides.user = exec.user;
+  auto process = resolve_process(defaults, overrides, options_.rootfs,
+                                 [](const char*) -> const char* { return nullptr; });
+  if (!process) return c.refuse(process.status().message());
+  process->stdin = exec.stdin;
+  if (Status st = agent_.send_exec(session, *process); !st.ok()) return c.refuse(st.message());
+  c.exec_running = true;
+}
+
 void ContainerSupervisor::handle_client(std::uint32_t session) {
   auto it = clients_.find(session);
   if (it == clients_.end()) return;
-  ExecClient& c = *it->second;
+  ControlClient& c = *it->second;
 
   char buf[65536];
-  for (;;) {
+  while (!c.finished) {
     ssize_t n = ::read(c.fd.get(), buf, sizeof buf);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
       // The client went away: its process must not linger in the guest.
-      if (c.started && !c.finished) (void)agent_.send_signal(session, SIGKILL);
+      if (c.exec_running) (void)agent_.send_signal(session, SIGKILL);
       drop_client(session);
       return;
     }
     if (n < 0) break;
-    std::vector<agent::Frame> frames;
-    if (!c.decoder.feed(std::string_view(buf, static_cast<size_t>(n)), frames)) {
-      drop_client(session);
-      return;
-    }
-    for (auto& f : frames) {
-      if (f.type == agent::FrameType::kExec && !c.started) {
-        // The request carries overrides; the rest comes from the container's process.
-        auto req = nlohmann::json::parse(f.payload, nullptr, false);
-        agent::Process p = options_.main_process;
-        std::string problem;
-        if (phase_ != Phase::running) {
-          problem = phase_ == Phase::stopping ? "the container is stopping"
-                                              : "the container is not running yet; try again";
-        } else if (!req.is_object() || !req.contains("args") || !req["args"].is_array() || req["args"].empty()) {
-          problem = "exec: no command given";
-        } else {
-          ImageConfig none;
-          ProcessOverrides o;
-          o.args = req["args"].get<std::vector<std::string>>();
-          o.env = req.value("env", std::vector<std::string>{});
-          if (req.contains("cwd")) o.workdir = req["cwd"].get<std::string>();
-          if (req.contains("user")) o.user = req["user"].get<std::string>();
-          none.env = options_.main_process.env;
-          none.working_dir = options_.main_process.cwd;
-          none.user = std::to_string(options_.main_process.uid) + ":" +
-                      std::to_string(options_.main_process.gid);
-          auto resolved = resolve_process(none, o, options_.rootfs, [](const char*) -> const char* { return nullptr; });
-          if (resolved) {
-            p = *resolved;
-            p.stdin = req.value("stdin", false);
-          } else {
-            problem = resolved.status().message();
-          }
-        }
-        if (!problem.empty()) {
-          agent::append_frame(c.out, agent::FrameType::kError, session,
-                              agent::ErrorMessage{problem}.to_payload());
-          agent::append_frame(c.out, agent::FrameType::kExit, session, R"({"code":125,"signal":0})");
-          c.finished = true;
-        } else {
-          c.started = agent_.send_exec(session, p).ok();
-        }
-      } else if (f.type == agent::FrameType::kShutdown && !c.started) {
-        std::string err;
-        auto req = agent::parse_shutdown_request(f.payload, &err);
-        log_->info("stop requested on the control socket");
-        begin_stop(req ? std::chrono::milliseconds(req->timeout_ms) : options_.stop_timeout);
-        c.finished = true;
-      } else if (c.started && (f.type == agent::FrameType::kStdin ||
-                               f.type == agent::FrameType::kStdinEof ||
-                               f.type == agent::FrameType::kSignal)) {
-        (void)agent_.send(f.type, session, f.payload);
+    std::vector<control::Message> messages;
+    Status decoded = c.decoder.feed(std::string_view(buf, static_cast<size_t>(n)), messages);
+    for (const auto& m : messages) {
+      if (c.finished) break;
+      if (!c.requested && m.type != control::MessageType::kRequest) {
+        c.refuse("the first message on the control socket must be a request");
+        break;
+      }
+      switch (m.type) {
+        case control::MessageType::kRequest: handle_request(session, c, m.payload); break;
+        case control::MessageType::kStdin:
+          if (c.exec_running) (void)agent_.send_stdin(session, m.payload);
+          break;
+        case control::MessageType::kStdinEof:
+          if (c.exec_running) (void)agent_.send_stdin_eof(session);
+          break;
+        default: break;
       }
     }
+    if (!decoded.ok() && !c.finished) {
+      if (c.exec_running) (void)agent_.send_signal(session, SIGKILL);
+      c.exec_running = false;
+      c.refuse("malformed control message: " + decoded.message());
+    }
   }
+  flush_client(session);
+}
+
+void ContainerSupervisor::flush_client(std::uint32_t session) {
+  auto it = clients_.find(session);
+  if (it == clients_.end()) return;
+  ControlClient& c = *it->second;
   // Write what we owe the client; a slow client only gets EPOLLOUT interest.
   while (!c.out.empty()) {
     ssize_t n = ::write(c.fd.get(), c.out.data(), c.out.size());
@@ -390,7 +453,10 @@ void ContainerSupervisor::handle_client(std::uint32_t session) {
     drop_client(session);
     return;
   }
-  watch(c.fd.get(), EPOLLIN | (c.out.empty() ? 0u : static_cast<std::uint32_t>(EPOLLOUT)),
+  // A finished client is only written to: reading it again would spin on unread input.
+  watch(c.fd.get(),
+        (c.finished ? 0u : static_cast<std::uint32_t>(EPOLLIN)) |
+            (c.out.empty() ? 0u : static_cast<std::uint32_t>(EPOLLOUT)),
         kClientBase + session);
 }
 

@@ -7,10 +7,11 @@
 //   running   relaying output, serving `fcvm exec`
 //   stopping  the container exited or a stop was asked; waiting for the power-off
 //
-// A restored guest, which already runs its container, starts in `running`. The loop relays
-// the container's output, answers clients on the VM's control socket (`fcvm exec` sends
-// EXEC, `fcvm stop` SHUTDOWN, in the agent's framing), turns SIGINT/SIGTERM into a graceful
-// stop, and returns the container's exit code.
+// A stop asked while booting or starting (SIGINT, `fcvm stop`) is sent once the container
+// runs. A restored guest, which already runs its container, starts in `running`. The loop relays
+// the container's output, serves the VM's control socket (control/control_protocol.h:
+// `fcvm exec`, `fcvm stop`; a malformed request gets an error reply and the VM runs on),
+// turns SIGINT/SIGTERM into a graceful stop, and returns the container's exit code.
 //
 // Threading: single-threaded; run() owns the calling thread until the VM is gone.
 #pragma once
@@ -32,7 +33,7 @@
 namespace fcvm {
 
 struct SupervisorOptions {
-  std::filesystem::path control_socket;  // where `fcvm exec` connects
+  std::filesystem::path control_socket;  // served with the host control protocol
   std::filesystem::path output_log;      // container stdout+stderr, appended
   bool forward_output = true;            // also write to our stdout/stderr (foreground)
   agent::Process main_process;           // defaults for exec sessions (env, cwd, user)
@@ -60,24 +61,33 @@ class ContainerSupervisor {
 
   // Runs until the VM has exited. Returns the container's exit code (128+N when killed by
   // signal N), or an error when the guest did not boot (the VM exited, the agent did not
-  // answer within boot_timeout, a signal or stop request came first: the VM may still run,
-  // its owner stops it), the container never ran (invalid_argument, the agent's reason)
+  // answer within boot_timeout: the VM may still run, its owner stops it), the container
+  // never ran (invalid_argument, the agent's reason)
   // or the VM died under it.
   Result<int> run();
 
  private:
-  struct ExecClient;
+  struct ControlClient;
   Status handle_agent();
   void handle_hello(const agent::Frame& frame);
   // Ends the loop with `failure` (the first one wins).
   void fail(Status failure);
+  // `what` went wrong while booting, with the console's last lines.
+  Status boot_failure(Errc code, const std::string& what) const;
   Status handle_signal();
   void accept_client();
   void handle_client(std::uint32_t session);
+  void handle_request(std::uint32_t session, ControlClient& client, const std::string& payload);
+  void relay_exec_frame(const agent::Frame& frame);
+  // Writes what the client is owed; drops it once finished and flushed.
+  void flush_client(std::uint32_t session);
   void drop_client(std::uint32_t session);
-  // Asks the agent to stop the container (SIGTERM, SIGKILL after `grace`), then waits a
-  // little longer for the power-off; a second request kills the VM.
+  // A stop request (signal, control socket): asks the agent to stop the container
+  // (SIGTERM, SIGKILL after `grace`), at once or, while booting or starting, once the
+  // container runs; a second request kills the VM.
   void begin_stop(std::chrono::milliseconds grace);
+  // Sends the stop to the agent and waits `grace` and a little more for the power-off.
+  void send_stop(std::chrono::milliseconds grace);
   void write_output(int fd, const std::string& bytes);
   void watch(int fd, std::uint32_t events, std::uint64_t tag);
 
@@ -86,7 +96,7 @@ class ContainerSupervisor {
   SupervisorOptions options_;
   LoggerPtr log_;
   UniqueFd epoll_, signals_, listener_, output_log_;
-  std::map<std::uint32_t, std::unique_ptr<ExecClient>> clients_;
+  std::map<std::uint32_t, std::unique_ptr<ControlClient>> clients_;
   std::uint32_t next_session_ = 1;
   Phase phase_ = Phase::booting;
   // The current phase's deadline (booting: HELLO; stopping: power-off).
@@ -95,6 +105,7 @@ class ContainerSupervisor {
   std::optional<int> exit_code_;
   std::optional<std::string> start_error_;
   int stop_requests_ = 0;
+  std::optional<std::chrono::milliseconds> pending_stop_;  // asked before the container ran
 };
 
 }  // namespace fcvm

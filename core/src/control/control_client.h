@@ -1,0 +1,48 @@
+// ControlClient: the client end of the host control protocol (control/control_protocol.h),
+// used by `fcvm exec` and `fcvm stop`. Blocking: writes wait for the socket, receive()
+// waits for the next bytes.
+//
+// Threading: one thread at a time. Nothing here throws; failures are Status values.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <vector>
+
+#include "control/control_protocol.h"
+#include "fcvm/unique_fd.h"
+
+namespace fcvm::control {
+
+class ControlClient {
+ public:
+  // Connects to the control socket at `socket`. unavailable when nothing listens there.
+  static Result<ControlClient> connect(const std::filesystem::path& socket);
+
+  // The socket, for poll(). Owned by this object.
+  int fd() const { return fd_.get(); }
+
+  Status send(MessageType type, std::string_view payload);
+  Status send_request(const Request& request) {
+    return send(MessageType::kRequest, to_payload(request));
+  }
+
+  // Waits for bytes from the server and returns the messages they complete (maybe none).
+  // At the end of the stream returns no messages and closed() turns true. Errc::protocol
+  // for a malformed stream.
+  Result<std::vector<Message>> receive();
+  bool closed() const { return closed_; }
+
+  // Waits up to `timeout` for the server's REPLY to a request, keeping nothing else.
+  // Errc::timeout when the server does not answer (a stopped or hung fcvm process).
+  Result<Reply> wait_reply(std::chrono::milliseconds timeout);
+
+ private:
+  explicit ControlClient(UniqueFd fd) : fd_(std::move(fd)) {}
+
+  UniqueFd fd_;
+  MessageDecoder decoder_{Sender::server};
+  bool closed_ = false;
+};
+
+}  // namespace fcvm::control
