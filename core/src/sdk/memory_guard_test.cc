@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <list>
 #include <optional>
 #include <random>
 
@@ -85,7 +86,7 @@ class MemoryGuardTest : public ::testing::Test {
     return &filesystems_.emplace_back(std::move(*made));
   }
   std::string skip_;
-  std::vector<LoopFilesystem> filesystems_;
+  std::list<LoopFilesystem> filesystems_;  // stable addresses: tests hold pointers
 };
 
 #define REQUIRE_FS(var, fstype, mib)               \
