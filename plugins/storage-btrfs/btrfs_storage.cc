@@ -1,7 +1,6 @@
 #include "btrfs_storage.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +14,7 @@
 #include "fcvm/child_process.h"
 #include "fcvm/file_clone.h"
 #include "fcvm/unique_fd.h"
+#include "dir_lock.h"
 #include "host_tools.h"
 
 namespace fcvm::btrfs {
@@ -70,23 +70,6 @@ Result<RootfsSize> measure(const fs::path& rootfs) {
   if (ec) return fail(Errc::io, "reading " + rootfs.string() + ": " + ec.message());
   return size;
 }
-
-// An flock on a directory, held while the object lives.
-class DirFlock {
- public:
-  static Result<DirFlock> acquire(const fs::path& dir) {
-    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!fd) return errno_status(kPrefix + "open " + dir.string());
-    while (::flock(fd.get(), LOCK_EX) != 0) {
-      if (errno != EINTR) return errno_status(kPrefix + "lock " + dir.string());
-    }
-    return DirFlock(std::move(fd));
-  }
-
- private:
-  explicit DirFlock(UniqueFd fd) : fd_(std::move(fd)) {}
-  UniqueFd fd_;
-};
 
 Result<BaseImage> existing_base(const std::string& digest, const fs::path& path) {
   struct stat st {};
@@ -218,12 +201,9 @@ Result<BaseImage> BtrfsStorage::prepare_base(const ImageRootfs& image) {
     return fail(Errc::not_found, "rootfs " + image.rootfs.string() + " of image " + image.digest +
                                      " is not a directory");
   }
-  std::error_code ec;
-  fs::create_directories(bases, ec);
-  if (ec) return fail(Errc::io, "create " + bases.string() + ": " + ec.message());
-  ::chmod(bases.parent_path().c_str(), 0700);
-  auto lock = DirFlock::acquire(bases);
+  auto lock = DirLock::acquire(bases);
   if (!lock) return lock.status();
+  ::chmod(dir->c_str(), 0700);
   // Another caller may have built it while this one waited.
   if (auto base = existing_base(image.digest, out)) return base;
   return build_base(image, out);
@@ -240,7 +220,13 @@ Result<BaseImage> BtrfsStorage::build_base(const ImageRootfs& image, const fs::p
                             options_.headroom_mib;
   const std::uint64_t inodes = size->inodes + options_.headroom_mib * 64 + 1024;
   const fs::path tmp = out.parent_path() / ("." + out.filename().string() + ".tmp");
-  ::unlink(tmp.c_str());  // left by a build that was killed; we hold the lock
+  // Builds killed half-way left their temp files; every build holds the lock, so any
+  // temp file now is such a leftover.
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(out.parent_path(), ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.front() == '.' && name.ends_with(".tmp")) ::unlink(entry.path().c_str());
+  }
   auto discard = [&](Status st) {
     ::unlink(tmp.c_str());
     return st;

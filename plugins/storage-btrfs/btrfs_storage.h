@@ -4,7 +4,9 @@
 // Files, under the volume root R (see btrfs_volume.h: <data_dir>/storage-btrfs when the
 // data dir is btrfs, else the loop-mounted <data_dir>/btrfs):
 //   R/bases/<digest-hex>.ext4   built once per image digest with `mkfs.ext4 -d`, never
-//                               changed; built under an flock on R/bases
+//                               changed; built under an flock on R/bases, as a temp
+//                               file renamed into place (a later build deletes the
+//                               temp files of builds that were killed)
 //   R/disks/<random>/root.ext4  a VM's, snapshot's or clone's disk when its directory is
 //                               not on R's filesystem (reflinks cannot cross filesystems);
 //                               the directory then holds root.ext4 as a symlink to it

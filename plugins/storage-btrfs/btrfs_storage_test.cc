@@ -130,6 +130,17 @@ TEST_F(BtrfsStorageTest, BaseIsAnExt4FilledFromTheRootfsAndBuiltOnce) {
   EXPECT_EQ(first.st_mtim.tv_nsec, second.st_mtim.tv_nsec);
 }
 
+TEST_F(BtrfsStorageTest, ABuildSweepsTempFilesOfKilledBuilds) {
+  const fs::path bases = data_dir_ / "storage-btrfs" / "bases";
+  fs::create_directories(bases);
+  std::ofstream(bases / ("." + std::string(64, 'c') + ".ext4.tmp")) << "half a base";
+  auto base = storage().prepare_base({kDigest, rootfs_});
+  ASSERT_TRUE(base.ok()) << base.status().message();
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(bases)) names.push_back(e.path().filename());
+  EXPECT_EQ(names, std::vector<std::string>{std::string(64, 'a') + ".ext4"});
+}
+
 TEST_F(BtrfsStorageTest, ConcurrentBuildsOfOneDigestBuildOnce) {
   std::vector<Result<BaseImage>> results(4, Result<BaseImage>(error(Errc::internal, "not run")));
   std::vector<std::thread> threads;

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <linux/magic.h>
-#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -16,6 +15,7 @@
 #include "fcvm/loop_device.h"
 #include "fcvm/mount.h"
 #include "fcvm/unique_fd.h"
+#include "dir_lock.h"
 #include "host_tools.h"
 
 namespace fcvm::btrfs {
@@ -24,27 +24,6 @@ namespace {
 namespace fs = std::filesystem;
 
 const std::string kPrefix = "storage-btrfs: ";
-
-// An flock on a directory (no lock file to leave behind), held while the object lives.
-class DirLock {
- public:
-  static Result<DirLock> acquire(const fs::path& dir) {
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) return error(Errc::io, kPrefix + "create " + dir.string() + ": " + ec.message());
-    ::chmod(dir.c_str(), 0700);
-    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!fd) return errno_status(kPrefix + "open " + dir.string());
-    while (::flock(fd.get(), LOCK_EX) != 0) {
-      if (errno != EINTR) return errno_status(kPrefix + "lock " + dir.string());
-    }
-    return DirLock(std::move(fd));
-  }
-
- private:
-  explicit DirLock(UniqueFd fd) : fd_(std::move(fd)) {}
-  UniqueFd fd_;
-};
 
 // The data dir may not exist yet: its nearest existing parent is where it will be.
 fs::path nearest_existing(fs::path path) {

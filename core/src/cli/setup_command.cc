@@ -75,7 +75,8 @@ Command setup_storage_command() {
     const std::string name = it != chosen.end() ? it->second : "storage-btrfs";
     auto backend = check(ctx.plugins().create_as<StorageBackend>(name, PluginKind::storage,
                                                                   ctx.plugin_context(name)));
-    std::cout << name << ": " << check(backend->setup_host()) << "\n";
+    const std::string done = check(backend->setup_host());
+    std::cout << name << ": " << done << "\n";
     return 0;
   }};
 }
