@@ -1,7 +1,10 @@
 #include "qemu_backend.h"
 
 #include <chrono>
+#include <filesystem>
+#include <system_error>
 
+#include "fcvm/memory.h"
 #include "host_tsc.h"
 #include "qemu_command_line.h"
 #include "qemu_vm.h"
@@ -77,6 +80,12 @@ Result<std::unique_ptr<Vm>> QemuBackend::launch(const VmSpec& spec) {
   if (!argv) return argv.status().with_context(who);
   FCVM_RETURN_IF_ERROR(check_inputs(spec.kernel, spec.initrd, spec.drives).with_context(who));
   FCVM_RETURN_IF_ERROR(make_dir(spec.dir).with_context(who));
+  // QEMU maps DIR/mem share=on and writes guest RAM into it: never into an inode that a
+  // snapshot or fork also names.
+  const auto mem = QemuCommandLine::memory_file(spec.dir);
+  if (std::error_code ec; std::filesystem::exists(mem, ec)) {
+    FCVM_RETURN_IF_ERROR(make_private_before_write(mem).with_context(who));
+  }
 
   QemuVm::StartOptions start;
   start.argv = std::move(*argv);

@@ -213,6 +213,45 @@ TEST_F(QemuVmTest, LaunchBootsAndShutsDown) {
   EXPECT_FALSE(std::filesystem::exists(QemuCommandLine::memory_file(s.dir)));
 }
 
+// The nlink guard at both places vmm-qemu writes a mem-file: QEMU's share=on RAM file at
+// launch, and the snapshot's image. Neither may change bytes another name can see.
+TEST_F(QemuVmTest, MemoryFilesSharedWithOtherNamesAreNeverWritten) {
+  VmSpec s = spec("shared-mem", "counter");
+  std::filesystem::create_directories(s.dir);
+  const auto mem = QemuCommandLine::memory_file(s.dir);
+  const auto other = guest_->dir() / ("other-name-of-mem-" + std::to_string(serial_));
+  std::ofstream(mem, std::ios::binary) << std::string(1 << 20, '\x5a');
+  ASSERT_EQ(::link(mem.c_str(), other.c_str()), 0);
+  struct stat shared {};
+  ASSERT_EQ(::stat(other.c_str(), &shared), 0);
+  const auto other_digest = digest(other);
+
+  auto vm = launch(s);
+  ASSERT_NE(vm, nullptr);
+  ASSERT_TRUE(TestGuest::wait_for_file(s.console_log, [](const std::string& c) { return has_counts(c, 2); }, 60s))
+      << read_text(s.dir / "qemu.log");
+  struct stat running {};
+  ASSERT_EQ(::stat(mem.c_str(), &running), 0);
+  EXPECT_NE(running.st_ino, shared.st_ino) << "QEMU maps the shared inode";
+
+  // A snapshot written over a name that forks share replaces that name only.
+  const auto snap_dir = guest_->dir() / ("snap-shared-" + std::to_string(serial_));
+  std::filesystem::create_directories(snap_dir);
+  const SnapshotFiles files{snap_dir / "state", snap_dir / "mem"};
+  ASSERT_EQ(::link(other.c_str(), files.memory.c_str()), 0);
+  ASSERT_TRUE(vm->pause().ok());
+  Status st = vm->snapshot(files);
+  ASSERT_TRUE(st.ok()) << st.message();
+  vm->kill();
+
+  struct stat after {};
+  ASSERT_EQ(::stat(other.c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, shared.st_ino);
+  EXPECT_EQ(after.st_nlink, 1u) << "both other names were given their own inodes";
+  EXPECT_EQ(digest(other), other_digest) << "a write reached another name of the mem-file";
+  EXPECT_NE(digest(files.memory), other_digest);
+}
+
 TEST_F(QemuVmTest, GuestPowerOffEndsQemu) {
   VmSpec s = spec("poweroff", "poweroff");
   auto vm = launch(s);

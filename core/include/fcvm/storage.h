@@ -65,6 +65,12 @@ class FCVM_SDK_API StorageBackend : public Backend {
  public:
   PluginKind kind() const final { return PluginKind::storage; }
 
+  // Prepares this host once for the backend (`fcvm setup storage`): creates what probe()
+  // reports missing, e.g. a filesystem. Idempotent: a second call only checks. May need
+  // root (unavailable, naming the fix, otherwise). On failure nothing is left. Returns one
+  // line saying what it did. The default has nothing to do.
+  virtual Result<std::string> setup_host() { return std::string("nothing to set up"); }
+
   // Builds (once per digest) the backend's base from an unpacked rootfs. Idempotent and
   // safe against concurrent callers for the same digest (one builds, others wait); a
   // failed build leaves nothing behind.

@@ -17,6 +17,7 @@ const std::vector<Command>& command_table() {
       setup_command(),
       setup_kernel_command(),
       setup_initramfs_command(),
+      setup_storage_command(),
       setup_preflight_command(),
       plugins_command(),
       config_show_command(),

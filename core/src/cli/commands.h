@@ -15,6 +15,7 @@ Command image_rm_command();
 Command setup_command();
 Command setup_kernel_command();
 Command setup_initramfs_command();
+Command setup_storage_command();
 Command ls_command();
 Command gc_command();
 Command setup_preflight_command();

@@ -1,8 +1,11 @@
-// fcvm setup [kernel | initramfs]: the guest assets every VM boots.
+// fcvm setup [kernel | initramfs | storage]: the guest assets every VM boots, and what a
+// storage backend needs on the host.
 #include <iostream>
 
 #include "cli/commands.h"
 #include "config/config.h"
+#include "fcvm/storage.h"
+#include "plugin/plugin_registry.h"
 #include "run/guest_assets.h"
 #include "setup/initramfs_builder.h"
 #include "setup/kernel_builder.h"
@@ -27,7 +30,7 @@ std::filesystem::path setup_initramfs(CommandContext& ctx) {
 Command setup_command() {
   return {{"setup"}, "prepare this host: guest kernel and initramfs (idempotent)",
           [](CommandContext& ctx, const std::vector<std::string>& args) {
-    parse_command_line(ctx, "setup [kernel | initramfs | preflight]", {}, {}, args);
+    parse_command_line(ctx, "setup [kernel | initramfs | storage | preflight]", {}, {}, args);
     const auto kernel = setup_kernel(ctx);
     const auto initrd = setup_initramfs(ctx);
     std::cout << "kernel:    " << kernel.vmlinux.string() << "\ninitramfs: " << initrd.string() << "\n";
@@ -57,6 +60,23 @@ Command setup_initramfs_command() {
           [](CommandContext& ctx, const std::vector<std::string>& args) {
     parse_command_line(ctx, "setup initramfs", {}, {}, args);
     std::cout << setup_initramfs(ctx).string() << "\n";
+    return 0;
+  }};
+}
+
+Command setup_storage_command() {
+  return {{"setup", "storage"},
+          "prepare the host for a storage backend (storage-btrfs: a loop-mounted btrfs)",
+          [](CommandContext& ctx, const std::vector<std::string>& args) {
+    parse_command_line(ctx, "setup storage [--storage NAME]", {}, {}, args);
+    // The backend the user chose, else storage-btrfs: the one with something to set up.
+    const auto& chosen = ctx.config().plugins;
+    const auto it = chosen.find(PluginKind::storage);
+    const std::string name = it != chosen.end() ? it->second : "storage-btrfs";
+    auto backend = check(ctx.plugins().create_as<StorageBackend>(name, PluginKind::storage,
+                                                                  ctx.plugin_context(name)));
+    const std::string done = check(backend->setup_host());
+    std::cout << name << ": " << done << "\n";
     return 0;
   }};
 }

@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fcvm/memory_image.h"
+
 namespace fcvm {
 namespace {
 
@@ -13,8 +15,8 @@ class IdleMemoryServer final : public MemoryServer {
   std::vector<pid_t> clients() const override { return {}; }
 };
 
-Result<std::unique_ptr<Backend>> create_file_memory(const PluginContext&) {
-  return std::unique_ptr<Backend>(std::make_unique<FileMemory>());
+Result<std::unique_ptr<Backend>> create_file_memory(const PluginContext& context) {
+  return std::unique_ptr<Backend>(std::make_unique<FileMemory>(context.log));
 }
 
 const PluginDescriptor kDescriptor = {
@@ -50,17 +52,14 @@ Result<std::unique_ptr<MemoryServer>> FileMemory::serve(const std::filesystem::p
 
 Status FileMemory::place(const std::filesystem::path& memory_image,
                          const std::filesystem::path& dest) {
-  if (::link(memory_image.c_str(), dest.c_str()) == 0) return ok_status();
-  if (errno == EEXIST) {
-    return error(Errc::already_exists,
-                 "file: " + dest.string() + " already exists; remove it or pick a new fork dir");
+  auto placed = place_memory_image(memory_image, dest);
+  if (!placed) return placed.status().with_context("file: ");
+  if (*placed != MemoryPlacement::hardlink) {
+    log_->warn(dest.string() + " is a " + to_string(*placed) + " of " + memory_image.string() +
+               ", not a hardlink (another filesystem?): this fork does not share the "
+               "snapshot's page cache");
   }
-  if (errno == EXDEV) {
-    return error(Errc::invalid_argument, "file: " + dest.string() + " is on another filesystem than " +
-                                             memory_image.string() +
-                                             "; keep forks in the same data dir as their snapshot");
-  }
-  return errno_status("file: hardlink " + memory_image.string() + " to " + dest.string());
+  return ok_status();
 }
 
 const PluginDescriptor& file_memory_descriptor() { return kDescriptor; }

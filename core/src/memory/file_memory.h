@@ -11,6 +11,9 @@ namespace fcvm {
 
 class FileMemory final : public MemoryBackend {
  public:
+  // `log` receives the warning when place() cannot hardlink.
+  explicit FileMemory(LoggerPtr log = null_logger()) : log_(log ? std::move(log) : null_logger()) {}
+
   // Needs nothing from the host: always available.
   Probe probe() override;
 
@@ -23,10 +26,13 @@ class FileMemory final : public MemoryBackend {
   Result<std::unique_ptr<MemoryServer>> serve(const std::filesystem::path& memory_image,
                                               const std::filesystem::path& socket) override;
 
-  // Hardlinks `memory_image` at `dest`. already_exists when `dest` exists; io on other
-  // failures (across filesystems: EXDEV).
+  // place_memory_image: a hardlink, else (EXDEV, EMLINK, EPERM) a reflink or sparse copy
+  // with a warning. already_exists when `dest` exists.
   Status place(const std::filesystem::path& memory_image,
                const std::filesystem::path& dest) override;
+
+ private:
+  LoggerPtr log_;
 };
 
 // The descriptor core registers with PluginRegistry::add_builtin, name "file".

@@ -4,6 +4,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <liburing.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,56 +17,133 @@
 namespace fcvm {
 namespace {
 
-// Copies [offset, end) from `in` to `out` at the same offsets.
-Status copy_range(int in, int out, off_t offset, off_t end, const std::string& what) {
-  bool use_copy_file_range = true;
-  std::vector<char> buf;
-  while (offset < end) {
-    const size_t want = static_cast<size_t>(end - offset);
-    ssize_t n;
-    if (use_copy_file_range) {
-      loff_t in_off = offset, out_off = offset;
-      n = ::copy_file_range(in, &in_off, out, &out_off, want, 0);
-      if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
-        use_copy_file_range = false;  // this pair of files needs plain reads and writes
-        continue;
-      }
-    } else {
-      if (buf.empty()) buf.resize(1 << 20);
-      n = ::pread(in, buf.data(), std::min(want, buf.size()), offset);
-      for (ssize_t done = 0; n > 0 && done < n;) {
-        ssize_t w = ::pwrite(out, buf.data() + done, static_cast<size_t>(n - done), offset + done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return errno_status("write " + what);
-        done += w;
-      }
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_status("copy " + what);
-    if (n == 0) return error(Errc::io, "copy " + what + ": source shrank during the copy");
-    offset += n;
+constexpr size_t kChunk = 1 << 20;  // bytes per read and per write
+constexpr unsigned kBatch = 16;     // chunks submitted together, each a linked read + write
+
+struct Range {
+  off_t offset;
+  off_t end;
+};
+
+// The data ranges of `in` (a file of `size` bytes); all of it when SEEK_DATA is unsupported.
+Result<std::vector<Range>> data_ranges(int in, off_t size, const std::string& what) {
+  std::vector<Range> ranges;
+  for (off_t offset = 0; offset < size;) {
+    const off_t data = ::lseek(in, offset, SEEK_DATA);
+    if (data < 0 && errno == ENXIO) break;  // only a hole remains
+    if (data < 0 && errno == EINVAL) return std::vector<Range>{{offset, size}};
+    if (data < 0) return errno_status("seek " + what);
+    off_t hole = ::lseek(in, data, SEEK_HOLE);
+    if (hole < 0) return errno_status("seek " + what);
+    hole = std::min(hole, size);  // the file must not grow meanwhile; copy what was asked
+    ranges.push_back({data, hole});
+    offset = hole;
+  }
+  return ranges;
+}
+
+Status write_all(int out, const char* buf, size_t len, off_t offset, const std::string& what) {
+  for (size_t done = 0; done < len;) {
+    const ssize_t w = ::pwrite(out, buf + done, len - done, offset + static_cast<off_t>(done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return errno_status("write " + what);
+    done += static_cast<size_t>(w);
   }
   return ok_status();
 }
 
-Status sparse_copy(int in, int out, off_t size, const std::string& what) {
-  if (::ftruncate(out, size) != 0) return errno_status("size " + what);
-  off_t offset = 0;
-  while (offset < size) {
-    off_t data = ::lseek(in, offset, SEEK_DATA);
-    if (data < 0 && errno == ENXIO) break;  // only a hole remains
-    if (data < 0 && errno == EINVAL)
-      return copy_range(in, out, offset, size, what);  // no SEEK_DATA
-    if (data < 0) return errno_status("seek " + what);
-    off_t hole = ::lseek(in, data, SEEK_HOLE);
-    if (hole < 0) return errno_status("seek " + what);
-    FCVM_RETURN_IF_ERROR(copy_range(in, out, data, hole, what));
-    offset = hole;
+Status shrank(const std::string& what) {
+  return error(Errc::io, "copy " + what + ": the source shrank during the copy");
+}
+
+Status copy_with_pread(int in, int out, const std::vector<Range>& ranges, const std::string& what) {
+  std::vector<char> buf(kChunk);
+  for (const Range& r : ranges) {
+    for (off_t offset = r.offset; offset < r.end;) {
+      const size_t want = static_cast<size_t>(std::min<off_t>(r.end - offset, kChunk));
+      const ssize_t n = ::pread(in, buf.data(), want, offset);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return errno_status("read " + what);
+      if (n == 0) return shrank(what);
+      FCVM_RETURN_IF_ERROR(write_all(out, buf.data(), static_cast<size_t>(n), offset, what));
+      offset += n;
+    }
+  }
+  return ok_status();
+}
+
+// Batches of up to kBatch chunks: each chunk a read linked to the write of the same buffer,
+// one submit per batch, then every completion reaped before the next batch.
+Status copy_with_uring(io_uring& ring, int in, int out, const std::vector<Range>& ranges,
+                       const std::string& what) {
+  std::vector<char> pool(kBatch * kChunk);
+  struct Chunk {
+    off_t offset;
+    unsigned len;
+  };
+  Chunk chunks[kBatch];
+  size_t range = 0;
+  off_t cursor = ranges.empty() ? 0 : ranges[0].offset;
+  while (range < ranges.size()) {
+    unsigned n = 0;
+    for (; n < kBatch && range < ranges.size(); ++n) {
+      const unsigned len = static_cast<unsigned>(std::min<off_t>(ranges[range].end - cursor, kChunk));
+      chunks[n] = {cursor, len};
+      char* buf = pool.data() + n * kChunk;
+      io_uring_sqe* rd = io_uring_get_sqe(&ring);
+      io_uring_prep_read(rd, in, buf, len, static_cast<__u64>(cursor));
+      rd->flags |= IOSQE_IO_LINK;
+      io_uring_sqe_set_data64(rd, n * 2);
+      io_uring_sqe* wr = io_uring_get_sqe(&ring);
+      io_uring_prep_write(wr, out, buf, len, static_cast<__u64>(cursor));
+      io_uring_sqe_set_data64(wr, n * 2 + 1);
+      cursor += len;
+      if (cursor >= ranges[range].end && ++range < ranges.size()) cursor = ranges[range].offset;
+    }
+    int submitted = io_uring_submit(&ring);
+    if (submitted < 0) return errno_status("submit " + what, -submitted);
+    Status failure;
+    for (unsigned i = 0; i < 2 * n; ++i) {
+      io_uring_cqe* cqe = nullptr;
+      int rc;
+      while ((rc = io_uring_wait_cqe(&ring, &cqe)) == -EINTR) {
+      }
+      if (rc < 0) return errno_status("wait for " + what, -rc);
+      const auto tag = io_uring_cqe_get_data64(cqe);
+      const int res = cqe->res;
+      io_uring_cqe_seen(&ring, cqe);
+      if (!failure.ok()) continue;  // reap the rest of the batch, then report the first error
+      const Chunk& c = chunks[tag / 2];
+      if (tag % 2 == 0) {
+        if (res < 0) failure = errno_status("read " + what, -res);
+        else if (static_cast<unsigned>(res) < c.len) failure = shrank(what);
+      } else if (res < 0) {
+        failure = errno_status("write " + what, -res);
+      } else if (static_cast<unsigned>(res) < c.len) {  // rare: finish it synchronously
+        failure = write_all(out, pool.data() + (tag / 2) * kChunk + res, c.len - res, c.offset + res, what);
+      }
+    }
+    FCVM_RETURN_IF_ERROR(failure);
   }
   return ok_status();
 }
 
 }  // namespace
+
+Status copy_data_extents(int in, int out, const std::string& what) {
+  struct stat st {};
+  if (::fstat(in, &st) != 0) return errno_status("stat " + what);
+  if (::ftruncate(out, st.st_size) != 0) return errno_status("size " + what);
+  auto ranges = data_ranges(in, st.st_size, what);
+  if (!ranges) return ranges.status();
+  io_uring ring{};
+  if (io_uring_queue_init(2 * kBatch, &ring, 0) != 0) {
+    return copy_with_pread(in, out, *ranges, what);  // io_uring disabled or filtered here
+  }
+  Status copied = copy_with_uring(ring, in, out, *ranges, what);
+  io_uring_queue_exit(&ring);
+  return copied;
+}
 
 Status clone_file(const std::filesystem::path& from, const std::filesystem::path& to,
                   CloneMode mode, bool* reflinked) {
@@ -98,7 +176,7 @@ Status clone_file(const std::filesystem::path& from, const std::filesystem::path
     if (reflinked != nullptr) *reflinked = true;
   } else if (errno == EOPNOTSUPP || errno == EXDEV || errno == EINVAL || errno == ENOTTY ||
              errno == ENOSYS) {
-    if (Status copied = sparse_copy(in.get(), out.get(), st.st_size, what); !copied.ok()) {
+    if (Status copied = copy_data_extents(in.get(), out.get(), what); !copied.ok()) {
       return fail(copied);
     }
   } else {
