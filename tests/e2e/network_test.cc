@@ -1,0 +1,159 @@
+// Networking with real microVMs: the example image's busybox httpd, published with -p,
+// answers an HTTP GET from the host, for network-bridged and network-slirp; the guest
+// reaches its gateway; two VMs publish the same guest port on different host ports; and
+// after stop + gc, or kill -9 + gc, nothing of fcvm's networking is left.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <thread>
+
+#include "fcvm/atomic_file.h"
+#include "fcvm_cli.h"
+#include "net_test_support.h"
+
+namespace fcvm::test {
+namespace {
+
+// An HTTP GET; retried while httpd in the freshly started guest does not listen yet.
+std::string http_get(const std::string& ip, std::uint16_t port, std::chrono::seconds patience) {
+  const auto deadline = std::chrono::steady_clock::now() + patience;
+  for (;;) {
+    UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in sa = fcvm::testing::ipv4_sockaddr(ip, port);
+    std::string out;
+    if (::connect(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
+      const std::string req = "GET / HTTP/1.0\r\nHost: x\r\n\r\n";
+      if (::write(s.get(), req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+        char buf[4096];
+        for (ssize_t n; (n = ::read(s.get(), buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+      }
+    }
+    if (out.rfind("HTTP/1.", 0) == 0 || std::chrono::steady_clock::now() > deadline) return out;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+std::uint16_t free_port() {
+  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in sa = fcvm::testing::ipv4_sockaddr("127.0.0.1", 0);
+  ::bind(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  socklen_t len = sizeof sa;
+  ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&sa), &len);
+  return ntohs(sa.sin_port);
+}
+
+std::string command_output(const std::vector<std::string>& argv) {
+  auto out = run_command(argv);
+  return out.ok() ? *out : "";
+}
+
+class NetworkVmTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (auto why = FcvmCli::missing_prerequisite(); !why.empty()) GTEST_SKIP() << why;
+    cli_ = std::make_unique<FcvmCli>();
+  }
+  void TearDown() override {
+    if (cli_) {
+      cli_->run({"gc"});
+      expect_nothing_left();
+    }
+  }
+
+  std::vector<std::string> run_args(std::vector<std::string> args) const {
+    args.insert(args.begin(), {"podman", "run", "--network", GetParam(), "--kernel", FcvmCli::kernel().string()});
+    return args;
+  }
+
+  // Where a published port answers: the address the plugin recorded for it.
+  std::string host_ip_of(const std::string& name) const {
+    auto rec = cli_->record(name);
+    return rec["network"]["ports"].at(0)["host_ip"].get<std::string>() == "0.0.0.0"
+               ? "127.0.0.1"
+               : rec["network"]["ports"].at(0)["host_ip"].get<std::string>();
+  }
+
+  // By listing: no namespace, veth, nft chain, slirp4netns or holder process of this
+  // test's VMs (their ids are in `ids_`), and no allocation left in the data dir.
+  void expect_nothing_left() {
+    const std::string netns = command_output({"ip", "netns", "list"});
+    const std::string links = command_output({"ip", "-o", "link", "show"});
+    const std::string nft = command_output({"nft", "list", "table", "ip", "fcvm"});
+    for (const auto& id : ids_) {
+      EXPECT_EQ(netns.find("fcvm-" + id), std::string::npos) << netns;
+      EXPECT_EQ(links.find("fv" + id), std::string::npos) << links;
+      EXPECT_EQ(nft.find("vm_" + id), std::string::npos) << nft;
+    }
+    for (pid_t pid : pids_) {
+      // Dead is dead: a zombie waiting for init to reap it holds nothing.
+      auto stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+      const bool running = stat.ok() && stat->find(") Z ") == std::string::npos &&
+                           (stat->find("(slirp4netns)") != std::string::npos ||
+                            stat->find("(fcvm-nsholder)") != std::string::npos);
+      EXPECT_FALSE(running) << "left running: " << (stat.ok() ? *stat : "");
+    }
+    for (const auto& file : {"network-bridged/subnets.json", "network-slirp/loopback.json"}) {
+      auto text = read_file(cli_->data_dir() / file);
+      if (text.ok()) EXPECT_EQ(text->find("\"slot\""), std::string::npos) << file << ": " << *text;
+    }
+  }
+
+  void remember(const std::string& name) {
+    auto rec = cli_->record(name);
+    if (rec.is_null()) return;
+    ids_.push_back(rec["id"].get<std::string>());
+    const auto extra = rec["network"].value("extra", nlohmann::json::object());
+    for (const char* proc : {"holder", "slirp"}) {
+      if (extra.contains(proc)) pids_.push_back(extra[proc]["pid"].get<pid_t>());
+    }
+  }
+
+  std::unique_ptr<FcvmCli> cli_;
+  std::vector<std::string> ids_;
+  std::vector<pid_t> pids_;  // slirp4netns and namespace holders
+};
+
+TEST_P(NetworkVmTest, HttpdAnswersOnPublishedPortsOfTwoVmsAndTheGuestReachesItsGateway) {
+  const std::uint16_t port_a = free_port(), port_b = free_port();
+  auto a = cli_->run(run_args({"-d", "--name", "web-a", "-p", std::to_string(port_a) + ":80",
+                               FcvmCli::hello_image(), "httpd", "-f", "-p", "80", "-h", "/www"}));
+  ASSERT_EQ(a.code, 0) << a.err;
+  remember("web-a");
+  auto b = cli_->run(run_args({"-d", "--name", "web-b", "-p", std::to_string(port_b) + ":80",
+                               FcvmCli::hello_image(), "httpd", "-f", "-p", "80", "-h", "/www"}));
+  ASSERT_EQ(b.code, 0) << b.err;
+  remember("web-b");
+
+  const std::string page_a = http_get(host_ip_of("web-a"), port_a, std::chrono::seconds(60));
+  EXPECT_NE(page_a.find("Hello from fcvm!"), std::string::npos) << page_a;
+  const std::string page_b = http_get(host_ip_of("web-b"), port_b, std::chrono::seconds(60));
+  EXPECT_NE(page_b.find("Hello from fcvm!"), std::string::npos) << page_b;
+
+  auto ping = cli_->run({"exec", "web-a", "--", "ping", "-c", "1", "-W", "10", "10.0.2.2"});
+  EXPECT_EQ(ping.code, 0) << ping.out << ping.err;
+  auto resolv = cli_->run({"exec", "web-a", "--", "cat", "/etc/resolv.conf"});
+  if (GetParam() == "network-slirp") EXPECT_EQ(resolv.out, "nameserver 10.0.2.3\n");
+
+  EXPECT_EQ(cli_->run({"stop", "web-a"}).code, 0);
+  EXPECT_EQ(cli_->run({"stop", "web-b"}).code, 0);
+}
+
+TEST_P(NetworkVmTest, KillNineThenGcLeavesNoNetworkBehind) {
+  auto fg = cli_->start(run_args({"--name", "doomed", "-p", std::to_string(free_port()) + ":80",
+                                  FcvmCli::hello_image(), "sleep", "600"}));
+  ASSERT_TRUE(cli_->wait_status("doomed", "running", std::chrono::seconds(120)));
+  remember("doomed");
+  ASSERT_TRUE(fg.signal(SIGKILL).ok());
+  fg.wait();
+  auto gc = cli_->run({"gc"});
+  EXPECT_EQ(gc.code, 0) << gc.err;
+  EXPECT_TRUE(cli_->record("doomed").is_null());
+}
+
+INSTANTIATE_TEST_SUITE_P(Plugins, NetworkVmTest, ::testing::Values("network-bridged", "network-slirp"),
+                         [](const auto& info) { return info.param == "network-bridged" ? std::string("Bridged")
+                                                                                        : std::string("Slirp"); });
+
+}  // namespace
+}  // namespace fcvm::test
