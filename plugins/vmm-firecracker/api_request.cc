@@ -185,6 +185,11 @@ Result<std::vector<ApiRequest>> FirecrackerRequests::boot(const VmSpec& spec,
                    "MMDS is served through a network interface and this VM has none; give it "
                    "a network or leave VmSpec::mmds null");
     }
+    if (spec.mmds.dump().size() > kMaxMmdsBytes) {
+      return error(Errc::invalid_argument,
+                   "MMDS data is " + std::to_string(spec.mmds.dump().size()) +
+                       " bytes; Firecracker accepts at most " + std::to_string(kMaxMmdsBytes));
+    }
   }
 
   std::vector<ApiRequest> out;

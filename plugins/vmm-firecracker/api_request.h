@@ -36,6 +36,10 @@ struct VmFiles {
   static std::filesystem::path metrics(const std::filesystem::path& dir) { return dir / "firecracker.metrics"; }
 };
 
+// Firecracker's default limit on a request body, and so on the MMDS data store
+// (--http-api-max-payload-size, --mmds-size-limit).
+inline constexpr std::size_t kMaxMmdsBytes = 51200;
+
 // The guest CID of the vsock device (2 is the host; 3 is the first guest CID).
 inline constexpr unsigned kGuestCid = 3;
 
@@ -45,7 +49,7 @@ class FirecrackerRequests {
   // metrics, machine-config, boot-source, drives, network interfaces, MMDS (config, then
   // the data store; needs a NIC), vsock, then InstanceStart. Fails with invalid_argument
   // on a spec Firecracker would refuse (vcpus outside 1..32, drive or NIC ids outside
-  // [A-Za-z0-9_], MMDS data that is not an object or without a NIC).
+  // [A-Za-z0-9_], MMDS data that is not an object, over kMaxMmdsBytes or without a NIC).
   static Result<std::vector<ApiRequest>> boot(const VmSpec& spec, const FirecrackerOptions& options);
 
   // A restore: logger and metrics (the only calls allowed before a load), then

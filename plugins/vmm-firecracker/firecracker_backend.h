@@ -31,6 +31,8 @@ class FirecrackerBackend final : public VmmBackend {
   // relative path are opened relative to spec.vm.dir, so the clone's directory must have
   // the snapshot source's layout (StorageBackend::clone_disks keeps it).
   Result<std::unique_ptr<Vm>> restore(const RestoreSpec& spec) override;
+  // Snapshot, File restores, dirty page tracking (Diff), MMDS, vsock agent channel; UFFD
+  // restores when /dev/userfaultfd opens read-write here.
   VmmCapabilities capabilities() const override;
 
  private:

@@ -241,6 +241,9 @@ TEST(FirecrackerRequests, RefusesWhatFirecrackerWouldRefuse) {
   s.nics.clear();
   refused(s, "MMDS is served through a network interface");
   s = full_spec();
+  s.mmds = {{"big", std::string(kMaxMmdsBytes, 'x')}};
+  refused(s, "Firecracker accepts at most 51200");
+  s = full_spec();
   s.agent_socket.clear();
   refused(s, "no agent socket");
 }
