@@ -149,7 +149,7 @@ ApiRequest FirecrackerRequests::snapshot_load(const RestoreSpec& spec, const Fir
                {"track_dirty_pages", options.track_dirty_pages()},
                {"resume_vm", spec.resume}};
   if (!overrides.empty()) body["network_overrides"] = std::move(overrides);
-  if (!spec.vm.agent_socket.empty()) body["vsock_override"] = {{"uds_path", spec.vm.agent_socket.string()}};
+  body["vsock_override"] = {{"uds_path", spec.vm.agent_socket.string()}};
   return put("/snapshot/load", "/snapshot/load", std::move(body));
 }
 
@@ -217,6 +217,10 @@ Result<std::vector<ApiRequest>> FirecrackerRequests::restore(const RestoreSpec& 
     }
   }
   if (spec.snapshot.state.empty()) return error(Errc::invalid_argument, "no snapshot state file given");
+  if (spec.vm.agent_socket.empty()) {
+    // Without an override Firecracker would bind the snapshot source's vsock socket.
+    return error(Errc::invalid_argument, "no agent socket given (the clone's vsock socket)");
+  }
   if (spec.memory.kind == MemorySourceKind::uffd && spec.memory.path.empty()) {
     return error(Errc::invalid_argument, "UFFD memory needs the page server's socket path");
   }

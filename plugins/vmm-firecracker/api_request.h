@@ -53,7 +53,8 @@ class FirecrackerRequests {
   static Result<std::vector<ApiRequest>> boot(const VmSpec& spec, const FirecrackerOptions& options);
 
   // A restore: logger and metrics (the only calls allowed before a load), then
-  // /snapshot/load with the memory backend, the clone's taps and vsock socket.
+  // /snapshot/load with the memory backend, the clone's taps and vsock socket. Fails with
+  // invalid_argument without a state file, memory source or agent socket.
   static Result<std::vector<ApiRequest>> restore(const RestoreSpec& spec,
                                                  const FirecrackerOptions& options);
 

@@ -31,8 +31,9 @@ class FirecrackerBackend final : public VmmBackend {
   // relative path are opened relative to spec.vm.dir, so the clone's directory must have
   // the snapshot source's layout (StorageBackend::clone_disks keeps it).
   Result<std::unique_ptr<Vm>> restore(const RestoreSpec& spec) override;
-  // Snapshot, File restores, dirty page tracking (Diff), MMDS, vsock agent channel; UFFD
-  // restores when /dev/userfaultfd opens read-write here.
+  // Everything: snapshot, File and UFFD restores, dirty page tracking (Diff), MMDS, vsock
+  // agent channel. Constant; whether this host has /dev/userfaultfd for UFFD restores is in
+  // probe()'s note and in restore()'s error.
   VmmCapabilities capabilities() const override;
 
  private:

@@ -290,6 +290,7 @@ void FirecrackerVm::remove_runtime_files() {
 }
 
 Result<UniqueFd> FirecrackerVm::connect_agent(std::chrono::steady_clock::time_point deadline) {
+  if (options_.agent_socket.empty()) return error(Errc::unavailable, "connect_agent: the VM has no agent socket");
   return VsockConnector::connect(options_.agent_socket, kAgentVsockPort, deadline, [this]() -> Status {
     if (auto status = child_.try_wait()) return error(Errc::unavailable, exit_report(*status));
     return ok_status();

@@ -248,6 +248,19 @@ TEST(FirecrackerRequests, RefusesWhatFirecrackerWouldRefuse) {
   refused(s, "no agent socket");
 }
 
+TEST(FirecrackerRequests, RestoreRefusesAMissingPiece) {
+  RestoreSpec r = restore_spec(MemorySourceKind::file, true);
+  r.vm.agent_socket.clear();
+  EXPECT_FALSE(FirecrackerRequests::restore(r, {}).ok());
+  r = restore_spec(MemorySourceKind::uffd, true);
+  r.memory.path.clear();
+  EXPECT_FALSE(FirecrackerRequests::restore(r, {}).ok());
+  r = restore_spec(MemorySourceKind::file, true);
+  r.memory.path.clear();
+  r.snapshot.memory.clear();
+  EXPECT_FALSE(FirecrackerRequests::restore(r, {}).ok());
+}
+
 TEST(FirecrackerRequests, BootArgsKeepWhatTheCallerSet) {
   EXPECT_EQ(FirecrackerRequests::boot_args(""), "reboot=k i8042.noaux i8042.nomux i8042.dumbkbd");
   EXPECT_EQ(FirecrackerRequests::boot_args("console=ttyS0 reboot=t i8042.noaux"),
