@@ -307,6 +307,15 @@ TEST_F(FakeFirecrackerTest, DiffSnapshotMergesIntoACopyOfTheBase) {
   EXPECT_EQ(fs::hard_link_count(first.memory), 2u);
   const auto tail = without_queries(calls(s.dir));
   EXPECT_EQ(tail[2], "PUT /machine-config 204");
+
+  // Merging into the image it was based on (same name): the name gets the merged image,
+  // the fork keeps the old inode's bytes.
+  fs::remove(root_ / "fork-mem");
+  fs::create_hard_link(second.memory, root_ / "fork-mem");
+  ASSERT_TRUE((*vm)->snapshot(second).ok());
+  EXPECT_EQ(slurp(second.memory).substr(4096, 6), "DIFF 3");
+  EXPECT_EQ(slurp(root_ / "fork-mem").substr(4096, 6), "DIFF 2");
+  EXPECT_EQ(fs::hard_link_count(second.memory), 1u);
 }
 
 TEST_F(FakeFirecrackerTest, FaultNamesTheCall) {
