@@ -63,6 +63,10 @@ class QemuVm final : public Vm {
   Status snapshot(const SnapshotFiles& files) override;
   Status shutdown(std::chrono::milliseconds timeout) override;
   void kill() override;
+  // Placeholder until the transport work lands (owned by core-transport).
+  Result<UniqueFd> connect_agent(std::chrono::steady_clock::time_point) override {
+    return error(Errc::unavailable, "vmm-qemu: connect_agent is not implemented yet");
+  }
 
  private:
   QemuVm(StartOptions options, ChildProcess child, LoggerPtr log, off_t log_start);

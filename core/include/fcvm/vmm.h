@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,6 +49,8 @@ struct VmSpec {
   std::filesystem::path console_log;
   // Namespace files the VMM process joins before exec (user namespace before net).
   std::vector<std::filesystem::path> namespaces;
+  nlohmann::json mmds;            // null: no MMDS; else the MMDS data store (VMMs with mmds)
+  nlohmann::json vmm_options = nlohmann::json::object();  // opaque, for the VMM plugin
 };
 
 // The files of a snapshot, as a VMM writes and reads them.
@@ -74,6 +77,16 @@ struct RestoreSpec {
   SnapshotFiles snapshot;
   MemorySource memory;
   bool resume = true;  // resume the guest once loaded
+};
+
+enum class AgentTransport { virtio_serial, vsock };
+struct VmmCapabilities {
+  bool snapshot = false;             // Vm::snapshot works on a booted VM
+  bool restore_file_memory = false;  // restore with MemorySourceKind::file
+  bool restore_uffd_memory = false;  // restore with MemorySourceKind::uffd
+  bool dirty_page_tracking = false;  // diff snapshots
+  bool mmds = false;                 // VmSpec::mmds is served to the guest
+  AgentTransport agent_transport = AgentTransport::virtio_serial;
 };
 
 // A running (or paused) VM. Owns its VMM process: destroying the handle kills the VMM.
@@ -103,6 +116,11 @@ class FCVM_SDK_API Vm {
   virtual Status shutdown(std::chrono::milliseconds timeout) = 0;
   // Kills the VMM at once and reaps it. Idempotent.
   virtual void kill() = 0;
+  // Connects to the guest agent's channel and returns a stream socket carrying the agent
+  // protocol, after any transport handshake (vsock: Firecracker's "CONNECT <port>\n" /
+  // "OK <port>\n"). Retries until `deadline` while the guest is not listening yet. The
+  // caller owns the fd.
+  virtual Result<UniqueFd> connect_agent(std::chrono::steady_clock::time_point deadline) = 0;
 };
 
 class FCVM_SDK_API VmmBackend : public Backend {
@@ -117,6 +135,7 @@ class FCVM_SDK_API VmmBackend : public Backend {
   // Starts a VMM from a snapshot, with memory from `spec.memory`. Same failure rules.
   // Thread-safe.
   virtual Result<std::unique_ptr<Vm>> restore(const RestoreSpec& spec) = 0;
+  virtual VmmCapabilities capabilities() const = 0;
 };
 
 }  // namespace fcvm
