@@ -16,6 +16,7 @@
 
 #include "fcvm/atomic_file.h"
 #include "fcvm/child_process.h"
+#include "host_tsc.h"
 #include "qmp_client.h"
 #include "stderr_logger.h"
 #include "uffd_page_server.h"
@@ -121,10 +122,13 @@ class UffdShimQemuTest : public ::testing::Test {
   }
 
   std::vector<std::string> qemu_argv(const std::string& name, const std::string& memory_object) {
+    // Under TCG the guest cannot calibrate the TSC on microvm when the host is busy.
+    std::string append = "console=ttyS0 quiet panic=-1";
+    if (const unsigned khz = qemu::HostTsc::khz()) append += " tsc_early_khz=" + std::to_string(khz) + " tsc=reliable";
     return {"qemu-system-x86_64", "-M", "microvm,memory-backend=mem", "-accel", "tcg", "-m", "128M",
             "-object", memory_object, "-nodefaults", "-no-user-config", "-display", "none",
             "-serial", "file:" + (dir_ / (name + ".log")).string(), "-kernel", kernel_.string(),
-            "-initrd", (dir_ / "initrd.gz").string(), "-append", "console=ttyS0 quiet panic=-1",
+            "-initrd", (dir_ / "initrd.gz").string(), "-append", append,
             "-qmp", "unix:" + (dir_ / (name + ".qmp")).string() + ",server=on,wait=off", "-no-reboot"};
   }
 
