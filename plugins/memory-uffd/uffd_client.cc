@@ -112,6 +112,9 @@ Status UffdClient::drain() {
                     std::to_string(m.event));
       }
     }
+    // A short read emptied the queue: skip the read that would only say EAGAIN (a later
+    // event makes the uffd readable again).
+    if (std::size_t(n) < sizeof msgs) return ok_status();
   }
 }
 
