@@ -12,11 +12,6 @@
 namespace fcvm::uffd {
 namespace {
 
-// EAGAIN from UFFDIO_COPY means a non-cooperative event (a remove) is queued and not yet
-// read; reading it clears the condition. The bound only turns a kernel surprise into an
-// error instead of a spin.
-constexpr int kMaxEagainRetries = 100000;
-
 std::uint64_t now_ns() {
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -120,17 +115,22 @@ Status UffdClient::drain() {
 
 Status UffdClient::handle_events() {
   FCVM_RETURN_IF_ERROR(drain());
+  return process_pending();
+}
+
+Status UffdClient::process_pending() {
   while (!pending_.empty()) {
-    const uffd_msg m = pending_.front();
+    FCVM_RETURN_IF_ERROR(resolve_fault(pending_.front().arg.pagefault.address));
+    // A remove is on its way: the fault stays first in line until the uffd, readable once
+    // the remove is queued, brings us back.
+    if (std::exchange(busy_, false)) return ok_status();
     pending_.pop_front();
-    FCVM_RETURN_IF_ERROR(resolve_fault(m.arg.pagefault.address));
   }
   return ok_status();
 }
 
 Status UffdClient::resolve_fault(std::uint64_t addr) {
   const std::uint64_t t0 = now_ns();
-  ++stats_.faults;
   std::size_t ri = 0;
   const GuestRegion* r = region_of(addr, ri);
   if (!r) {
@@ -140,12 +140,15 @@ Status UffdClient::resolve_fault(std::uint64_t addr) {
   const std::uint64_t off = (addr - r->base) & ~(r->page_size - 1);
   const std::uint64_t page = off / r->page_size;
   bool hit_present = present_[ri].test(page);
-  if (!hit_present) {
-    if (first_touch_ && !is_removed(r->base + off)) first_touch_(r->offset + off);
+  const bool first_touch = !hit_present;
+  if (first_touch) {
     const std::uint64_t chunk = std::max<std::uint64_t>(chunk_bytes_, r->page_size);
     const std::uint64_t from = off & ~(chunk - 1);
     FCVM_RETURN_IF_ERROR(fill(ri, from, std::min(from + chunk, r->size), false, page, hit_present));
+    if (busy_) return ok_status();
   }
+  ++stats_.faults;
+  if (first_touch && first_touch_ && !is_removed(r->base + off)) first_touch_(r->offset + off);
   // Another vCPU's fault (or a dead server) already filled it: the copy that did woke only
   // its own waiters, so wake this one.
   if (hit_present) FCVM_RETURN_IF_ERROR(wake(r->base + off, r->page_size));
@@ -171,6 +174,7 @@ Status UffdClient::fill(std::size_t ri, std::uint64_t from, std::uint64_t to, bo
       end += r.page_size;
     }
     FCVM_RETURN_IF_ERROR(fill_run(ri, off, end, zero, prefetch, watch, hit_present));
+    if (busy_) return ok_status();
     off = end;
   }
   return ok_status();
@@ -179,7 +183,6 @@ Status UffdClient::fill(std::size_t ri, std::uint64_t from, std::uint64_t to, bo
 Status UffdClient::fill_run(std::size_t ri, std::uint64_t from, std::uint64_t to, bool zero,
                             bool prefetch, std::uint64_t watch, bool& hit_present) {
   const GuestRegion& r = regions_[ri];
-  int eagain = 0;
   while (from < to) {
     // A remove drained during a retry may have taken (part of) the run: re-check.
     if (present_[ri].test(from / r.page_size)) {
@@ -224,10 +227,16 @@ Status UffdClient::fill_run(std::size_t ri, std::uint64_t from, std::uint64_t to
       if (page == watch) hit_present = true;
       from += r.page_size;
     } else if (err == EAGAIN) {
-      if (++eagain > kMaxEagainRetries) {
-        return error(Errc::io, "pid " + std::to_string(pid()) + ": uffd stays busy (EAGAIN)");
-      }
+      // A remove is being queued: read it (so later copies see it) and retry; if it is not
+      // readable yet, come back when it is rather than spin.
+      ++stats_.eagain_retries;
+      const std::size_t faults_before = pending_.size();
+      const std::uint64_t removes_before = stats_.remove_events;
       FCVM_RETURN_IF_ERROR(drain());
+      if (pending_.size() == faults_before && stats_.remove_events == removes_before) {
+        busy_ = true;
+        return ok_status();
+      }
     } else if (err == ESRCH || err == ENOENT) {
       return error(Errc::not_found, "pid " + std::to_string(pid()) + " is gone");
     } else {
@@ -260,7 +269,7 @@ void UffdClient::set_prefetch(std::vector<std::uint64_t> image_offsets) {
 
 Status UffdClient::prefetch_some(std::size_t max_offsets) {
   for (std::size_t n = 0; n < max_offsets && prefetch_pending(); ++n) {
-    const std::uint64_t image_off = prefetch_[prefetch_next_++];
+    const std::uint64_t image_off = prefetch_[prefetch_next_];
     for (std::size_t ri = 0; ri < regions_.size(); ++ri) {
       const auto& r = regions_[ri];
       if (image_off < r.offset || image_off - r.offset >= r.size) continue;
@@ -270,14 +279,11 @@ Status UffdClient::prefetch_some(std::size_t max_offsets) {
       FCVM_RETURN_IF_ERROR(fill(ri, from, std::min(from + chunk, r.size), true, ~0ull, unused));
       break;
     }
+    if (std::exchange(busy_, false)) break;  // retried on the next turn
+    ++prefetch_next_;
   }
   // Faults read while retrying must not wait for the next readiness: the uffd may be empty.
-  while (!pending_.empty()) {
-    const uffd_msg m = pending_.front();
-    pending_.pop_front();
-    FCVM_RETURN_IF_ERROR(resolve_fault(m.arg.pagefault.address));
-  }
-  return ok_status();
+  return process_pending();
 }
 
 }  // namespace fcvm::uffd

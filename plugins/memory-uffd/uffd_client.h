@@ -78,6 +78,8 @@ class UffdClient {
   // Reads what the uffd holds into pending_ (non-blocking). Removes are applied at once,
   // so a retried copy sees them whatever order the kernel queued them in.
   Status drain();
+  // Resolves the faults read so far, oldest first.
+  Status process_pending();
   void apply_remove(std::uint64_t start, std::uint64_t end);
   bool is_removed(std::uint64_t addr) const;
   Status resolve_fault(std::uint64_t addr);
@@ -98,6 +100,9 @@ class UffdClient {
   std::deque<uffd_msg> pending_;  // faults read but not yet resolved
   std::vector<std::uint64_t> prefetch_;
   std::size_t prefetch_next_ = 0;
+  // Set when a copy met EAGAIN and the remove behind it was not readable yet: the caller
+  // stops and retries once the uffd is readable again.
+  bool busy_ = false;
   const MappedImage& image_;
   std::size_t chunk_bytes_;
   LoggerPtr log_;

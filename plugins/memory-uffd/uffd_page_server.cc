@@ -167,7 +167,20 @@ Status UffdPageServer::dispatch() {
     }
   }
   if (recorder_ && recorder_->closed()) finish_recording();
+  save_removed();
   return ok_status();
+}
+
+void UffdPageServer::save_removed() {
+  for (pid_t pid : removed_changed_) {
+    auto it = clients_.find(pid);
+    if (it == clients_.end()) continue;
+    const auto start_time = process_start_time(pid);
+    if (!start_time) continue;
+    ClientRecord record{pid, *start_time, it->second->regions(), it->second->removed()};
+    if (Status st = record.save(options_.state_dir); !st.ok()) log_->warn(st.message());
+  }
+  removed_changed_.clear();
 }
 
 void UffdPageServer::on_accept() {
@@ -267,12 +280,8 @@ void UffdPageServer::on_handshake(int fd) {
 Status UffdPageServer::add_client(std::unique_ptr<UffdClient> client) {
   const pid_t pid = client->pid();
   UffdClient* c = client.get();
-  c->set_on_remove([this, c] {
-    auto record = ClientRecord::load(options_.state_dir, c->pid(), image_.size(), host_page_size_);
-    if (!record) return;
-    record->removed = c->removed();
-    if (Status st = record->save(options_.state_dir); !st.ok()) log_->warn(st.message());
-  });
+  // Persisted once per dispatch(), not per event: a balloon sends removes in bursts.
+  c->set_on_remove([this, pid] { removed_changed_.insert(pid); });
   clients_[pid] = std::move(client);
   FCVM_RETURN_IF_ERROR(watch(c->uffd(), tag(kUffd, std::uint32_t(pid))));
   FCVM_RETURN_IF_ERROR(watch(c->pidfd(), tag(kPidfd, std::uint32_t(pid))));

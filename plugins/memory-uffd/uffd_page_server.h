@@ -74,6 +74,8 @@ class UffdPageServer final : public MemoryServer {
   void arm_timer();
   void run_prefetch();
   void finish_recording();
+  // Rewrites the records of clients whose removed ranges grew.
+  void save_removed();
 
   MemoryServeOptions options_;
   LoggerPtr log_;
@@ -84,6 +86,7 @@ class UffdPageServer final : public MemoryServer {
   std::map<int, Pending> pending_;
   std::map<pid_t, std::unique_ptr<UffdClient>> clients_;
   std::set<pid_t> expected_;
+  std::set<pid_t> removed_changed_;
   std::vector<MemoryClientStats> departed_;
   std::optional<WorkingSet> working_set_;
   std::optional<WorkingSetRecorder> recorder_;

@@ -200,6 +200,18 @@ TEST_F(PageServerTest, RemovedRangesReadAsZerosAfterwards) {
   EXPECT_EQ(s.pages_copied, kImageBytes / kPage);
 }
 
+TEST_F(PageServerTest, RemovesRacingFaultsKeepEveryByteRight) {
+  start();
+  auto harness = spawn_harness({"--remove-storm", "200"});
+  const pid_t pid = harness.pid();
+  EXPECT_TRUE(serve_until_exit(harness).success()) << log_->all();
+  const auto s = stats_of(pid);
+  EXPECT_EQ(s.remove_events, 200u);
+  EXPECT_EQ(s.zero_pages, kImageBytes / 2 / kPage);
+  EXPECT_EQ(s.pages_copied, kImageBytes / 2 / kPage);
+  std::cerr << "EAGAIN retries during the storm: " << s.eagain_retries << "\n";
+}
+
 TEST_F(PageServerTest, RejectsEachMalformedHandshakeAndKeepsServing) {
   options_.handshake_timeout = std::chrono::milliseconds(200);
   start();
@@ -222,6 +234,16 @@ TEST_F(PageServerTest, RejectsEachMalformedHandshakeAndKeepsServing) {
       {R"([{"base_host_virt_addr":)" + base + R"(,"size":1099511627777000,"offset":0}])", true, "absurd"},
       {R"([{"base_host_virt_addr":)" + base + R"(,"size":12288,"offset":0,"page_size":12288}])", true,
        "power of two"},
+      {[&] {
+         nlohmann::json many = nlohmann::json::array();
+         for (int i = 0; i < 65; ++i) {
+           many.push_back({{"base_host_virt_addr", reinterpret_cast<std::uint64_t>(good->memory()) + i * kPage},
+                           {"size", kPage},
+                           {"offset", 0}});
+         }
+         return many.dump();
+       }(),
+       true, "65 regions; at most 64"},
       // Arrives in pieces or whole, it is never read past 64 KiB.
       {"[" + std::string(70000, ' ') + "]", true, "larger than 64 KiB|not valid JSON"},
   };

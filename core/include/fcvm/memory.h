@@ -55,6 +55,7 @@ struct MemoryClientStats {
   std::uint64_t zero_pages = 0;       // pages filled with zeros (removed ranges)
   std::uint64_t prefetched_pages = 0; // of pages_copied, pushed before any fault asked
   std::uint64_t remove_events = 0;
+  std::uint64_t eagain_retries = 0;   // copies retried because a remove was queued
   std::array<std::uint64_t, kLatencyBuckets> latency_us_log2{};
 
   nlohmann::json to_json() const {
@@ -67,6 +68,7 @@ struct MemoryClientStats {
             {"zero_pages", zero_pages},
             {"prefetched_pages", prefetched_pages},
             {"remove_events", remove_events},
+            {"eagain_retries", eagain_retries},
             {"latency_us_log2", latency_us_log2}};
   }
 };

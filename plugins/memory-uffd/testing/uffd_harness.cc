@@ -8,7 +8,10 @@
 // --hold: once done, stay (connected) until stdin closes;
 // --dontneed: after the check, MADV_DONTNEED that range and check it reads zeros, then
 //             check the whole memory again;
-// --touch N: read only the first N pages (a working set), in order.
+// --touch N: read only the first N pages (a working set), in order;
+// --remove-storm N: while one thread reads the first half, another MADV_DONTNEEDs the
+//             second half N times (removes racing faults); then the first half must match
+//             the image and the second read as zeros.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -16,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -56,7 +60,7 @@ int main(int argc, char** argv) {
   ClientLayout layout;
   layout.size = image.size();
   bool wait_stdin = false, hold = false;
-  std::uint64_t dontneed_off = 0, dontneed_len = 0, touch = ~0ull;
+  std::uint64_t dontneed_off = 0, dontneed_len = 0, touch = ~0ull, storm = 0;
   for (int i = 3; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -70,6 +74,7 @@ int main(int argc, char** argv) {
     else if (a == "--wait-stdin") wait_stdin = true;
     else if (a == "--hold") hold = true;
     else if (a == "--touch") touch = std::stoull(next());
+    else if (a == "--remove-storm") storm = std::stoull(next());
     else if (a == "--dontneed") {
       const std::string v = next();
       const auto colon = v.find(':');
@@ -87,6 +92,19 @@ int main(int argc, char** argv) {
   }
   if (auto st = client->connect_and_send(socket); !st.ok()) die(st.message());
   const std::uint64_t page = std::uint64_t(::sysconf(_SC_PAGESIZE));
+  if (storm) {
+    const std::uint64_t half = layout.size / 2;
+    std::thread remover([&] {
+      for (std::uint64_t i = 0; i < storm; ++i) {
+        if (::madvise(client->memory() + half, half, MADV_DONTNEED) != 0) die("madvise in the storm");
+      }
+    });
+    check(client->memory(), image, layout.image_offset, 0, half, 0, 0);
+    remover.join();
+    check(client->memory(), image, layout.image_offset, 0, layout.size, half, layout.size);
+    std::printf("ok storm\n");
+    return 0;
+  }
   const std::uint64_t last = std::min(layout.size, touch == ~0ull ? layout.size : touch * page);
   check(client->memory(), image, layout.image_offset, 0, last, 0, 0);
   if (dontneed_len) {
