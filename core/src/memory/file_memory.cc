@@ -8,13 +8,6 @@
 namespace fcvm {
 namespace {
 
-class IdleMemoryServer final : public MemoryServer {
- public:
-  int fd() const override { return -1; }
-  Status dispatch() override { return ok_status(); }
-  std::vector<pid_t> clients() const override { return {}; }
-};
-
 Result<std::unique_ptr<Backend>> create_file_memory(const PluginContext& context) {
   return std::unique_ptr<Backend>(std::make_unique<FileMemory>(context.log));
 }
@@ -37,8 +30,10 @@ Result<MemorySource> FileMemory::source_for_clone(const SnapshotFiles& snapshot,
   return MemorySource{MemorySourceKind::file, snapshot.memory};
 }
 
-Result<std::unique_ptr<MemoryServer>> FileMemory::serve(const std::filesystem::path& memory_image,
-                                                        const std::filesystem::path&) {
+MemoryCapabilities FileMemory::capabilities() const { return {}; }
+
+Result<std::unique_ptr<MemoryServer>> FileMemory::serve(const MemoryServeOptions& options) {
+  const auto& memory_image = options.memory_image;
   struct stat st {};
   if (::stat(memory_image.c_str(), &st) != 0) {
     if (errno == ENOENT) {
@@ -47,7 +42,7 @@ Result<std::unique_ptr<MemoryServer>> FileMemory::serve(const std::filesystem::p
     }
     return errno_status("file: stat " + memory_image.string());
   }
-  return std::unique_ptr<MemoryServer>(std::make_unique<IdleMemoryServer>());
+  return std::unique_ptr<MemoryServer>();
 }
 
 Status FileMemory::place(const std::filesystem::path& memory_image,

@@ -21,10 +21,12 @@ class FileMemory final : public MemoryBackend {
   Result<MemorySource> source_for_clone(const SnapshotFiles& snapshot,
                                         const std::filesystem::path& clone_dir) override;
 
-  // A server with no fd and no clients: the VMMs map `memory_image` themselves. Fails
-  // (not_found) when the image does not exist. `socket` is not created.
-  Result<std::unique_ptr<MemoryServer>> serve(const std::filesystem::path& memory_image,
-                                              const std::filesystem::path& socket) override;
+  // needs_server false, source kind file.
+  MemoryCapabilities capabilities() const override;
+
+  // No server (a null pointer): the VMMs map the image themselves. Fails (not_found) when
+  // the image does not exist. The socket is not created.
+  Result<std::unique_ptr<MemoryServer>> serve(const MemoryServeOptions& options) override;
 
   // place_memory_image: a hardlink, else (EXDEV, EMLINK, EPERM) a reflink or sparse copy
   // with a warning. already_exists when `dest` exists.

@@ -46,18 +46,24 @@ TEST_F(FileMemoryTest, CloneMapsTheSnapshotImage) {
   EXPECT_FALSE(fs::exists(dir_ / "clone"));
 }
 
-TEST_F(FileMemoryTest, ServeNeedsNoEventsAndHasNoClients) {
+TEST_F(FileMemoryTest, NeedsNoServer) {
+  EXPECT_FALSE(memory_.capabilities().needs_server);
+  EXPECT_EQ(memory_.capabilities().source_kind, MemorySourceKind::file);
   ASSERT_TRUE(write_file_atomic(dir_ / "memory", "pages").ok());
-  auto server = memory_.serve(dir_ / "memory", dir_ / "mem.sock");
+  MemoryServeOptions options;
+  options.memory_image = dir_ / "memory";
+  options.socket = dir_ / "mem.sock";
+  auto server = memory_.serve(options);
   ASSERT_TRUE(server.ok()) << server.status().message();
-  EXPECT_EQ((*server)->fd(), -1);
-  EXPECT_TRUE((*server)->clients().empty());
-  EXPECT_TRUE((*server)->dispatch().ok());
+  EXPECT_EQ(*server, nullptr);
   EXPECT_FALSE(fs::exists(dir_ / "mem.sock"));
 }
 
 TEST_F(FileMemoryTest, ServeOfMissingImageIsNotFound) {
-  auto server = memory_.serve(dir_ / "gone", dir_ / "mem.sock");
+  MemoryServeOptions options;
+  options.memory_image = dir_ / "gone";
+  options.socket = dir_ / "mem.sock";
+  auto server = memory_.serve(options);
   ASSERT_FALSE(server.ok());
   EXPECT_EQ(server.status().code(), Errc::not_found);
   EXPECT_NE(server.status().message().find((dir_ / "gone").string()), std::string::npos);
