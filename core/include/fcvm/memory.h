@@ -121,7 +121,8 @@ class FCVM_SDK_API MemoryServer {
   virtual std::vector<pid_t> recorded_clients() const = 0;
   // PIDs of the VMMs currently served.
   virtual std::vector<pid_t> clients() const = 0;
-  // Counters of every client this server has served, connected ones first.
+  // Counters of the clients this server has served, connected ones first (a server may
+  // keep only the most recent of those that left).
   virtual std::vector<MemoryClientStats> stats() const = 0;
 };
 
