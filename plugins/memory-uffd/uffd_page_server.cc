@@ -305,6 +305,7 @@ void UffdPageServer::drop(pid_t pid, const std::string& why) {
   if (departed_.size() == kMaxDeparted) departed_.erase(departed_.begin());
   departed_.push_back(stats);
   clients_.erase(it);
+  expected_.erase(pid);  // a later process with a reused pid is not a clone
   ClientRecord::remove(options_.state_dir, pid);
 }
 

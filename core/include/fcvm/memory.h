@@ -110,7 +110,8 @@ class FCVM_SDK_API MemoryServer {
   // itself is broken (its epoll failed).
   virtual Status dispatch() = 0;
   // Accept a handshake from VMM process `pid` (SO_PEERCRED). Call before the VMM starts
-  // connecting. Idempotent.
+  // connecting (connections are only looked at inside dispatch()). Idempotent; the
+  // allowance ends when that client leaves.
   virtual void expect_client(pid_t pid) = 0;
   // Takes over VMM `pid` served by a dead server of the same snapshot, from the record in
   // state_dir: fetches its uffd with pidfd_getfd and serves it. not_found without a record
