@@ -95,9 +95,6 @@ Result<std::unique_ptr<UffdPageServer>> UffdPageServer::start(const MemoryServeO
   auto image = MappedImage::open(options.memory_image);
   if (!image) return image.status().with_context("memory-uffd: ");
   std::unique_ptr<UffdPageServer> s(new UffdPageServer(options, std::move(log), std::move(*image)));
-  if (::mkdir(options.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return errno_status("memory-uffd: create state dir " + options.state_dir.string());
-  }
   s->epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   s->timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   s->work_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
@@ -107,9 +104,9 @@ Result<std::unique_ptr<UffdPageServer>> UffdPageServer::start(const MemoryServeO
   auto listen = bind_socket(options.socket);
   if (!listen) return listen.status().with_context("memory-uffd: ");
   s->listen_ = std::move(*listen);
-  if (Status st = s->watch(s->listen_.get(), tag(kListen, 0)); !st.ok()) {
-    ::unlink(options.socket.c_str());
-    return st;
+  if (Status st = s->watch(s->listen_.get(), tag(kListen, 0)); !st.ok()) return st;  // ~ unlinks
+  if (::mkdir(options.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return errno_status("memory-uffd: create state dir " + options.state_dir.string());
   }
   if (options.prefetch && !options.snapshot_dir.empty()) {
     s->working_set_ = WorkingSet::load(options.snapshot_dir, s->image_.identity());
@@ -305,8 +302,10 @@ void UffdPageServer::drop(pid_t pid, const std::string& why) {
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second->pidfd(), nullptr);
   MemoryClientStats stats = it->second->stats();
   stats.connected = false;
+  if (departed_.size() == kMaxDeparted) departed_.erase(departed_.begin());
   departed_.push_back(stats);
   clients_.erase(it);
+  expected_.erase(pid);  // a later process with a reused pid is not a clone
   ClientRecord::remove(options_.state_dir, pid);
 }
 

@@ -40,6 +40,7 @@ class UffdPageServer final : public MemoryServer {
   static constexpr std::size_t kWorkingSetPages = 64 * 1024;
   static constexpr std::chrono::seconds kWorkingSetWindow{10};
   static constexpr std::size_t kMaxHandshakeBytes = 64 * 1024;
+  static constexpr std::size_t kMaxDeparted = 1024;  // counters kept of clients gone
 
   // Maps the image, binds the socket (0600; a stale socket of a dead server is replaced,
   // a live one is already_exists) and loads the working-set record. Nothing is left behind

@@ -250,7 +250,7 @@ TEST_F(PageServerTest, RejectsEachMalformedHandshakeAndKeepsServing) {
   for (const auto& c : cases) {
     auto client = testing::FirecrackerClient::create(layout);
     ASSERT_TRUE(client.ok());
-    ASSERT_TRUE(client->connect_and_send(options_.socket, c.message, c.send_fd).ok());
+    ASSERT_TRUE(client->connect_and_send(options_.socket, c.message, c.send_fd ? client->uffd() : -1).ok());
     char byte;
     // The server closes a rejected connection: recv sees EOF.
     serve_until([&] { return ::recv(client->socket(), &byte, 1, MSG_DONTWAIT) == 0; });
@@ -263,27 +263,9 @@ TEST_F(PageServerTest, RejectsEachMalformedHandshakeAndKeepsServing) {
     UniqueFd r(p[0]), w(p[1]);
     auto client = testing::FirecrackerClient::create(layout);
     ASSERT_TRUE(client.ok());
-    UniqueFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strcpy(addr.sun_path, options_.socket.c_str());
-    ASSERT_EQ(::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    const std::string m = client->handshake_json();
-    iovec iov{const_cast<char*>(m.data()), m.size()};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &p[0], sizeof(int));
-    ASSERT_EQ(::sendmsg(sock.get(), &msg, 0), ssize_t(m.size()));
+    ASSERT_TRUE(client->connect_and_send(options_.socket, client->handshake_json(), r.get()).ok());
     char byte;
-    serve_until([&] { return ::recv(sock.get(), &byte, 1, MSG_DONTWAIT) == 0; });
+    serve_until([&] { return ::recv(client->socket(), &byte, 1, MSG_DONTWAIT) == 0; });
     EXPECT_THAT(log_->all(), HasSubstr("not a userfaultfd"));
   }
   // Silence: dropped once the handshake timeout passes.

@@ -110,7 +110,8 @@ class FCVM_SDK_API MemoryServer {
   // itself is broken (its epoll failed).
   virtual Status dispatch() = 0;
   // Accept a handshake from VMM process `pid` (SO_PEERCRED). Call before the VMM starts
-  // connecting. Idempotent.
+  // connecting (connections are only looked at inside dispatch()). Idempotent; the
+  // allowance ends when that client leaves.
   virtual void expect_client(pid_t pid) = 0;
   // Takes over VMM `pid` served by a dead server of the same snapshot, from the record in
   // state_dir: fetches its uffd with pidfd_getfd and serves it. not_found without a record
@@ -121,7 +122,8 @@ class FCVM_SDK_API MemoryServer {
   virtual std::vector<pid_t> recorded_clients() const = 0;
   // PIDs of the VMMs currently served.
   virtual std::vector<pid_t> clients() const = 0;
-  // Counters of every client this server has served, connected ones first.
+  // Counters of the clients this server has served, connected ones first (a server may
+  // keep only the most recent of those that left).
   virtual std::vector<MemoryClientStats> stats() const = 0;
 };
 

@@ -81,7 +81,7 @@ std::string FirecrackerClient::handshake_json() const {
 }
 
 Status FirecrackerClient::connect_and_send(const std::filesystem::path& path, const std::string& message,
-                                           bool send_fd) {
+                                           int fd) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
@@ -94,14 +94,13 @@ Status FirecrackerClient::connect_and_send(const std::filesystem::path& path, co
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  if (send_fd) {
+  if (fd >= 0) {
     msg.msg_control = control;
     msg.msg_controllen = sizeof control;
     cmsghdr* c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int));
-    const int fd = uffd_.get();
     std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
   }
   if (::sendmsg(socket_.get(), &msg, MSG_NOSIGNAL) != ssize_t(message.size())) {

@@ -33,11 +33,11 @@ class FirecrackerClient {
 
   // The handshake message Firecracker would send for this layout.
   std::string handshake_json() const;
-  // Connects to `socket` and sends `message` with the uffd (or without any fd).
-  Status connect_and_send(const std::filesystem::path& socket, const std::string& message,
-                          bool send_fd = true);
+  // Connects to `socket` and sends `message` with `fd` as SCM_RIGHTS (-1: no fd).
+  Status connect_and_send(const std::filesystem::path& socket, const std::string& message, int fd);
+  // Firecracker's message with the uffd.
   Status connect_and_send(const std::filesystem::path& socket) {
-    return connect_and_send(socket, handshake_json());
+    return connect_and_send(socket, handshake_json(), uffd());
   }
 
   std::uint8_t* memory() const { return memory_; }

@@ -1,6 +1,6 @@
 // Real QEMU (TCG) clones served by the memory-uffd page server through fcvm-uffd-shim,
 // driven directly over QMP (no fcvm snapshot commands): a source guest fills 16 MiB of
-// tmpfs with random bytes and prints its boot id, a tick counter and the bytes' md5 in a
+// tmpfs with random bytes and prints a random boot id, a tick counter and the bytes' md5 in a
 // loop; it is snapshotted with x-ignore-shared (RAM stays in its mem-file); clones on
 // memory-backend-ram get every page from the page server and must continue the source's
 // ticks with the source's boot id and checksum, never boot afresh.
@@ -37,7 +37,8 @@ constexpr const char* kInit = R"(#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t devtmpfs dev /dev
 /bin/busybox mount -t tmpfs tmp /tmp
-boot=$(/bin/busybox cat /proc/sys/kernel/random/boot_id)
+boot=$(/bin/busybox head -c 16 /dev/urandom | /bin/busybox md5sum)
+boot=${boot%% *}
 /bin/busybox dd if=/dev/urandom of=/tmp/blob bs=1M count=16 2>/dev/null
 echo "UFFD-BOOT $boot"
 i=0
