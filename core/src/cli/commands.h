@@ -21,5 +21,10 @@ Command gc_command();
 Command setup_preflight_command();
 Command config_show_command();
 Command plugins_command();
+Command snapshot_create_command();
+Command snapshot_ls_command();
+Command snapshot_rm_command();
+Command snapshot_serve_command();
+Command snapshot_run_command();
 
 }  // namespace fcvm::cli

@@ -2,7 +2,10 @@
 // dead: tear down its network lease and destroy its disks through the plugins that made
 // them, remove its directory, then delete the record. A record whose cleanup fails in any
 // step stays (with a warning), so nothing is forgotten that still holds resources; the
-// steps are idempotent, so the next gc retries them.
+// steps are idempotent, so the next gc retries them. Clones whose serve process died are
+// stopped, and snapshot builds of dead processes are swept.
+#include <signal.h>
+
 #include <iostream>
 
 #include "cli/command.h"
@@ -11,6 +14,7 @@
 #include "fcvm/network.h"
 #include "fcvm/storage.h"
 #include "plugin/plugin_registry.h"
+#include "snapshot/snapshot_store.h"
 #include "state/state_store.h"
 
 namespace po = boost::program_options;
@@ -110,6 +114,15 @@ int run_gc(CommandContext& ctx, const std::vector<std::string>& args) {
   auto records = check(ctx.state().list());
   nlohmann::json removed = nlohmann::json::array();
   nlohmann::json kept = nlohmann::json::array();
+  // Clones outlive their serve only if their own watchdog failed: stop them (their
+  // records are collected once their process has gone).
+  for (const auto& r : records) {
+    if (r.type == VmType::clone && r.serve && !r.serve->alive() && r.alive()) {
+      ctx.log()->info("gc: stopping " + r.name + ", whose serve process is gone");
+      ::kill(r.process.pid, SIGTERM);
+    }
+  }
+  SnapshotStore(ctx.config().data_dir).sweep_stale();
   for (const auto& r : records) {
     if (r.alive()) continue;
     GcOutcome outcome = collect(ctx, r);

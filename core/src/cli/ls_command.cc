@@ -67,9 +67,11 @@ int run_ls(CommandContext& ctx, const std::vector<std::string>& args) {
   std::vector<std::vector<std::string>> rows = {
       {"NAME", "ID", "TYPE", "STATUS", "PID", "IMAGE/SNAPSHOT", "CREATED"}};
   for (const auto& [r, alive] : shown) {
+    // A clone depends on its serve process: show which.
+    std::string source = r.image.empty() ? r.snapshot : r.image;
+    if (r.serve) source += " (serve " + std::to_string(r.serve->pid) + ")";
     rows.push_back({r.name, r.id, to_string(r.type), shown_status(r, alive),
-                    std::to_string(r.process.pid), r.image.empty() ? r.snapshot : r.image,
-                    r.created});
+                    std::to_string(r.process.pid), source, r.created});
   }
   print_table(rows);
   return 0;

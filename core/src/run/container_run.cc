@@ -12,7 +12,6 @@
 #include "session/image_boot.h"
 
 namespace fcvm {
-namespace {
 
 void block_stop_signals() {
   sigset_t set;
@@ -65,8 +64,6 @@ Result<int> run_detached(VmSession& session, VmOrigin& origin) {
   if (message == "ok") return 0;
   return error(Errc::io, message.empty() ? "the detached VM process died while starting" : message);
 }
-
-}  // namespace
 
 Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServices services,
                                        SessionBackends backends) {

@@ -18,6 +18,14 @@ struct ContainerOutcome {
 // itself (bad name, missing kernel, image, VMM trouble) are errors; everything created is
 // removed by then. Blocks SIGINT/SIGTERM/SIGHUP in this process: the VM's event loop
 // receives them.
+// Runs `session` from `origin` in a child process of its own session (setsid) and returns
+// once the VM's process reports started (0), or with the child's failure. The caller has
+// blocked SIGINT/SIGTERM/SIGHUP.
+Result<int> run_detached(VmSession& session, VmOrigin& origin);
+
+// Blocks SIGINT/SIGTERM/SIGHUP (the VM's event loop reads them) and ignores SIGPIPE.
+void block_stop_signals();
+
 Result<ContainerOutcome> run_container(const ContainerRequest& request, SessionServices services,
                                        SessionBackends backends);
 

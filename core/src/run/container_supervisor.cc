@@ -22,7 +22,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-enum Tag : std::uint64_t { kAgent = 1, kVmExit, kSignals, kListener, kClientBase = 1000 };
+enum Tag : std::uint64_t { kAgent = 1, kVmExit, kSignals, kListener, kWatchedBase = 100, kClientBase = 1000 };
 
 // Signals the supervisor turns into a graceful stop; blocked so only the signalfd sees them.
 sigset_t stop_signals() {
@@ -127,12 +127,15 @@ Result<int> ContainerSupervisor::run() {
   watch(vm_.exit_fd(), EPOLLIN, kVmExit);
   watch(signals_.get(), EPOLLIN, kSignals);
   watch(listener_.get(), EPOLLIN, kListener);
+  for (size_t i = 0; i < options_.watched.size(); ++i) watch(options_.watched[i].fd, EPOLLIN, kWatchedBase + i);
   bool agent_open = true;
   if (options_.plan) {
     phase_ = Phase::booting;
     deadline_ = Clock::now() + options_.boot_timeout;
   } else {
     phase_ = Phase::running;
+    // A restored guest already runs its container; exec is served from here on.
+    if (options_.on_started) options_.on_started();
   }
 
   while (!vm_.exited() && !failure_) {
@@ -177,6 +180,12 @@ Result<int> ContainerSupervisor::run() {
         (void)handle_signal();
       } else if (tag == kListener) {
         accept_client();
+      } else if (tag >= kWatchedBase && tag < kWatchedBase + options_.watched.size()) {
+        auto& watched = options_.watched[tag - kWatchedBase];
+        if (watched.on_ready()) {
+          ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, watched.fd, nullptr);
+          begin_stop(options_.stop_timeout);
+        }
       } else if (tag >= kClientBase) {
         handle_client(static_cast<std::uint32_t>(tag - kClientBase));
       }

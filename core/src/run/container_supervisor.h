@@ -22,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <fcvm/agent_plan.h>
 
@@ -46,6 +47,14 @@ struct SupervisorOptions {
   std::chrono::milliseconds stop_timeout{10000};  // SIGTERM → SIGKILL inside the guest
   // Called once the container's process has started (detached runs report success here).
   std::function<void()> on_started;
+  // More fds the loop watches for its session (EPOLLIN), each with a handler run on the
+  // loop's thread; a handler returning true asks for a graceful stop (a clone whose serve
+  // process died). The fds are borrowed and must outlive run().
+  struct WatchedFd {
+    int fd = -1;
+    std::function<bool()> on_ready;
+  };
+  std::vector<WatchedFd> watched;
 };
 
 // Exit codes of the run itself, when there is no container exit code (as podman).

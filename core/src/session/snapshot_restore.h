@@ -3,11 +3,12 @@
 // namespace), and the VMM resumed from the snapshot's state and memory. The guest already
 // runs its container, so the agent gets no plan.
 //
-// Used by `snapshot run` (to come); the snapshot manifest supplies the fields below.
+// Used by `fcvm snapshot run`; the snapshot manifest supplies the fields below.
 #pragma once
 
 #include <optional>
 
+#include "fcvm/memory.h"
 #include "session/vm_session.h"
 
 namespace fcvm {
@@ -18,7 +19,13 @@ struct SnapshotRestoreSpec {
   std::optional<NetworkLease> network;         // the snapshot VM's network, if it had one
   SnapshotFiles files;
   MemorySource memory;
+  // When set (and memory is a file), the clone gets its own name for the memory image in
+  // its directory (a hardlink: the snapshot can be removed while the clone runs).
+  std::shared_ptr<MemoryBackend> memory_backend;
   ExecDefaults exec;                           // the snapshot's container process and rootfs
+  std::optional<ProcessIdentity> serve;        // the serve process the clone depends on
+  // The guest's boot id at snapshot time; empty: not known (the clone is not checked).
+  std::string boot_id;
 };
 
 class SnapshotRestore final : public VmOrigin {
@@ -35,6 +42,12 @@ class SnapshotRestore final : public VmOrigin {
   std::optional<agent::Plan> plan(const std::string& hostname, const DiskLease& disks,
                                   const std::optional<NetworkLease>& network) const override;
   ExecDefaults exec_defaults() const override { return spec_.exec; }
+  // Asks the guest for its boot id (an exec of `cat`); a different one, or a HELLO (a
+  // guest that booted afresh), is a protocol error: the clone did not get the snapshot's
+  // memory.
+  Status verify_guest(AgentChannel& agent) override;
+  // A restored guest that never answers did not get the snapshot's memory: refused.
+  Status agent_unreachable(Status why) const override;
 
  private:
   SnapshotRestoreSpec spec_;

@@ -1,6 +1,11 @@
 #include "session/vm_session.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include "run/container_supervisor.h"
+#include "snapshot/snapshot_builder.h"
+#include "snapshot/snapshot_control.h"
 #include "state/state_store.h"
 
 namespace fcvm {
@@ -97,6 +102,7 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   record.plugins = backends_.names;
   record.status = VmStatus::creating;
   origin.describe(record);
+  image_ = record.image;
   auto created = services_.state.create(record);
   if (!created) return created.status();
   vm_dir_ = services_.data_dir / "vms" / created->id;
@@ -135,7 +141,14 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   FCVM_RETURN_IF_ERROR(update_record([&](VmRecord& r) { r.status = VmStatus::running; }));
 
   auto channel = connect_agent(spec);
-  if (!channel) return channel.status();
+  if (!channel) {
+    if (auto exit = vm_->exited()) {
+      return origin.agent_unreachable(error(Errc::io, "the VMM exited before the guest agent answered (" +
+                                                          exit->describe() + ")"));
+    }
+    return origin.agent_unreachable(channel.status());
+  }
+  FCVM_RETURN_IF_ERROR(origin.verify_guest(*channel));
 
   const ExecDefaults exec = origin.exec_defaults();
   SupervisorOptions opts;
@@ -147,6 +160,36 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   opts.console_log = spec.console_log;
   opts.plan = origin.plan(name_, *disks_, network_.get());
   opts.on_started = on_started_;
+
+  // `fcvm snapshot create` asks this process, which owns the VM, for a snapshot.
+  SnapshotStore snapshots(services_.data_dir);
+  SnapshotSource source{name_, record_->id(), image_, backends_.names, *disks_,
+                        network_ ? std::optional<NetworkLease>(*network_) : std::nullopt,
+                        exec.main_process, exec.rootfs};
+  auto snapshot_server = SnapshotControlServer::listen(
+      vm_dir_ / "snapshot.sock",
+      [&](const SnapshotRequest& request, const std::function<bool()>& still_wanted) {
+        return create_snapshot(*vm_, *backends_.storage, snapshots, source, request,
+                               still_wanted, log_);
+      });
+  if (!snapshot_server) return snapshot_server.status();
+  opts.watched.push_back({(*snapshot_server)->fd(), [&] {
+                            (*snapshot_server)->serve_one();
+                            return false;
+                          }});
+
+  UniqueFd anchor;
+  if (options_.stop_with) {
+    anchor.reset(static_cast<int>(::syscall(SYS_pidfd_open, options_.stop_with->pid, 0)));
+    if (!anchor || !options_.stop_with->alive()) {
+      return error(Errc::not_found, "the serve process " + std::to_string(options_.stop_with->pid) +
+                                        " is gone; start 'fcvm snapshot serve' again");
+    }
+    opts.watched.push_back({anchor.get(), [this] {
+                              log_->info("the serve process exited; stopping this clone");
+                              return true;
+                            }});
+  }
   ContainerSupervisor supervisor(*vm_, *channel, opts, log_);
   auto code = supervisor.run();
   if (!code && code.status().code() == Errc::invalid_argument) {

@@ -84,6 +84,16 @@ class VmOrigin {
   virtual std::optional<agent::Plan> plan(const std::string& hostname, const DiskLease& disks,
                                           const std::optional<NetworkLease>& network) const = 0;
   virtual ExecDefaults exec_defaults() const = 0;
+  // Checks, once the agent channel is up and before the VM counts as started, that the
+  // guest is the one this origin promised (a clone: the snapshot's guest continuing, not a
+  // fresh boot). May exchange frames on `agent`; the default accepts any guest.
+  virtual Status verify_guest(AgentChannel& agent) {
+    (void)agent;
+    return ok_status();
+  }
+  // The error to report when the guest's agent could not be reached at all (`why`), e.g.
+  // because the VMM exited at once; the default reports `why` as it is.
+  virtual Status agent_unreachable(Status why) const { return why; }
 };
 
 struct VmSessionOptions {
@@ -92,6 +102,8 @@ struct VmSessionOptions {
   // Keep the record and logs of a VM whose container exited (podman without --rm).
   bool keep_exited = true;
   bool forward_output = true;       // container output also to our stdout/stderr
+  // Stop the VM gracefully when this process exits (a clone's `snapshot serve`).
+  std::optional<ProcessIdentity> stop_with;
 };
 
 class VmSession {
@@ -143,6 +155,7 @@ class VmSession {
   LeaseGuard<DiskLease> disks_;
   LeaseGuard<NetworkLease> network_;
   std::unique_ptr<Vm> vm_;
+  std::string image_;  // the record's image, for snapshots of this VM
 };
 
 }  // namespace fcvm

@@ -1,0 +1,388 @@
+// fcvm snapshot create|ls|rm|serve|run: snapshots of running VMs and their clones.
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <iostream>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/vm_target.h"
+#include "config/config.h"
+#include "fcvm/memory.h"
+#include "run/container_request.h"
+#include "run/container_run.h"
+#include "run/container_supervisor.h"
+#include "session/snapshot_restore.h"
+#include "snapshot/snapshot_control.h"
+#include "snapshot/snapshot_store.h"
+#include "state/state_store.h"
+
+namespace po = boost::program_options;
+
+namespace fcvm::cli {
+namespace {
+
+constexpr auto kStopWait = std::chrono::seconds(60);
+
+// Runs `args` in the VM's container through its control socket. Output goes to `capture`
+// when given, else to our stdout/stderr. Returns the command's exit code.
+int exec_in_vm(const VmRecord& record, const std::vector<std::string>& args, std::string* capture) {
+  auto client = check(connect_control(record), kRunFailedExit);
+  control::ExecRequest request;
+  request.args = args;
+  check(client.send_request(request), kRunFailedExit);
+  bool refused = false;
+  while (!client.closed()) {
+    for (const auto& m : check(client.receive(), kRunFailedExit)) {
+      switch (m.type) {
+        case control::MessageType::kStdout:
+          if (capture) *capture += m.payload;
+          else std::cout << m.payload << std::flush;
+          break;
+        case control::MessageType::kStderr:
+          if (!capture) std::cerr << m.payload << std::flush;
+          break;
+        case control::MessageType::kReply: {
+          auto reply = check(control::parse_reply(m.payload), kRunFailedExit);
+          if (!reply.ok()) {
+            if (!capture) std::cerr << "fcvm: exec: " << *reply.error << "\n";
+            refused = true;
+          }
+          break;
+        }
+        case control::MessageType::kExit:
+          return check(control::parse_exit_report(m.payload), kRunFailedExit).code;
+        default: break;
+      }
+    }
+  }
+  if (refused) return kRunFailedExit;
+  throw CliError(record.name + " stopped before the command finished", kRunFailedExit);
+}
+
+// Asks the fcvm process of `record` to stop (SIGTERM: a graceful stop of its VM) and waits
+// until it is gone.
+void stop_process(const ProcessIdentity& process) {
+  if (!process.alive()) return;
+  ::kill(process.pid, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + kStopWait;
+  while (process.alive() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+std::vector<VmRecord> live_records(CommandContext& ctx, VmType type) {
+  std::vector<VmRecord> out;
+  for (auto& r : check(ctx.state().list())) {
+    if (r.type == type && r.alive()) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+int run_create(CommandContext& ctx, const std::vector<std::string>& args) {
+  po::options_description desc("snapshot create options");
+  desc.add_options()("pid", po::value<int>(), "the VM's fcvm process")(
+      "tag", po::value<std::string>(), "the snapshot's name (default: the VM's name)")(
+      "disk-only", "snapshot the disks alone (clones cold-boot)");
+  po::positional_options_description pos;
+  pos.add("name", 1);
+  po::options_description hidden;
+  hidden.add_options()("name", po::value<std::string>());
+  auto vm = parse_command_line(ctx, "snapshot create NAME|--pid N [--tag TAG] [--disk-only]", desc,
+                               pos, args, hidden);
+  std::optional<std::string> name;
+  std::optional<int> pid;
+  if (vm.count("name")) name = vm["name"].as<std::string>();
+  if (vm.count("pid")) pid = vm["pid"].as<int>();
+  const VmRecord record = find_vm(ctx, name, pid);
+  if (!record.alive() || record.status != VmStatus::running) throw CliError(record.name + " is not running");
+  if (record.type != VmType::vm) {
+    throw CliError(record.name + " is a " + to_string(record.type) + "; snapshot the VM it came from");
+  }
+  SnapshotRequest request;
+  request.tag = vm.count("tag") ? vm["tag"].as<std::string>() : record.name;
+  check(SnapshotStore::validate_tag(request.tag), kUsageExit);
+  request.disk_only = vm.count("disk-only") > 0;
+  if (!request.disk_only) {
+    std::string boot_id;
+    if (exec_in_vm(record, {"cat", "/proc/sys/kernel/random/boot_id"}, &boot_id) == 0) {
+      while (!boot_id.empty() && (boot_id.back() == '\n' || boot_id.back() == ' ')) boot_id.pop_back();
+      request.boot_id = boot_id;
+    } else {
+      ctx.log()->warn("the image has no 'cat'; clones of this snapshot cannot be checked for continuity");
+    }
+  }
+  auto reply = check(request_snapshot(record.vm_dir / "snapshot.sock", request));
+  std::cout << request.tag << "\n";
+  ctx.log()->info("snapshot " + request.tag + ": the VM was paused " +
+                  std::to_string(reply.value("pause_ms", 0)) + " ms");
+  return 0;
+}
+
+std::uint64_t dir_bytes(const std::filesystem::path& dir) {
+  std::uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir, ec)) {
+    struct stat st{};
+    if (::lstat(e.path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) total += static_cast<std::uint64_t>(st.st_blocks) * 512;
+  }
+  return total;
+}
+
+int run_ls(CommandContext& ctx, const std::vector<std::string>& args) {
+  po::options_description desc("snapshot ls options");
+  desc.add_options()("json", "print a JSON array");
+  auto vm = parse_command_line(ctx, "snapshot ls [--json]", desc, {}, args);
+  SnapshotStore store(ctx.config().data_dir);
+  const auto serves = live_records(ctx, VmType::serve);
+  auto serving = [&](const std::string& tag) {
+    std::vector<int> pids;
+    for (const auto& s : serves) {
+      if (s.snapshot == tag) pids.push_back(s.process.pid);
+    }
+    return pids;
+  };
+  if (vm.count("json")) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& s : store.list()) {
+      auto j = to_json(s.manifest);
+      j["dir"] = s.dir.string();
+      j["serve_pids"] = serving(s.manifest.tag);
+      j["disk_bytes"] = dir_bytes(s.dir);
+      out.push_back(std::move(j));
+    }
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "TAG\tSOURCE\tIMAGE\tKIND\tPAUSE_MS\tSERVES\tCREATED\n";
+  for (const auto& s : store.list()) {
+    std::string pids;
+    for (int p : serving(s.manifest.tag)) pids += (pids.empty() ? "" : ",") + std::to_string(p);
+    std::cout << s.manifest.tag << "\t" << s.manifest.source_name << "\t" << s.manifest.image << "\t"
+              << (s.manifest.disk_only ? "disk" : "full") << "\t" << s.manifest.pause_ms << "\t"
+              << (pids.empty() ? "-" : pids) << "\t" << s.manifest.created << "\n";
+  }
+  return 0;
+}
+
+int run_rm(CommandContext& ctx, const std::vector<std::string>& args) {
+  po::options_description desc("snapshot rm options");
+  desc.add_options()("force", "remove even while a serve process uses it");
+  po::positional_options_description pos;
+  pos.add("tag", 1);
+  po::options_description hidden;
+  hidden.add_options()("tag", po::value<std::string>());
+  auto vm = parse_command_line(ctx, "snapshot rm TAG [--force]", desc, pos, args, hidden);
+  if (!vm.count("tag")) throw CliError("snapshot rm needs a tag (see 'fcvm snapshot ls')", kUsageExit);
+  const auto tag = vm["tag"].as<std::string>();
+  if (!vm.count("force")) {
+    for (const auto& s : live_records(ctx, VmType::serve)) {
+      if (s.snapshot == tag) {
+        throw CliError("snapshot '" + tag + "' is served by process " + std::to_string(s.process.pid) +
+                       "; stop it first or pass --force");
+      }
+    }
+  }
+  SnapshotStore store(ctx.config().data_dir);
+  check(store.remove(tag));
+  store.sweep_stale();
+  return 0;
+}
+
+// The serve's record and directory; on every exit path its clones are stopped first.
+class ServeRecord {
+ public:
+  ServeRecord(CommandContext& ctx, VmRecord record, std::filesystem::path dir)
+      : ctx_(ctx), record_(std::move(record)), dir_(std::move(dir)) {}
+  ~ServeRecord() {
+    for (const auto& clone : live_records(ctx_, VmType::clone)) {
+      if (clone.serve && *clone.serve == record_.process) stop_process(clone.process);
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+    (void)ctx_.state().remove(record_.id);
+  }
+  ServeRecord(const ServeRecord&) = delete;
+  ServeRecord& operator=(const ServeRecord&) = delete;
+
+ private:
+  CommandContext& ctx_;
+  VmRecord record_;
+  std::filesystem::path dir_;
+};
+
+int run_serve(CommandContext& ctx, const std::vector<std::string>& args) {
+  po::options_description desc("snapshot serve options");
+  desc.add_options()("name", po::value<std::string>(), "name of the serve record");
+  po::positional_options_description pos;
+  pos.add("tag", 1);
+  po::options_description hidden;
+  hidden.add_options()("tag", po::value<std::string>());
+  auto vm = parse_command_line(ctx, "snapshot serve TAG [--name NAME]", desc, pos, args, hidden);
+  if (!vm.count("tag")) throw CliError("snapshot serve needs a tag (see 'fcvm snapshot ls')", kUsageExit);
+  const auto snap = check(SnapshotStore(ctx.config().data_dir).get(vm["tag"].as<std::string>()));
+  if (snap.manifest.disk_only) throw CliError("snapshot '" + snap.manifest.tag + "' has no memory to serve; clone it with 'fcvm snapshot run --snapshot'");
+  auto memory = ctx.backend_as<MemoryBackend>(PluginKind::memory);
+
+  block_stop_signals();
+  VmRecord record;
+  record.type = VmType::serve;
+  if (vm.count("name")) record.name = vm["name"].as<std::string>();
+  record.process = ProcessIdentity::self();
+  record.snapshot = snap.manifest.tag;
+  record.plugins[PluginKind::memory] = ctx.chosen_plugin(PluginKind::memory);
+  record.status = VmStatus::creating;
+  auto created = check(ctx.state().create(record));
+  const auto dir = ctx.config().data_dir / "vms" / created.id;
+  ServeRecord guard(ctx, created, dir);
+  std::filesystem::create_directories(dir);
+  ::chmod(dir.c_str(), 0700);
+  const auto socket = dir / "memory.sock";
+  MemoryServeOptions serve_options;
+  serve_options.memory_image = snap.dir / snap.manifest.memory_file;
+  serve_options.socket = socket;
+  serve_options.state_dir = dir;
+  serve_options.snapshot_dir = snap.dir;
+  // Null with the file backend: the VMMs map the image themselves.
+  auto server = check(memory->serve(serve_options));
+  check(ctx.state().update(created.id, [&](VmRecord& r) {
+    r.vm_dir = dir;
+    r.status = VmStatus::running;
+    return ok_status();
+  }).status());
+
+  std::cout << "serving snapshot " << snap.manifest.tag << ": pid " << ::getpid() << ", socket "
+            << (server ? socket.string() : std::string("none (file memory: clones map the image)"))
+            << "\n" << std::flush;
+
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, s);
+  UniqueFd signals(::signalfd(-1, &set, SFD_CLOEXEC));
+  for (;;) {
+    pollfd fds[2] = {{signals.get(), POLLIN, 0}, {server ? server->fd() : -1, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) break;
+    if (fds[0].revents & POLLIN) break;
+    if (fds[1].revents & POLLIN) {
+      if (Status st = server->dispatch(); !st.ok()) ctx.log()->warn("memory server: " + st.message());
+    }
+  }
+  ctx.log()->info("stopping the clones of this serve");
+  return 0;
+}
+
+int run_clone(CommandContext& ctx, const std::vector<std::string>& args) {
+  po::options_description desc("snapshot run options");
+  desc.add_options()
+      ("pid", po::value<int>(), "the serve process to clone from")
+      ("snapshot", po::value<std::string>(), "clone this snapshot without a serve process")
+      ("name", po::value<std::string>(), "name of the clone")
+      ("publish,p", po::value<std::vector<std::string>>()->composing(), "publish a port: [HOST_IP:]HOST_PORT:GUEST_PORT")
+      ("detach,d", "run in the background and print the clone's name")
+      ("exec", "run the command after the options in a new clone, print its output, exit with its code, remove the clone");
+  auto [vm, command] = parse_until_target(ctx, "snapshot run --pid SERVE_PID|--snapshot TAG [OPTIONS] [--exec COMMAND [ARG...]]", desc, "cmd", args);
+  if (vm.count("cmd")) command.insert(command.begin(), vm["cmd"].as<std::string>());
+  if (vm.count("pid") == vm.count("snapshot")) throw CliError("give --pid SERVE_PID or --snapshot TAG (one of them)", kUsageExit);
+  const bool exec = vm.count("exec") > 0;
+  if (exec && command.empty()) throw CliError("--exec needs a command", kUsageExit);
+  if (!exec && !command.empty()) throw CliError("a clone continues its snapshot's container; to run a command in it, use --exec", kUsageExit);
+
+  SnapshotStore store(ctx.config().data_dir);
+  std::optional<ProcessIdentity> serve;
+  std::string tag;
+  if (vm.count("pid")) {
+    auto rec = ctx.state().find_by_pid(vm["pid"].as<int>());
+    if (!rec || rec->type != VmType::serve || !rec->alive()) {
+      throw CliError("process " + std::to_string(vm["pid"].as<int>()) + " is not a running 'fcvm snapshot serve' (see 'fcvm ls')");
+    }
+    serve = rec->process;
+    tag = rec->snapshot;
+  } else {
+    tag = vm["snapshot"].as<std::string>();
+  }
+  const auto snap = check(store.get(tag));
+  const auto& m = snap.manifest;
+  if (m.disk_only) throw CliError("snapshot '" + tag + "' holds disks only; cold-booting clones of it is not implemented yet");
+
+  SessionBackends backends;
+  backends.vmm = ctx.backend_as<VmmBackend>(PluginKind::vmm);
+  backends.storage = ctx.backend_as<StorageBackend>(PluginKind::storage);
+  backends.network = ctx.backend_as<NetworkBackend>(PluginKind::network);
+  for (auto kind : {PluginKind::vmm, PluginKind::storage, PluginKind::network}) {
+    const auto name = ctx.chosen_plugin(kind);
+    if (!name.empty()) backends.names[kind] = name;
+    auto it = m.plugins.find(kind);
+    const std::string wanted = it == m.plugins.end() ? "" : it->second;
+    if (wanted != name) {
+      throw CliError("snapshot '" + tag + "' was taken with " + to_string(kind) + " " +
+                     (wanted.empty() ? "none" : wanted) + "; pass --plugin " + to_string(kind) + "=" +
+                     (wanted.empty() ? "none" : wanted), kUsageExit);
+    }
+  }
+
+  SnapshotRestoreSpec spec;
+  spec.snapshot_name = tag;
+  spec.disks = m.disks_in(snap.dir);
+  spec.network = m.network;
+  spec.files = m.files(snap.dir);
+  spec.memory = MemorySource{MemorySourceKind::file, spec.files.memory};
+  spec.memory_backend = ctx.backend_as<MemoryBackend>(PluginKind::memory);
+  spec.exec = ExecDefaults{m.main_process, m.rootfs};
+  spec.serve = serve;
+  spec.boot_id = m.boot_id;
+  SnapshotRestore origin(std::move(spec));
+
+  VmSessionOptions options;
+  if (vm.count("name")) options.name = vm["name"].as<std::string>();
+  if (vm.count("publish")) {
+    for (const auto& p : vm["publish"].as<std::vector<std::string>>()) {
+      options.ports.push_back(check(parse_port_mapping(p), kUsageExit));
+    }
+  }
+  const bool detach = exec || vm.count("detach") > 0;
+  options.keep_exited = !exec;
+  options.forward_output = !detach;
+  options.stop_with = serve;
+  VmSession session(SessionServices{ctx.state(), ctx.config().data_dir, ctx.log()}, std::move(backends),
+                    std::move(options));
+  check(session.check(), kRunFailedExit);
+  block_stop_signals();
+  if (!detach) return check(session.run(origin), kRunFailedExit);
+  check(run_detached(session, origin), kRunFailedExit);
+  if (!exec) {
+    std::cout << session.name() << "\n";
+    return 0;
+  }
+  const VmRecord clone = check(ctx.state().find_by_name(session.name()), kRunFailedExit);
+  int code = kRunFailedExit;
+  try {
+    code = exec_in_vm(clone, command, nullptr);
+  } catch (...) {
+    stop_process(clone.process);
+    throw;
+  }
+  stop_process(clone.process);
+  return code;
+}
+
+}  // namespace
+
+Command snapshot_create_command() {
+  return {{"snapshot", "create"}, "snapshot a running VM (memory, VMM state and disks)", run_create};
+}
+Command snapshot_ls_command() { return {{"snapshot", "ls"}, "list snapshots", run_ls}; }
+Command snapshot_rm_command() {
+  return {{"snapshot", "rm"}, "remove a snapshot (running clones keep working)", run_rm};
+}
+Command snapshot_serve_command() {
+  return {{"snapshot", "serve"}, "serve a snapshot to clones; stops them when it exits", run_serve};
+}
+Command snapshot_run_command() {
+  return {{"snapshot", "run"}, "start a clone of a snapshot", run_clone};
+}
+
+}  // namespace fcvm::cli

@@ -1,0 +1,55 @@
+// Taking a snapshot of a running VM, in the fcvm process that owns it: pause, VMM state and
+// memory, disks through the storage plugin, manifest, resume; built in a temp directory and
+// renamed into place (snapshot/snapshot_store.h).
+//
+// Threading: the VM's event loop calls it; it blocks that loop for the whole snapshot (the
+// guest is paused for most of it anyway).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "fcvm/log.h"
+#include "fcvm/network.h"
+#include "fcvm/result.h"
+#include "fcvm/storage.h"
+#include "fcvm/vmm.h"
+#include "snapshot/snapshot_manifest.h"
+#include "snapshot/snapshot_store.h"
+
+namespace fcvm {
+
+// What the owning process knows about the VM being snapshotted.
+struct SnapshotSource {
+  std::string name;
+  std::string id;
+  std::string image;
+  std::map<PluginKind, std::string> plugins;
+  DiskLease disks;
+  std::optional<NetworkLease> network;
+  agent::Process main_process;
+  std::filesystem::path rootfs;
+};
+
+struct SnapshotRequest {
+  std::string tag;
+  bool disk_only = false;
+  std::string boot_id;  // the guest's, read by the client just before
+};
+
+// The request as one JSON line on <vm dir>/snapshot.sock, and its reply. Strict parse.
+nlohmann::json to_json(const SnapshotRequest& request);
+Result<SnapshotRequest> parse_snapshot_request(const std::string& line);
+
+// Takes the snapshot. The VM is resumed on every path, failure included, and a failed or
+// abandoned snapshot leaves nothing in the store. `still_wanted` is asked just before the
+// rename: false (the client went away) abandons the snapshot.
+Result<SnapshotManifest> create_snapshot(Vm& vm, StorageBackend& storage, SnapshotStore& store,
+                                         const SnapshotSource& source,
+                                         const SnapshotRequest& request,
+                                         const std::function<bool()>& still_wanted,
+                                         const LoggerPtr& log);
+
+}  // namespace fcvm

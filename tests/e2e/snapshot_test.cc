@@ -1,0 +1,213 @@
+// `fcvm snapshot create|ls|rm|serve|run` against real microVMs: one source VM for the suite,
+// snapshots of it, clones of those.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+
+#include "fcvm_cli.h"
+
+namespace fcvm::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+class SnapshotTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto why = FcvmCli::missing_prerequisite(); !why.empty()) GTEST_SKIP() << why;
+    ASSERT_TRUE(source_ready_) << source_problem_;
+  }
+
+  static void SetUpTestSuite() {
+    if (!FcvmCli::missing_prerequisite().empty()) return;
+    cli_ = new FcvmCli();
+    // State on the disk (/root is the overlay on the scratch disk) and in memory (/tmp is
+    // tmpfs in the guest), both written before any snapshot is taken.
+    auto r = cli_->run({"podman", "run", "-d", "--name", "src", "--kernel", FcvmCli::kernel().string(),
+                        FcvmCli::hello_image(), "sh", "-c",
+                        "echo on-disk > /root/disk-mark; echo in-memory > /tmp/mem-mark; "
+                        "while true; do sleep 1; done"});
+    if (r.code != 0) {
+      source_problem_ = "podman run -d: " + r.err;
+      return;
+    }
+    // The marks are written by the container's first commands: wait until they are there.
+    for (int tries = 0; tries < 300; ++tries) {
+      if (cli_->run({"exec", "src", "cat", "/tmp/mem-mark"}).out == "in-memory\n") {
+        source_ready_ = true;
+        return;
+      }
+    }
+    source_problem_ = "the source never wrote its marks";
+  }
+  static void TearDownTestSuite() {
+    if (!cli_) return;
+    (void)cli_->run({"stop", "src"});
+    (void)cli_->run({"gc"});
+    delete cli_;
+    cli_ = nullptr;
+  }
+
+  // Names of the VM directories under the data dir.
+  static std::set<std::string> vm_dirs() {
+    std::set<std::string> out;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(cli_->data_dir() / "vms", ec)) out.insert(e.path().filename());
+    return out;
+  }
+  static bool qemu_running_in(const std::string& dir) { return !processes_matching(dir + "/").empty(); }
+
+  static FcvmCli* cli_;
+  static bool source_ready_;
+  static std::string source_problem_;
+};
+FcvmCli* SnapshotTest::cli_ = nullptr;
+bool SnapshotTest::source_ready_ = false;
+std::string SnapshotTest::source_problem_;
+
+TEST_F(SnapshotTest, CloneContinuesTheSourcesDiskAndMemoryAndCleansUp) {
+  auto created = cli_->run({"snapshot", "create", "src", "--tag", "cont"});
+  ASSERT_EQ(created.code, 0) << created.err;
+  EXPECT_EQ(created.out, "cont\n");
+  const fs::path dir = cli_->data_dir() / "snapshots" / "cont";
+  struct stat st{};
+  ASSERT_EQ(::stat(dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+
+  auto ls = cli_->run({"snapshot", "ls", "--json"});
+  ASSERT_EQ(ls.code, 0) << ls.err;
+  auto list = nlohmann::json::parse(ls.out);
+  ASSERT_EQ(list.size(), 1u) << ls.out;
+  EXPECT_EQ(list[0]["tag"], "cont");
+  EXPECT_EQ(list[0]["source_name"], "src");
+  EXPECT_FALSE(list[0]["boot_id"].get<std::string>().empty());
+
+  const auto before = vm_dirs();
+  auto clone = cli_->run({"snapshot", "run", "--snapshot", "cont", "--exec", "cat", "/root/disk-mark", "/tmp/mem-mark"});
+  EXPECT_EQ(clone.code, 0) << clone.err;
+  EXPECT_EQ(clone.out, "on-disk\nin-memory\n");
+  auto failing = cli_->run({"snapshot", "run", "--snapshot", "cont", "--exec", "sh", "-c", "exit 3"});
+  EXPECT_EQ(failing.code, 3) << failing.err;
+  // --exec clones leave nothing: no record, no directory.
+  EXPECT_EQ(vm_dirs(), before);
+  for (const auto& rec : cli_->ls()) EXPECT_NE(rec["type"], "clone") << rec.dump();
+  // The source runs on.
+  EXPECT_EQ(cli_->run({"exec", "src", "cat", "/tmp/mem-mark"}).out, "in-memory\n");
+  EXPECT_EQ(cli_->run({"snapshot", "rm", "cont"}).code, 0);
+  EXPECT_FALSE(fs::exists(dir));
+}
+
+TEST_F(SnapshotTest, ClonesOfOneServeAreIsolatedOutliveTheSnapshotAndStopWithTheServe) {
+  ASSERT_EQ(cli_->run({"snapshot", "create", "src", "--tag", "iso"}).code, 0);
+  auto serve = cli_->start({"snapshot", "serve", "iso", "--name", "iso-serve"});
+  ASSERT_TRUE(cli_->wait_status("iso-serve", "running", std::chrono::seconds(60)));
+  const std::string pid = std::to_string(serve.pid());
+  for (const char* name : {"c1", "c2"}) {
+    auto r = cli_->run({"snapshot", "run", "--pid", pid, "-d", "--name", name});
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  const auto c1 = cli_->record("c1");
+  const auto c2 = cli_->record("c2");
+  EXPECT_EQ(c1["serve_pid"], serve.pid()) << c1.dump();
+  EXPECT_NE(cli_->run({"ls"}).out.find("iso (serve " + pid + ")"), std::string::npos);
+
+  // A clone's writes, to disk and to memory, reach neither its sibling nor the source.
+  ASSERT_EQ(cli_->run({"exec", "c1", "sh", "-c", "echo c1 > /root/mine; echo c1 > /tmp/mine; cat /tmp/mem-mark"}).out,
+            "in-memory\n");
+  for (const char* other : {"c2", "src"}) {
+    auto r = cli_->run({"exec", other, "sh", "-c", "cat /root/mine /tmp/mine 2>/dev/null; echo absent"});
+    EXPECT_EQ(r.out, "absent\n") << other;
+  }
+
+  // The serve holds the snapshot; --force removes it and the clones keep working.
+  auto refused = cli_->run({"snapshot", "rm", "iso"});
+  EXPECT_NE(refused.code, 0);
+  EXPECT_NE(refused.err.find("--force"), std::string::npos) << refused.err;
+  ASSERT_EQ(cli_->run({"snapshot", "rm", "--force", "iso"}).code, 0);
+  EXPECT_EQ(cli_->run({"exec", "c2", "cat", "/root/disk-mark"}).out, "on-disk\n");
+  EXPECT_EQ(cli_->run({"exec", "c1", "cat", "/tmp/mine"}).out, "c1\n");
+
+  // Stopping the serve stops its clones, and everything of theirs is gone.
+  ASSERT_TRUE(serve.signal(SIGTERM).ok());
+  ASSERT_TRUE(serve.wait(std::chrono::seconds(120)).has_value());
+  for (const auto& rec : {c1, c2}) {
+    EXPECT_FALSE(cli_->record(rec["name"])["alive"].get<bool>());
+    EXPECT_FALSE(qemu_running_in(rec["vm_dir"])) << rec.dump();
+  }
+  EXPECT_TRUE(cli_->record("iso-serve").is_null());
+  (void)cli_->run({"gc"});
+  EXPECT_EQ(vm_dirs(), std::set<std::string>{cli_->record("src")["id"].get<std::string>()});
+}
+
+TEST_F(SnapshotTest, ClonesOfAServeKilledWithSigkillStopThemselvesAndGcClearsUp) {
+  ASSERT_EQ(cli_->run({"snapshot", "create", "src", "--tag", "orphan"}).code, 0);
+  auto serve = cli_->start({"snapshot", "serve", "orphan", "--name", "orphan-serve"});
+  ASSERT_TRUE(cli_->wait_status("orphan-serve", "running", std::chrono::seconds(60)));
+  auto r = cli_->run({"snapshot", "run", "--pid", std::to_string(serve.pid()), "-d", "--name", "orphan1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto clone = cli_->record("orphan1");
+  ASSERT_TRUE(serve.signal(SIGKILL).ok());
+  (void)serve.wait();
+  // The clone's own process watches the serve and stops its VM.
+  EXPECT_TRUE(cli_->wait_status("orphan1", "exited", std::chrono::seconds(120)));
+  EXPECT_FALSE(qemu_running_in(clone["vm_dir"]));
+  ASSERT_EQ(cli_->run({"gc"}).code, 0);
+  EXPECT_TRUE(cli_->record("orphan1").is_null());
+  EXPECT_TRUE(cli_->record("orphan-serve").is_null());
+  EXPECT_EQ(vm_dirs(), std::set<std::string>{cli_->record("src")["id"].get<std::string>()});
+  EXPECT_EQ(cli_->run({"snapshot", "rm", "orphan"}).code, 0);
+}
+
+TEST_F(SnapshotTest, ACloneGivenTheWrongMemoryIsRefusedNotBootedAfresh) {
+  ASSERT_EQ(cli_->run({"snapshot", "create", "src", "--tag", "bad"}).code, 0);
+  const fs::path mem = cli_->data_dir() / "snapshots" / "bad" / "mem";
+  const auto size = fs::file_size(mem);
+  fs::remove(mem);
+  std::ofstream(mem).close();
+  fs::resize_file(mem, size);  // all zeros: not this guest's memory
+  const auto before = vm_dirs();
+  auto r = cli_->run({"snapshot", "run", "--snapshot", "bad", "--exec", "echo", "booted"});
+  EXPECT_EQ(r.code, 125) << r.out;
+  EXPECT_EQ(r.out.find("booted"), std::string::npos);
+  EXPECT_NE(r.err.find("refused"), std::string::npos) << r.err;
+  EXPECT_EQ(vm_dirs(), before);
+  for (const auto& rec : cli_->ls()) EXPECT_NE(rec["type"], "clone") << rec.dump();
+  EXPECT_EQ(cli_->run({"snapshot", "rm", "bad"}).code, 0);
+}
+
+TEST_F(SnapshotTest, KilledCreateLeavesNothingHalfMadeAndTheSourceRuns) {
+  auto create = cli_->start({"snapshot", "create", "src", "--tag", "killed"});
+  ASSERT_TRUE(create.signal(SIGKILL).ok());
+  (void)create.wait();
+  // Whatever point the kill reached, a snapshot is whole or absent; the builder abandons a
+  // snapshot whose client is gone, and temp directories are swept by the next create.
+  auto done = cli_->run({"snapshot", "create", "src", "--tag", "after-kill"});
+  ASSERT_EQ(done.code, 0) << done.err;
+  for (const auto& e : fs::directory_iterator(cli_->data_dir() / "snapshots")) {
+    const auto name = e.path().filename().string();
+    EXPECT_NE(name[0], '.') << "left behind: " << name;
+    EXPECT_TRUE(fs::exists(e.path() / "manifest.json")) << name;
+  }
+  EXPECT_EQ(cli_->run({"exec", "src", "cat", "/tmp/mem-mark"}).out, "in-memory\n");
+  (void)cli_->run({"snapshot", "rm", "killed"});
+  EXPECT_EQ(cli_->run({"snapshot", "rm", "after-kill"}).code, 0);
+}
+
+TEST_F(SnapshotTest, BadInputIsAOneLineErrorAndLeavesNothing) {
+  auto no_vm = cli_->run({"snapshot", "create", "nosuchvm"});
+  EXPECT_NE(no_vm.code, 0);
+  EXPECT_EQ(std::count(no_vm.err.begin(), no_vm.err.end(), '\n'), 1) << no_vm.err;
+  auto no_snap = cli_->run({"snapshot", "run", "--snapshot", "nosuch", "--exec", "true"});
+  EXPECT_NE(no_snap.code, 0);
+  EXPECT_NE(no_snap.err.find("fcvm snapshot ls"), std::string::npos) << no_snap.err;
+  EXPECT_NE(cli_->run({"snapshot", "create", "src", "--tag", "Bad/Tag"}).code, 0);
+  EXPECT_TRUE(!fs::exists(cli_->data_dir() / "snapshots") ||
+              fs::is_empty(cli_->data_dir() / "snapshots"));
+}
+
+}  // namespace
+}  // namespace fcvm::test
