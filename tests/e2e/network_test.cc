@@ -34,15 +34,6 @@ std::string http_get(const std::string& ip, std::uint16_t port, std::chrono::sec
   }
 }
 
-std::uint16_t free_port() {
-  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in sa = fcvm::testing::ipv4_sockaddr("127.0.0.1", 0);
-  ::bind(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  socklen_t len = sizeof sa;
-  ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&sa), &len);
-  return ntohs(sa.sin_port);
-}
-
 std::string command_output(const std::vector<std::string>& argv) {
   auto out = run_command(argv);
   return out.ok() ? *out : "";
@@ -115,7 +106,7 @@ class NetworkVmTest : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(NetworkVmTest, HttpdAnswersOnPublishedPortsOfTwoVmsAndTheGuestReachesItsGateway) {
-  const std::uint16_t port_a = free_port(), port_b = free_port();
+  const std::uint16_t port_a = fcvm::testing::free_tcp_port(), port_b = fcvm::testing::free_tcp_port();
   auto a = cli_->run(run_args({"-d", "--name", "web-a", "-p", std::to_string(port_a) + ":80",
                                FcvmCli::hello_image(), "httpd", "-f", "-p", "80", "-h", "/www"}));
   ASSERT_EQ(a.code, 0) << a.err;
@@ -140,7 +131,7 @@ TEST_P(NetworkVmTest, HttpdAnswersOnPublishedPortsOfTwoVmsAndTheGuestReachesItsG
 }
 
 TEST_P(NetworkVmTest, KillNineThenGcLeavesNoNetworkBehind) {
-  auto fg = cli_->start(run_args({"--name", "doomed", "-p", std::to_string(free_port()) + ":80",
+  auto fg = cli_->start(run_args({"--name", "doomed", "-p", std::to_string(fcvm::testing::free_tcp_port()) + ":80",
                                   FcvmCli::hello_image(), "sleep", "600"}));
   ASSERT_TRUE(cli_->wait_status("doomed", "running", std::chrono::seconds(120)));
   remember("doomed");
