@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -54,8 +55,14 @@ class NetworkVmTest : public ::testing::TestWithParam<std::string> {
     }
   }
 
+  // The host's ip_forward stays as it is: these tests reach guests from the host only.
   std::vector<std::string> run_args(std::vector<std::string> args) const {
-    args.insert(args.begin(), {"podman", "run", "--network", GetParam(), "--kernel", FcvmCli::kernel().string()});
+    const auto config = cli_->data_dir() / "config.json";
+    if (!std::filesystem::exists(config)) {
+      std::ofstream(config) << R"({"plugin_config": {"network-bridged": {"ip_forward": false}}})";
+    }
+    args.insert(args.begin(), {"--config", config.string(), "podman", "run", "--network", GetParam(), "--kernel",
+                               FcvmCli::kernel().string()});
     return args;
   }
 
