@@ -30,13 +30,6 @@ using namespace fcvm;
 constexpr std::size_t kTransfer = 64 << 20;
 constexpr std::uint16_t kGuestPort = 5001;
 
-std::string random_id() {
-  std::random_device rd;
-  char buf[13];
-  std::snprintf(buf, sizeof buf, "%06x%06x", rd() & 0xffffff, rd() & 0xffffff);
-  return buf;
-}
-
 const std::filesystem::path& scratch() {
   static const std::filesystem::path dir = [] {
     char tmpl[] = "/tmp/fcvm-netbench-XXXXXX";
@@ -160,27 +153,17 @@ struct Path {
   }
 };
 
-std::uint16_t free_port() {
-  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa = fcvm::testing::ipv4_sockaddr("127.0.0.1", 0);
-  ::bind(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  socklen_t len = sizeof sa;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&sa), &len);
-  ::close(s);
-  return ntohs(sa.sin_port);
-}
-
 std::unique_ptr<Path> make_path(const std::string& kind, std::string& why) {
   auto path = std::make_unique<Path>();
   if (kind == "loopback") {
     path->ip = "127.0.0.1";
-    path->port = free_port();
+    path->port = fcvm::testing::free_tcp_port();
     path->far_end = start_far_end({}, path->ip, path->port, {});
     return path;
   }
   path->net = backend(kind);
-  path->port = free_port();
-  auto lease = path->net->setup({random_id(), "bench", {{"tcp", "0.0.0.0", path->port, kGuestPort}}});
+  path->port = fcvm::testing::free_tcp_port();
+  auto lease = path->net->setup({fcvm::testing::random_vm_id(), "bench", {{"tcp", "0.0.0.0", path->port, kGuestPort}}});
   if (!lease) {
     why = lease.status().message();
     return nullptr;
@@ -252,7 +235,7 @@ void BM_SetupTeardown(benchmark::State& state, const std::string& kind) {
   if (::geteuid() != 0) return state.SkipWithError("needs root");
   auto net = backend(kind);
   for (auto _ : state) {
-    auto lease = net->setup({random_id(), "bench", {{"tcp", "0.0.0.0", free_port(), 80}}});
+    auto lease = net->setup({fcvm::testing::random_vm_id(), "bench", {{"tcp", "0.0.0.0", fcvm::testing::free_tcp_port(), 80}}});
     if (!lease) return state.SkipWithError(lease.status().message().c_str());
     if (Status st = net->teardown(*lease); !st.ok()) return state.SkipWithError(st.message().c_str());
   }

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <random>
 #include <sstream>
 
 #include "fcvm/host_port.h"
@@ -63,13 +62,6 @@ std::vector<std::string> host_nameservers() {
     if (addr && (*addr >> 24) != 127) out.push_back(value);
   }
   return out;
-}
-
-std::string random_mac() {
-  std::random_device rd;
-  char buf[18];
-  std::snprintf(buf, sizeof buf, "02:fc:%02x:%02x:%02x:%02x", rd() & 0xff, rd() & 0xff, rd() & 0xff, rd() & 0xff);
-  return buf;
 }
 
 Status keep_first(Status first, Status next) { return first.ok() ? next : first; }
@@ -158,7 +150,7 @@ std::string BridgedNetwork::host_rules(const std::string& vm_id, const BridgedSt
 
 Result<NetworkLease> BridgedNetwork::setup(const NetworkRequest& request) {
   GuestNetwork guest;
-  guest.mac = random_mac();
+  guest.mac = random_guest_mac();
   guest.address = options_.guest_address;
   guest.gateway = options_.guest_gateway;
   guest.dns = options_.dns;

@@ -24,23 +24,6 @@ using fcvm::testing::tcp_fetch;
 using fcvm::testing::TcpResponder;
 using fcvm::testing::unique_ifname;
 
-std::string random_id() {
-  std::random_device rd;
-  char buf[13];
-  std::snprintf(buf, sizeof buf, "%06x%06x", rd() & 0xffffff, rd() & 0xffffff);
-  return buf;
-}
-
-// A port nothing listens on now (the kernel picks it).
-std::uint16_t free_port() {
-  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in sa = fcvm::testing::ipv4_sockaddr("127.0.0.1", 0);
-  ::bind(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  socklen_t len = sizeof sa;
-  ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&sa), &len);
-  return ntohs(sa.sin_port);
-}
-
 class BridgedNetworkTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -65,7 +48,7 @@ class BridgedNetworkTest : public ::testing::Test {
   }
 
   NetworkRequest request(std::vector<PortMapping> ports = {}) {
-    return NetworkRequest{random_id(), "test-vm", std::move(ports)};
+    return NetworkRequest{fcvm::testing::random_vm_id(), "test-vm", std::move(ports)};
   }
 
   // Asserts, by listing, that nothing of VM `id` is left: namespace, veth, nft chains,
@@ -115,7 +98,7 @@ class BridgedNetworkTest : public ::testing::Test {
 };
 
 TEST_F(BridgedNetworkTest, PublishedPortAnswersFromLocalhostThroughDnat) {
-  const std::uint16_t host_port = free_port(), loopback_port = free_port();
+  const std::uint16_t host_port = fcvm::testing::free_tcp_port(), loopback_port = fcvm::testing::free_tcp_port();
   auto req = request({{"tcp", "0.0.0.0", host_port, 8080}, {"tcp", "127.0.0.2", loopback_port, 8080}});
   auto lease = backend_->setup(req);
   ASSERT_TRUE(lease.ok()) << lease.status().message();
@@ -210,7 +193,7 @@ TEST_F(BridgedNetworkTest, TenLeasesGetDistinctSubnetsAndAllAreReturned) {
 }
 
 TEST_F(BridgedNetworkTest, TeardownWorksFromThePersistedLeaseAndTwice) {
-  auto req = request({{"tcp", "0.0.0.0", free_port(), 80}});
+  auto req = request({{"tcp", "0.0.0.0", fcvm::testing::free_tcp_port(), 80}});
   auto lease = backend_->setup(req);
   ASSERT_TRUE(lease.ok()) << lease.status().message();
   const NetworkLease persisted = nlohmann::json::parse(nlohmann::json(*lease).dump()).get<NetworkLease>();
@@ -221,7 +204,7 @@ TEST_F(BridgedNetworkTest, TeardownWorksFromThePersistedLeaseAndTwice) {
 }
 
 TEST_F(BridgedNetworkTest, AHostPortTakenByAnotherVmOrAProcessIsRefusedAndNothingIsLeft) {
-  const std::uint16_t port = free_port();
+  const std::uint16_t port = fcvm::testing::free_tcp_port();
   auto first = backend_->setup(request({{"tcp", "0.0.0.0", port, 80}}));
   ASSERT_TRUE(first.ok()) << first.status().message();
   auto req = request({{"tcp", "127.0.0.1", port, 80}});
@@ -231,11 +214,11 @@ TEST_F(BridgedNetworkTest, AHostPortTakenByAnotherVmOrAProcessIsRefusedAndNothin
       << second.status().message();
   expect_nothing_left(req.vm_id);
   // The same guest port on another host port is fine.
-  auto third = backend_->setup(request({{"tcp", "0.0.0.0", free_port(), 80}}));
+  auto third = backend_->setup(request({{"tcp", "0.0.0.0", fcvm::testing::free_tcp_port(), 80}}));
   EXPECT_TRUE(third.ok()) << third.status().message();
 
   UniqueFd busy(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  const std::uint16_t busy_port = free_port();
+  const std::uint16_t busy_port = fcvm::testing::free_tcp_port();
   sockaddr_in sa = fcvm::testing::ipv4_sockaddr("127.0.0.1", busy_port);
   ASSERT_EQ(::bind(busy.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
   ASSERT_EQ(::listen(busy.get(), 1), 0);
@@ -266,9 +249,9 @@ TEST_F(BridgedNetworkTest, AnExhaustedPoolIsAOneLineErrorAndLeavesNothing) {
 }
 
 TEST_F(BridgedNetworkTest, CloneKeepsTheGuestSideAndGetsItsOwnHostSide) {
-  auto original = backend_->setup(request({{"tcp", "0.0.0.0", free_port(), 8080}}));
+  auto original = backend_->setup(request({{"tcp", "0.0.0.0", fcvm::testing::free_tcp_port(), 8080}}));
   ASSERT_TRUE(original.ok()) << original.status().message();
-  auto clone_req = request({{"tcp", "0.0.0.0", free_port(), 8080}});
+  auto clone_req = request({{"tcp", "0.0.0.0", fcvm::testing::free_tcp_port(), 8080}});
   auto clone = backend_->setup_clone(*original, clone_req);
   ASSERT_TRUE(clone.ok()) << clone.status().message();
   EXPECT_EQ(clone->tap, original->tap);

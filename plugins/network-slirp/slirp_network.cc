@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <random>
 #include <sstream>
 
 #include "fcvm/atomic_file.h"
@@ -37,13 +36,6 @@ std::string format_ipv4(std::uint32_t host_order) {
   in_addr a{htonl(host_order)};
   char buf[INET_ADDRSTRLEN];
   ::inet_ntop(AF_INET, &a, buf, sizeof buf);
-  return buf;
-}
-
-std::string random_mac() {
-  std::random_device rd;
-  char buf[18];
-  std::snprintf(buf, sizeof buf, "02:fc:%02x:%02x:%02x:%02x", rd() & 0xff, rd() & 0xff, rd() & 0xff, rd() & 0xff);
   return buf;
 }
 
@@ -303,7 +295,7 @@ Probe SlirpNetwork::probe() {
 
 Result<NetworkLease> SlirpNetwork::setup(const NetworkRequest& request) {
   GuestNetwork guest;
-  guest.mac = random_mac();
+  guest.mac = random_guest_mac();
   guest.address = kGuestAddress;
   guest.gateway = kGateway;
   guest.dns = {kDns};

@@ -28,22 +28,6 @@ namespace {
 
 using fcvm::testing::tcp_fetch;
 
-std::string random_id() {
-  std::random_device rd;
-  char buf[13];
-  std::snprintf(buf, sizeof buf, "%06x%06x", rd() & 0xffffff, rd() & 0xffffff);
-  return buf;
-}
-
-std::uint16_t free_port() {
-  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in sa = fcvm::testing::ipv4_sockaddr("127.0.0.1", 0);
-  ::bind(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  socklen_t len = sizeof sa;
-  ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&sa), &len);
-  return ntohs(sa.sin_port);
-}
-
 bool alive(const ProcessRef& ref) {
   auto stat = read_file("/proc/" + std::to_string(ref.pid) + "/stat");
   if (!stat) return false;
@@ -125,11 +109,11 @@ pid_t start_stand_in_guest(const NetworkLease& lease, std::uint16_t port, std::s
 std::string published_port_scenario(const std::filesystem::path& dir) {
   SlirpNetwork backend(dir, *Options::from_json({}), null_logger());
   if (auto probe = backend.probe(); !probe.available) return "probe: " + probe.reason;
-  const std::uint16_t port = free_port();
-  auto first = backend.setup({random_id(), "first", {{"tcp", "0.0.0.0", port, 8080}}});
+  const std::uint16_t port = fcvm::testing::free_tcp_port();
+  auto first = backend.setup({fcvm::testing::random_vm_id(), "first", {{"tcp", "0.0.0.0", port, 8080}}});
   if (!first) return "setup: " + first.status().message();
   // The same host port for a second VM: it gets its own loopback address.
-  auto second = backend.setup({random_id(), "second", {{"tcp", "0.0.0.0", port, 8080}}});
+  auto second = backend.setup({fcvm::testing::random_vm_id(), "second", {{"tcp", "0.0.0.0", port, 8080}}});
   if (!second) return "second setup: " + second.status().message();
   std::string problems;
   if (first->ports.at(0).host_ip == second->ports.at(0).host_ip) problems += "same loopback address; ";
@@ -251,7 +235,7 @@ TEST(SlirpNetwork, TenLeasesGetDistinctLoopbackAddressesAndLeaveNothing) {
   std::set<std::string> addresses;
   std::set<pid_t> holders;
   for (int i = 0; i < 10; ++i) {
-    auto lease = backend.setup({random_id(), "vm", {}});
+    auto lease = backend.setup({fcvm::testing::random_vm_id(), "vm", {}});
     ASSERT_TRUE(lease.ok()) << lease.status().message();
     addresses.insert(lease->extra["loopback"].get<std::string>());
     holders.insert(lease->extra["holder"]["pid"].get<pid_t>());
@@ -272,7 +256,7 @@ TEST(SlirpNetwork, MissingSlirp4netnsIsAOneLineErrorAndLeavesNothing) {
   const std::filesystem::path dir = tmpl;
   SlirpNetwork backend(dir, *Options::from_json({{"slirp4netns", "slirp4netns-not-installed"}}), null_logger());
   EXPECT_FALSE(backend.probe().available);
-  auto lease = backend.setup({random_id(), "vm", {}});
+  auto lease = backend.setup({fcvm::testing::random_vm_id(), "vm", {}});
   ASSERT_FALSE(lease.ok());
   EXPECT_NE(lease.status().message().find("install the slirp4netns package"), std::string::npos)
       << lease.status().message();
@@ -288,11 +272,11 @@ TEST(SlirpNetwork, AHostPortInUseIsRefusedBeforeAnythingRuns) {
   SlirpNetwork backend(dir, *Options::from_json({}), null_logger());
   if (auto probe = backend.probe(); !probe.available) GTEST_SKIP() << probe.reason;
   UniqueFd busy(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  const std::uint16_t port = free_port();
+  const std::uint16_t port = fcvm::testing::free_tcp_port();
   sockaddr_in sa = fcvm::testing::ipv4_sockaddr("127.0.0.1", port);
   ASSERT_EQ(::bind(busy.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
   ASSERT_EQ(::listen(busy.get(), 1), 0);
-  auto lease = backend.setup({random_id(), "vm", {{"tcp", "127.0.0.1", port, 80}}});
+  auto lease = backend.setup({fcvm::testing::random_vm_id(), "vm", {{"tcp", "127.0.0.1", port, 80}}});
   ASSERT_FALSE(lease.ok());
   EXPECT_NE(lease.status().message().find("is in use"), std::string::npos) << lease.status().message();
   auto alloc = read_file(dir / "loopback.json");

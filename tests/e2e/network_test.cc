@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "fcvm/atomic_file.h"
@@ -34,15 +37,6 @@ std::string http_get(const std::string& ip, std::uint16_t port, std::chrono::sec
   }
 }
 
-std::uint16_t free_port() {
-  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in sa = fcvm::testing::ipv4_sockaddr("127.0.0.1", 0);
-  ::bind(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  socklen_t len = sizeof sa;
-  ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&sa), &len);
-  return ntohs(sa.sin_port);
-}
-
 std::string command_output(const std::vector<std::string>& argv) {
   auto out = run_command(argv);
   return out.ok() ? *out : "";
@@ -61,8 +55,14 @@ class NetworkVmTest : public ::testing::TestWithParam<std::string> {
     }
   }
 
+  // The host's ip_forward stays as it is: these tests reach guests from the host only.
   std::vector<std::string> run_args(std::vector<std::string> args) const {
-    args.insert(args.begin(), {"podman", "run", "--network", GetParam(), "--kernel", FcvmCli::kernel().string()});
+    const auto config = cli_->data_dir() / "config.json";
+    if (!std::filesystem::exists(config)) {
+      std::ofstream(config) << R"({"plugin_config": {"network-bridged": {"ip_forward": false}}})";
+    }
+    args.insert(args.begin(), {"--config", config.string(), "podman", "run", "--network", GetParam(), "--kernel",
+                               FcvmCli::kernel().string()});
     return args;
   }
 
@@ -115,7 +115,7 @@ class NetworkVmTest : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(NetworkVmTest, HttpdAnswersOnPublishedPortsOfTwoVmsAndTheGuestReachesItsGateway) {
-  const std::uint16_t port_a = free_port(), port_b = free_port();
+  const std::uint16_t port_a = fcvm::testing::free_tcp_port(), port_b = fcvm::testing::free_tcp_port();
   auto a = cli_->run(run_args({"-d", "--name", "web-a", "-p", std::to_string(port_a) + ":80",
                                FcvmCli::hello_image(), "httpd", "-f", "-p", "80", "-h", "/www"}));
   ASSERT_EQ(a.code, 0) << a.err;
@@ -140,7 +140,7 @@ TEST_P(NetworkVmTest, HttpdAnswersOnPublishedPortsOfTwoVmsAndTheGuestReachesItsG
 }
 
 TEST_P(NetworkVmTest, KillNineThenGcLeavesNoNetworkBehind) {
-  auto fg = cli_->start(run_args({"--name", "doomed", "-p", std::to_string(free_port()) + ":80",
+  auto fg = cli_->start(run_args({"--name", "doomed", "-p", std::to_string(fcvm::testing::free_tcp_port()) + ":80",
                                   FcvmCli::hello_image(), "sleep", "600"}));
   ASSERT_TRUE(cli_->wait_status("doomed", "running", std::chrono::seconds(120)));
   remember("doomed");
@@ -149,6 +149,53 @@ TEST_P(NetworkVmTest, KillNineThenGcLeavesNoNetworkBehind) {
   auto gc = cli_->run({"gc"});
   EXPECT_EQ(gc.code, 0) << gc.err;
   EXPECT_TRUE(cli_->record("doomed").is_null());
+}
+
+// The whole of `fcvm podman run --network network-slirp -p` as an unprivileged user created
+// for the test, with a data dir of its own.
+TEST(RootlessNetworkVmTest, HttpdAnswersOnAPortPublishedWithoutRoot) {
+  if (auto why = FcvmCli::missing_prerequisite(); !why.empty()) GTEST_SKIP() << why;
+  const std::string user = "fcvmr" + std::to_string(::getpid());
+  ASSERT_TRUE(run_command({"useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user}).ok());
+  char tmpl[] = "/tmp/fcvm-rootless-e2e-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::filesystem::path dir = tmpl;
+  const std::string image_src = FcvmCli::hello_image().substr(4, FcvmCli::hello_image().size() - 4 - 6);
+  std::filesystem::copy(image_src, dir / "img", std::filesystem::copy_options::recursive);
+  ASSERT_TRUE(run_command({"chown", "-R", user, dir.string()}).ok());
+  // Rootless taps need /dev/net/tun open to all (Debian's default); restored after.
+  struct stat tun {};
+  ASSERT_EQ(::stat("/dev/net/tun", &tun), 0);
+  const mode_t tun_mode = tun.st_mode & 07777;
+  ::chmod("/dev/net/tun", tun_mode | 0666);
+  auto as_user = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {"setpriv", "--reuid=" + user, "--regid=" + user, "--clear-groups",
+                                     std::string(FCVM_BINARY_DIR) + "/bin/fcvm", "--data-dir", (dir / "data").string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv);
+  };
+  const std::uint16_t port = fcvm::testing::free_tcp_port();
+  auto started = as_user({"podman", "run", "-d", "--name", "web", "--network", "network-slirp", "-p",
+                          std::to_string(port) + ":80", "--kernel", FcvmCli::kernel().string(),
+                          "oci:" + (dir / "img").string() + ":hello", "httpd", "-f", "-p", "80", "-h", "/www"});
+  EXPECT_TRUE(started.ok()) << started.status().message();
+  if (started.ok()) {
+    auto ls = as_user({"ls", "--json", "--name", "web"});
+    ASSERT_TRUE(ls.ok());
+    const auto rec = nlohmann::json::parse(*ls).at(0);
+    const std::string ip = rec["network"]["ports"].at(0)["host_ip"];
+    const std::string page = http_get(ip, port, std::chrono::seconds(60));
+    EXPECT_NE(page.find("Hello from fcvm!"), std::string::npos) << page;
+    EXPECT_TRUE(as_user({"stop", "web"}).ok());
+    EXPECT_TRUE(as_user({"gc"}).ok());
+  }
+  // Nothing of the user's runs on (zombies awaiting init's reaping hold nothing).
+  auto left = run_command({"ps", "-u", user, "-o", "stat=,pid=,args="});
+  std::istringstream lines(left.ok() ? *left : "");
+  for (std::string line; std::getline(lines, line);) EXPECT_EQ(line.rfind("Z", 0), 0u) << "left running: " << line;
+  ::chmod("/dev/net/tun", tun_mode);
+  (void)run_command({"userdel", user});
+  std::filesystem::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Plugins, NetworkVmTest, ::testing::Values("network-bridged", "network-slirp"),

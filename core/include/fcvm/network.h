@@ -38,6 +38,9 @@ struct GuestNetwork {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GuestNetwork, mac, address, gateway, dns, mtu)
 
+// A random locally administered unicast MAC ("02:fc:xx:xx:xx:xx") for a new guest NIC.
+FCVM_SDK_API std::string random_guest_mac();
+
 struct NetworkRequest {
   std::string vm_id;  // the state record id: unique, [a-z0-9]; backends derive names from it
   std::string name;   // the VM's name, for log lines

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <random>
 #include <string>
 #include <thread>
 
@@ -27,12 +28,30 @@ inline std::string unique_ifname(const std::string& prefix, int n = 0) {
 
 inline bool is_root() { return ::geteuid() == 0; }
 
+// A VM id as the state store makes them: 12 hex digits.
+inline std::string random_vm_id() {
+  std::random_device rd;
+  char buf[13];
+  std::snprintf(buf, sizeof buf, "%06x%06x", rd() & 0xffffff, rd() & 0xffffff);
+  return buf;
+}
+
 inline sockaddr_in ipv4_sockaddr(const std::string& ip, std::uint16_t port) {
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_port = htons(port);
   ::inet_pton(AF_INET, ip.c_str(), &sa.sin_addr);
   return sa;
+}
+
+// A TCP port on 127.0.0.1 that nothing listens on now (the kernel picks it).
+inline std::uint16_t free_tcp_port() {
+  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in sa = ipv4_sockaddr("127.0.0.1", 0);
+  ::bind(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  socklen_t len = sizeof sa;
+  ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&sa), &len);
+  return ntohs(sa.sin_port);
 }
 
 // Listens on ip:port (in `ns` when given) and answers each connection with
