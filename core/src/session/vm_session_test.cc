@@ -72,6 +72,9 @@ class DyingVm final : public Vm {
     return real_->shutdown(timeout);
   }
   void kill() override { real_->kill(); }
+  Result<UniqueFd> connect_agent(std::chrono::steady_clock::time_point deadline) override {
+    return real_->connect_agent(deadline);
+  }
 
   static inline int shutdowns = 0;
 
@@ -87,6 +90,7 @@ class FaultyVmm final : public VmmBackend {
  public:
   FaultyVmm(std::shared_ptr<VmmBackend> real, Inject inject) : real_(std::move(real)), inject_(inject) {}
   Probe probe() override { return real_->probe(); }
+  VmmCapabilities capabilities() const override { return real_->capabilities(); }
   Result<std::unique_ptr<Vm>> launch(const VmSpec& spec) override {
     if (inject_ == Inject::launch_fails) return error(Errc::io, "injected: launch fails");
     auto vm = real_->launch(spec);
