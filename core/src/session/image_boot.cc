@@ -14,6 +14,8 @@ std::pair<std::string, int> split_cidr(const std::string& cidr) {
 
 }  // namespace
 
+Status ImageBoot::check(const VmmCapabilities&, const std::string&) const { return ok_status(); }
+
 void ImageBoot::describe(VmRecord& record) const {
   record.type = VmType::vm;
   record.image = spec_.image_ref;

@@ -21,6 +21,7 @@ class ImageBoot final : public VmOrigin {
  public:
   explicit ImageBoot(ImageBootSpec spec) : spec_(std::move(spec)) {}
 
+  Status check(const VmmCapabilities& vmm, const std::string& vmm_name) const override;
   void describe(VmRecord& record) const override;
   Result<DiskLease> create_disks(StorageBackend& storage,
                                  const std::filesystem::path& vm_dir) override;

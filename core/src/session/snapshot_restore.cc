@@ -10,6 +10,15 @@ constexpr auto kVerifyTimeout = std::chrono::seconds(30);
 
 }  // namespace
 
+Status SnapshotRestore::check(const VmmCapabilities& vmm, const std::string& vmm_name) const {
+  const bool file = spec_.memory.kind == MemorySourceKind::file;
+  if (file ? vmm.restore_file_memory : vmm.restore_uffd_memory) return ok_status();
+  return error(Errc::unavailable,
+               vmm_name + " cannot restore with " + (file ? "file" : "uffd") +
+                   " memory; choose the other memory backend (--plugin memory=" +
+                   (file ? "memory-uffd" : "file") + ") or another VMM (--vmm)");
+}
+
 void SnapshotRestore::describe(VmRecord& record) const {
   record.type = VmType::clone;
   record.snapshot = spec_.snapshot_name;

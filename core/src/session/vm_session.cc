@@ -95,6 +95,9 @@ Result<int> VmSession::run(VmOrigin& origin) {
 
 Result<int> VmSession::run_steps(VmOrigin& origin) {
   FCVM_RETURN_IF_ERROR(check());
+  auto vmm_name = backends_.names.find(PluginKind::vmm);
+  FCVM_RETURN_IF_ERROR(origin.check(backends_.vmm->capabilities(),
+                                    vmm_name != backends_.names.end() ? vmm_name->second : "the VMM"));
 
   VmRecord record;
   record.name = name_;

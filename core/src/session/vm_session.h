@@ -67,6 +67,9 @@ class VmOrigin {
  public:
   virtual ~VmOrigin() = default;
 
+  // Refuses, before anything is created, a VMM that cannot do what this origin needs; the
+  // message names the pairing (`vmm_name` and the need) and the fix.
+  virtual Status check(const VmmCapabilities& vmm, const std::string& vmm_name) const = 0;
   // Fills what the record says about the VM's source (type, image or snapshot name).
   virtual void describe(VmRecord& record) const = 0;
   // The VM's disks, created under `vm_dir`.

@@ -83,7 +83,32 @@ class DyingVm final : public Vm {
   UniqueFd dead_;
 };
 
-enum class Inject { launch_fails, vm_dies_while_booting };
+// Forwards to the real network plugin, except that attach() fails after the VMM started.
+class AttachFailingNetwork final : public NetworkBackend {
+ public:
+  explicit AttachFailingNetwork(std::shared_ptr<NetworkBackend> real) : real_(std::move(real)) {}
+  Probe probe() override { return real_->probe(); }
+  Result<NetworkLease> setup(const NetworkRequest& request) override {
+    auto lease = real_->setup(request);
+    if (lease) created.push_back(*lease);
+    return lease;
+  }
+  Status attach(NetworkLease&, pid_t) override { return error(Errc::io, "injected: attach fails"); }
+  Result<NetworkLease> setup_clone(const NetworkLease& snapshot, const NetworkRequest& request) override {
+    return real_->setup_clone(snapshot, request);
+  }
+  Status teardown(const NetworkLease& lease) override {
+    torn_down.push_back(lease);
+    return real_->teardown(lease);
+  }
+
+  std::vector<NetworkLease> created, torn_down;
+
+ private:
+  std::shared_ptr<NetworkBackend> real_;
+};
+
+enum class Inject { nothing, launch_fails, vm_dies_while_booting };
 
 // Forwards to the real VMM plugin, with one injected failure.
 class FaultyVmm final : public VmmBackend {
@@ -96,6 +121,7 @@ class FaultyVmm final : public VmmBackend {
     auto vm = real_->launch(spec);
     if (!vm) return vm.status();
     vmm_pid = (*vm)->pid();
+    if (inject_ == Inject::nothing) return vm;
     return std::unique_ptr<Vm>(std::make_unique<DyingVm>(std::move(*vm)));
   }
   Result<std::unique_ptr<Vm>> restore(const RestoreSpec& spec) override {
@@ -150,9 +176,10 @@ class VmSessionTest : public ::testing::Test {
     return spec;
   }
 
-  Result<int> run_session(const std::shared_ptr<VmmBackend>& vmm, VmOrigin& origin) {
-    SessionBackends backends{vmm, storage_, nullptr, {{PluginKind::storage, "storage-squashfs"},
-                                                      {PluginKind::vmm, "vmm-qemu"}}};
+  Result<int> run_session(const std::shared_ptr<VmmBackend>& vmm, VmOrigin& origin,
+                          std::shared_ptr<NetworkBackend> network = nullptr) {
+    SessionBackends backends{vmm, storage_, std::move(network),
+                             {{PluginKind::storage, "storage-squashfs"}, {PluginKind::vmm, "vmm-qemu"}}};
     VmSessionOptions options;
     options.name = "session-test-" + std::to_string(::getpid());
     options.forward_output = false;
@@ -216,10 +243,38 @@ TEST_F(VmSessionTest, VmmDyingWhileBootingStopsTheVmmAndGivesBackEverything) {
   expect_nothing_left();
 }
 
+// The last lease taken before the failure is the VM itself, inside the network's namespace:
+// all four (VMM, network, disks, record) must go.
+TEST_F(VmSessionTest, NetworkAttachFailureStopsTheVmmAndGivesBackNetworkDisksAndRecord) {
+  const char* kernel = std::getenv("FCVM_TEST_KERNEL");
+  if (!kernel || !fs::exists(kernel)) GTEST_SKIP() << "FCVM_TEST_KERNEL is not set (scripts/test sets it)";
+  if (!fs::exists(plugin_dir() / "fcvm-network-bridged.so")) {
+    GTEST_SKIP() << "the network-bridged plugin is not built in " << plugin_dir();
+  }
+  PluginContext ctx{null_logger(), nlohmann::json::object(), data_dir_};
+  auto bridged = registry_->create_as<NetworkBackend>("network-bridged", PluginKind::network, ctx);
+  ASSERT_TRUE(bridged.ok()) << bridged.status().message();
+  if (Probe p = (*bridged)->probe(); !p.available) GTEST_SKIP() << p.reason;
+  make_storage();
+  auto network = std::make_shared<AttachFailingNetwork>(*bridged);
+  auto vmm = std::make_shared<FaultyVmm>(real_vmm_, Inject::nothing);
+  ImageBoot origin(boot_spec(kernel));
+  auto r = run_session(vmm, origin, network);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("injected: attach fails"), std::string::npos) << r.status().message();
+  ASSERT_GT(vmm->vmm_pid, 0);
+  EXPECT_NE(::kill(vmm->vmm_pid, 0), 0) << "the VMM (pid " << vmm->vmm_pid << ") outlived its session";
+  ASSERT_EQ(network->created.size(), 1u);
+  ASSERT_EQ(network->torn_down.size(), 1u);
+  EXPECT_EQ(nlohmann::json(network->torn_down[0]), nlohmann::json(network->created[0]));
+  for (const auto& ns : network->created[0].namespaces) EXPECT_FALSE(fs::exists(ns)) << ns;
+  expect_nothing_left();
+}
+
 // The restore path runs the same lifecycle with the snapshot's steps: the clone's disks
-// come from clone_disks and the VMM's restore() gets the clone's own layout. vmm-qemu refuses
-// a uffd memory source before starting anything, so the session fails there and must give
-// back the cloned disks.
+// come from clone_disks and the VMM's restore() gets the clone's own layout. The snapshot's
+// state file does not exist, so vmm-qemu fails the restore and the session must give back
+// the cloned disks.
 TEST_F(VmSessionTest, RestoreClonesDisksAndHandsTheLayoutToTheVmm) {
   make_storage();
   auto base = real_storage_->prepare_base({"sha256:" + std::string(64, 'c'), rootfs_});
@@ -233,23 +288,43 @@ TEST_F(VmSessionTest, RestoreClonesDisksAndHandsTheLayoutToTheVmm) {
   spec.snapshot_name = "snap";
   spec.disks = *source;
   spec.files = {snapshot_dir / "state", snapshot_dir / "mem"};
-  spec.memory = {MemorySourceKind::uffd, snapshot_dir / "uffd.sock"};
+  spec.memory = {MemorySourceKind::file, snapshot_dir / "mem"};
   SnapshotRestore origin(spec);
-  auto vmm = std::make_shared<FaultyVmm>(real_vmm_, Inject::launch_fails);
+  auto vmm = std::make_shared<FaultyVmm>(real_vmm_, Inject::nothing);
   auto r = run_session(vmm, origin);
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Errc::unavailable) << r.status().message();
 
   ASSERT_EQ(vmm->restores.size(), 1u);
   const RestoreSpec& got = vmm->restores[0];
   EXPECT_EQ(got.snapshot.state, snapshot_dir / "state");
-  EXPECT_EQ(got.memory.kind, MemorySourceKind::uffd);
+  EXPECT_EQ(got.memory.kind, MemorySourceKind::file);
   EXPECT_EQ(got.vm.agent_socket, got.vm.dir / "agent.sock");
   EXPECT_EQ(got.vm.dir.parent_path(), data_dir_ / "vms");
   ASSERT_EQ(got.vm.drives.size(), source->drives.size());
   for (size_t i = 0; i < got.vm.drives.size(); ++i) EXPECT_EQ(got.vm.drives[i].id, source->drives[i].id);
   expect_nothing_left();
   EXPECT_TRUE(real_storage_->destroy(*source).ok());
+}
+
+// A memory source the VMM cannot restore from is refused before anything is created.
+TEST_F(VmSessionTest, RestoreTheVmmCannotDoIsRefusedBeforeAnythingIsCreated) {
+  make_storage();
+  auto vmm = std::make_shared<FaultyVmm>(real_vmm_, Inject::nothing);
+  if (vmm->capabilities().restore_uffd_memory) GTEST_SKIP() << "vmm-qemu restores uffd memory now";
+  SnapshotRestoreSpec spec;
+  spec.snapshot_name = "snap";
+  spec.memory = {MemorySourceKind::uffd, tmp_.path() / "uffd.sock"};
+  SnapshotRestore origin(spec);
+  auto r = run_session(vmm, origin);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Errc::unavailable);
+  EXPECT_NE(r.status().message().find("vmm-qemu cannot restore with uffd memory"), std::string::npos)
+      << r.status().message();
+  EXPECT_TRUE(storage_->created.empty());
+  EXPECT_TRUE(vmm->restores.empty());
+  auto records = state_->list();
+  ASSERT_TRUE(records.ok());
+  EXPECT_TRUE(records->empty());
 }
 
 }  // namespace
