@@ -11,6 +11,7 @@ const std::vector<Command>& command_table() {
       stop_command(),
       logs_command(),
       inspect_command(),
+      rm_command(),
       gc_command(),
       image_ls_command(),
       image_rm_command(),
