@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/vm_target.h"
+#include "fcvm/agent_protocol.h"
 
 namespace po = boost::program_options;
 
