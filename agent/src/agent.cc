@@ -1,5 +1,6 @@
 #include "agent.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -24,6 +25,8 @@ namespace {
 constexpr std::size_t kQueueHighMark = 4u << 20;
 constexpr std::size_t kQueueLowMark = 1u << 20;
 constexpr std::size_t kReadChunk = 64u << 10;
+// STDIN credit is returned in batches of at least this much (or when the buffer empties).
+constexpr std::uint32_t kStdinCreditBatch = 16u << 10;
 
 std::string kernel_release() {
   utsname u{};
@@ -106,9 +109,7 @@ int Agent::epoll_timeout_ms(Clock::time_point now) const {
   auto consider = [&](Clock::time_point t) { if (!next || t < *next) next = t; };
   if (phase_ == Phase::kWaitingForPlan) consider(hello_at_);
   if (port_retry_at_) consider(*port_retry_at_);
-  if (phase_ == Phase::kTerminating || phase_ == Phase::kKilling || phase_ == Phase::kFlushing) {
-    consider(deadline_);
-  }
+  if (phase_ == Phase::kTerminating || phase_ == Phase::kKilling) consider(deadline_);
   if (!next) return -1;
   if (*next <= now) return 0;
   // Round up so the loop does not wake just before the deadline and spin.
@@ -246,6 +247,7 @@ void Agent::handle_frame(const Frame& frame) {
     case FrameType::kStdinEof: on_stdin_eof(frame); break;
     case FrameType::kSignal: on_signal(frame); break;
     case FrameType::kShutdown: on_shutdown(frame); break;
+    case FrameType::kCredit: on_credit(frame); break;
     default: break;  // the decoder admits host->guest types only
   }
 }
@@ -302,9 +304,46 @@ void Agent::on_exec(const Frame& frame) {
 
 void Agent::on_stdin(const Frame& frame) {
   auto it = sessions_.find(frame.session);
-  if (it == sessions_.end() || !it->second.in || it->second.in_eof) return;  // gone or no pipe
-  it->second.in_buffer += frame.payload;
-  write_stdin(it->second);
+  if (it == sessions_.end()) return;  // gone
+  Session& s = it->second;
+  if (!s.in || s.in_eof) {  // no pipe (any more): the bytes are consumed by dropping them
+    credit_stdin(s, frame.payload.size(), true);
+    return;
+  }
+  std::string_view bytes = frame.payload;
+  if (s.in_buffer.size() + bytes.size() > kStdinWindow) {
+    const std::size_t room = kStdinWindow - std::min<std::size_t>(s.in_buffer.size(), kStdinWindow);
+    send_error(s.id, "STDIN beyond the window of " + std::to_string(kStdinWindow) +
+                         " bytes: dropped " + std::to_string(bytes.size() - room) + " bytes");
+    bytes = bytes.substr(0, room);
+  }
+  s.in_buffer.append(bytes);
+  write_stdin(s);
+}
+
+void Agent::credit_stdin(Session& s, std::size_t bytes, bool now) {
+  s.in_consumed += static_cast<std::uint32_t>(bytes);
+  if (s.in_consumed == 0 || (!now && s.in_consumed < kStdinCreditBatch)) return;
+  queue_frame(FrameType::kStdinCredit, s.id, Credit{s.in_consumed}.to_payload());
+  s.in_consumed = 0;
+}
+
+void Agent::on_credit(const Frame& frame) {
+  std::string error;
+  auto credit = parse_credit(frame.payload, &error);
+  if (!credit) {
+    send_error(frame.session, "invalid CREDIT: " + error);
+    return;
+  }
+  auto it = sessions_.find(frame.session);
+  if (it == sessions_.end() || it->second.window == 0) return;  // ended, or no window
+  Session& s = it->second;
+  s.out_credit = std::min<std::uint64_t>(s.out_credit + credit->bytes, kMaxCreditBytes);
+  if (s.wait_status) {
+    try_complete(s);
+  } else {
+    update_output_watches(s);
+  }
 }
 
 void Agent::on_stdin_eof(const Frame& frame) {
@@ -357,6 +396,8 @@ void Agent::start_session(std::uint32_t id, const Process& process) {
   Session& s = sessions_[id];
   s.id = id;
   s.pid = p.pid;
+  s.window = process.output_window;
+  s.out_credit = process.output_window;
   s.out = std::move(p.stdout_pipe);
   s.err = std::move(p.stderr_pipe);
   if (p.start_error) {
@@ -368,37 +409,53 @@ void Agent::start_session(std::uint32_t id, const Process& process) {
     queue_frame(FrameType::kStarted, id, Started{p.pid}.to_payload());
   }
   session_by_pid_[p.pid] = id;
-  if (!output_paused_) {
-    watch(s.out.get(), EPOLLIN, token(kStdoutToken, id));
-    watch(s.err.get(), EPOLLIN, token(kStderrToken, id));
-    s.out_watched = s.err_watched = true;
-  }
+  update_output_watches(s);
 }
 
 void Agent::on_session_output(std::uint32_t id, bool is_stderr) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
-  forward_output(it->second, is_stderr, /*drain=*/false);
+  forward_output(it->second, is_stderr);
+  if (auto again = sessions_.find(id); again != sessions_.end()) update_output_watches(again->second);
 }
 
-// Reads one chunk (or, when draining, everything available) from a session's output pipe
-// into frames. Returns false once the pipe is closed.
-bool Agent::forward_output(Session& s, bool is_stderr, bool drain) {
+// Reads at most one chunk (and never more than the session's credit, nor *budget, which
+// it decreases) from an output pipe into a frame.
+Agent::Output Agent::forward_output(Session& s, bool is_stderr, std::size_t* budget) {
   OwnedFd& fd = is_stderr ? s.err : s.out;
+  if (!fd) return Output::kClosed;
+  std::size_t limit = budget ? std::min(kReadChunk, *budget) : kReadChunk;
+  if (s.window > 0) {
+    if (s.out_credit == 0) return Output::kNoCredit;
+    limit = static_cast<std::size_t>(std::min<std::uint64_t>(limit, s.out_credit));
+  }
   char buf[kReadChunk];
-  while (fd) {
-    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf, limit);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) return true;
+    if (n < 0 && errno == EAGAIN) return Output::kEmpty;
     if (n <= 0) {
       close_output(s, is_stderr);
-      return false;
+      return Output::kClosed;
     }
+    if (s.window > 0) s.out_credit -= static_cast<std::uint64_t>(n);
+    if (budget) *budget -= static_cast<std::size_t>(n);
     queue_frame(is_stderr ? FrameType::kStderr : FrameType::kStdout, s.id,
                 std::string_view(buf, static_cast<size_t>(n)));
-    if (!drain) return true;
+    return Output::kData;
   }
-  return false;
+}
+
+void Agent::update_output_watches(Session& s) {
+  const bool readable = !output_paused_ && !s.wait_status && (s.window == 0 || s.out_credit > 0);
+  for (bool is_stderr : {false, true}) {
+    OwnedFd& fd = is_stderr ? s.err : s.out;
+    bool& watched = is_stderr ? s.err_watched : s.out_watched;
+    const bool want = fd && readable;
+    if (want && !watched) watch(fd.get(), EPOLLIN, token(is_stderr ? kStderrToken : kStdoutToken, s.id));
+    if (!want && watched) unwatch(fd.get());
+    watched = want;
+  }
 }
 
 void Agent::close_output(Session& s, bool is_stderr) {
@@ -419,11 +476,13 @@ void Agent::write_stdin(Session& s) {
       return;
     }
     if (n < 0) {  // EPIPE: the process closed its stdin; later input has nowhere to go
+      credit_stdin(s, s.in_buffer.size(), true);
       s.in_buffer.clear();
       s.in_eof = true;
       break;
     }
     s.in_buffer.erase(0, static_cast<size_t>(n));
+    credit_stdin(s, static_cast<std::size_t>(n), s.in_buffer.empty());
   }
   if (s.in_watched) {
     unwatch(s.in.get());
@@ -434,40 +493,57 @@ void Agent::write_stdin(Session& s) {
 
 void Agent::set_output_paused(bool paused) {
   output_paused_ = paused;
-  for (auto& [id, s] : sessions_) {
-    for (bool is_stderr : {false, true}) {
-      OwnedFd& fd = is_stderr ? s.err : s.out;
-      bool& watched = is_stderr ? s.err_watched : s.out_watched;
-      if (!fd) continue;
-      if (paused && watched) unwatch(fd.get());
-      if (!paused && !watched) watch(fd.get(), EPOLLIN, token(is_stderr ? kStderrToken : kStdoutToken, id));
-      watched = !paused;
-    }
-  }
+  for (auto& [id, s] : sessions_) update_output_watches(s);
 }
 
 void Agent::finish_session(std::uint32_t id, int wait_status) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
   Session& s = it->second;
-  forward_output(s, false, /*drain=*/true);
-  forward_output(s, true, /*drain=*/true);
+  session_by_pid_.erase(s.pid);
+  s.pid = -1;  // reaped: the PID may be reused, so nothing is signalled by it any more
+  s.wait_status = wait_status;
+  update_output_watches(s);
+  try_complete(s);
+}
+
+bool Agent::draining() const {
+  return std::any_of(sessions_.begin(), sessions_.end(),
+                     [](const auto& entry) { return entry.second.wait_status.has_value(); });
+}
+
+bool Agent::try_complete(Session& s) {
+  // What the process wrote before it was reaped is in its pipes: forward that much (at
+  // most a pipe's capacity, so a daemonised writer cannot keep this going), pausing
+  // whenever the credit runs out.
+  for (bool is_stderr : {false, true}) {
+    OwnedFd& fd = is_stderr ? s.err : s.out;
+    if (!fd) continue;
+    const int capacity = ::fcntl(fd.get(), F_GETPIPE_SZ);
+    std::size_t budget = capacity > 0 ? static_cast<std::size_t>(capacity) : kReadChunk;
+    Output got = Output::kEmpty;
+    while (budget > 0 && (got = forward_output(s, is_stderr, &budget)) == Output::kData) {
+    }
+    if (budget > 0 && got == Output::kNoCredit) return false;
+  }
   close_output(s, false);
   close_output(s, true);
   if (s.in_watched) unwatch(s.in.get());
+  const int wait_status = *s.wait_status;
+  const std::uint32_t id = s.id;
   const Exit exit = WIFSIGNALED(wait_status) ? Exit::killed(WTERMSIG(wait_status))
                                              : Exit::exited(WEXITSTATUS(wait_status));
   queue_frame(FrameType::kExit, id, exit.to_payload());
   const bool started = s.started;
-  session_by_pid_.erase(s.pid);
-  sessions_.erase(it);
-  if (id != kMainSession) return;
+  sessions_.erase(id);
+  if (id != kMainSession) return true;
   if (!started) {
     begin_shutdown(std::chrono::milliseconds(0), "main process could not be started");
   } else if (plan_.shutdown_on_exit) {
     begin_shutdown(options_.default_grace,
                    "main process exited with code " + std::to_string(exit.code));
   }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -549,11 +625,12 @@ void Agent::advance_shutdown(Clock::time_point now) {
   }
   if (phase_ == Phase::kKilling && (!have_children_ || now >= deadline_)) {
     phase_ = Phase::kFlushing;
-    deadline_ = now + options_.flush_timeout;
   }
   if (phase_ == Phase::kFlushing) {
+    // Every reaped session's output and EXIT reach the host, however slowly it reads;
+    // sessions whose process could not be reaped are abandoned.
     flush();
-    if (pending() == 0 || port_dead_ || now >= deadline_) system_.power_off();
+    if (port_dead_ || (pending() == 0 && !draining())) system_.power_off();
   }
 }
 

@@ -8,7 +8,10 @@
 //
 // Output ordering per session: STARTED, then STDOUT/STDERR, then EXIT. When a process is
 // reaped its pipes are drained of what it wrote and closed, then EXIT is sent: output that
-// daemonised grandchildren write afterwards is not forwarded.
+// daemonised grandchildren write afterwards is not forwarded. A session with an output
+// window (agent_protocol.h, "Flow control") drains only as fast as the host credits it, so
+// its EXIT waits for the host; the agent never gives up on queued output while the host
+// channel is open (the host decides when a VM has taken too long).
 #pragma once
 
 #include <sys/types.h>
@@ -35,8 +38,6 @@ struct AgentOptions {
   std::chrono::milliseconds default_grace{2000};
   // After SIGKILL, how long to wait for the processes to be reaped.
   std::chrono::milliseconds reap_timeout{1000};
-  // How long queued frames (EXIT above all) may take to reach the host at shutdown.
-  std::chrono::milliseconds flush_timeout{2000};
 };
 
 class Agent {
@@ -63,10 +64,17 @@ class Agent {
     OwnedFd in, out, err;
     std::string in_buffer;  // STDIN bytes the pipe has not taken yet
     bool in_eof = false;    // STDIN_EOF received: close once in_buffer is written
+    std::uint32_t in_consumed = 0;  // STDIN bytes written or dropped, not yet credited
     bool in_watched = false;
     bool out_watched = false;
     bool err_watched = false;
+    std::uint32_t window = 0;      // output window; 0: none
+    std::uint64_t out_credit = 0;  // output bytes that may still be sent (with a window)
+    std::optional<int> wait_status;  // reaped: EXIT follows once the pipes are drained
   };
+
+  // What one read of an output pipe found.
+  enum class Output { kData, kEmpty, kClosed, kNoCredit };
 
   // epoll tokens: low byte = kind, upper bits = session id.
   enum TokenKind : std::uint64_t { kPortToken = 1, kSignalToken = 2, kStdoutToken = 3,
@@ -98,14 +106,23 @@ class Agent {
   void on_stdin_eof(const Frame& frame);
   void on_signal(const Frame& frame);
   void on_shutdown(const Frame& frame);
+  void on_credit(const Frame& frame);
 
   // Sessions.
   void start_session(std::uint32_t id, const Process& process);
   void on_session_output(std::uint32_t id, bool is_stderr);
-  bool forward_output(Session& s, bool is_stderr, bool drain);
+  Output forward_output(Session& s, bool is_stderr, std::size_t* budget = nullptr);
+  // Watches exactly the output pipes that may be read now (open, not paused, credit left,
+  // process not yet reaped).
+  void update_output_watches(Session& s);
   void write_stdin(Session& s);
+  void credit_stdin(Session& s, std::size_t bytes, bool now);
   void close_output(Session& s, bool is_stderr);
   void finish_session(std::uint32_t id, int wait_status);
+  // For a reaped session: drains its pipes as far as credit allows; once they are empty,
+  // sends EXIT and ends the session. Erases `s` when it returns true.
+  bool try_complete(Session& s);
+  bool draining() const;
   void set_output_paused(bool paused);
 
   // Processes and signals.

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -103,6 +104,15 @@ int ProcessSpawner::exit_code_for_exec_errno(int err) {
   return (err == ENOENT || err == ENOTDIR) ? 127 : 126;
 }
 
+void ProcessSpawner::make_directories(const std::string& path) {
+  if (path.empty() || path[0] != '/') return;
+  for (std::size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
+    const std::string prefix = path.substr(0, slash);
+    if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) return;
+    if (slash == std::string::npos) return;
+  }
+}
+
 SpawnedProcess ProcessSpawner::spawn(const Process& process) {
   // Everything the child needs is built before fork; the agent is single-threaded, so the
   // child could allocate, but this keeps the child's work to system calls.
@@ -114,6 +124,9 @@ SpawnedProcess ProcessSpawner::spawn(const Process& process) {
   envp.push_back(nullptr);
   const std::string path = search_path(process.env);
   std::vector<gid_t> groups(process.additional_gids.begin(), process.additional_gids.end());
+  // A missing working directory is created (root-owned, 0755), as podman does; if that
+  // fails, the child's chdir reports why.
+  make_directories(process.cwd);
 
   Pipe out = make_pipe();
   Pipe err = make_pipe();

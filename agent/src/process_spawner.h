@@ -41,6 +41,10 @@ class ProcessSpawner {
 
   // Exit status for a failed exec: 127 for "not found", 126 for everything else.
   static int exit_code_for_exec_errno(int err);
+
+  // mkdir -p for an absolute `path`, each new directory 0755 (less the umask). Stops
+  // quietly at the first failure: callers find out when they use the path.
+  static void make_directories(const std::string& path);
 };
 
 }  // namespace fcvm::agent

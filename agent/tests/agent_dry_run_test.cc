@@ -7,7 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 #include "agent/agent_channel.h"
@@ -272,6 +274,140 @@ TEST(AgentDryRun, ProtocolErrorShutsDown) {
   EXPECT_EQ(f->type, FrameType::kError);
   EXPECT_NE(f->payload.find("unknown frame type 0x7f"), std::string::npos);
   EXPECT_EQ(a.wait_exit(), 0);
+}
+
+// True once `pid` (a process of this host: the dry-run agent's children are) is gone.
+bool process_gone(pid_t pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }
+
+// True while some descendant of `pid` sleeps writing to a full pipe.
+bool blocked_on_pipe(pid_t pid) {
+  std::ifstream children("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  for (pid_t child; children >> child;) {
+    std::ifstream wchan("/proc/" + std::to_string(child) + "/wchan");
+    std::string where;
+    wchan >> where;
+    // "pipe_write", or "anon_pipe_write" on newer kernels.
+    if (where.find("pipe_write") != std::string::npos || blocked_on_pipe(child)) return true;
+  }
+  return false;
+}
+
+// A host that stops reading must still get every byte and the exit status, however long
+// it stalls: the agent used to give up 2 s after the process exited and power off.
+TEST(AgentDryRun, StalledHostGetsAllOutputAndTheExit) {
+  DryRunAgent a;
+  ASSERT_TRUE(a.channel().wait_hello(5000ms));
+  ASSERT_TRUE(a.channel().send_plan(shell_plan("head -c 3000000 /dev/zero; exit 3")).ok());
+  auto started = a.channel().next_frame(5000ms);
+  ASSERT_TRUE(started && started->type == FrameType::kStarted);
+  std::string err;
+  const pid_t pid = static_cast<pid_t>(agent::parse_started(started->payload, &err)->pid);
+  // Stop reading. The output fits in the agent's queue, so the process exits and is reaped.
+  while (!process_gone(pid)) std::this_thread::sleep_for(10ms);
+  // Stall longer than the agent's old give-up, then read.
+  std::this_thread::sleep_for(3s);
+  auto logs = collect(a.channel(), {0}, 60000ms);
+  EXPECT_EQ(logs[0].out.size(), 3000000u);
+  ASSERT_TRUE(logs[0].exit);
+  EXPECT_EQ(logs[0].exit->code, 3);
+  EXPECT_EQ(a.wait_exit(), 0);
+}
+
+// With an output window, a session whose output is not credited blocks its process on its
+// pipe, and only it: another session's output and exit flow meanwhile. Credit then releases
+// every byte and the exit.
+TEST(AgentDryRun, OutputWindowStallsOnlyItsOwnSession) {
+  constexpr std::uint32_t kWindow = 64 << 10;
+  constexpr std::size_t kTotal = 2000000;
+  DryRunAgent a;
+  ASSERT_TRUE(a.channel().wait_hello(5000ms));
+  agent::Plan plan = shell_plan("head -c " + std::to_string(kTotal) + " /dev/zero; exit 4");
+  plan.process.output_window = kWindow;
+  ASSERT_TRUE(a.channel().send_plan(plan).ok());
+
+  std::size_t main_bytes = 0;
+  std::optional<pid_t> main_pid;
+  // Read session 0 up to its window without crediting, until its writer blocks.
+  while (!main_pid || !blocked_on_pipe(*main_pid)) {
+    auto f = a.channel().next_frame(100ms);
+    if (!f) continue;
+    std::string err;
+    if (f->type == FrameType::kStarted) main_pid = agent::parse_started(f->payload, &err)->pid;
+    if (f->type == FrameType::kStdout) main_bytes += f->payload.size();
+  }
+  EXPECT_LE(main_bytes, kWindow);
+
+  agent::Process exec = shell("echo other; exit 5");
+  exec.output_window = kWindow;
+  ASSERT_TRUE(a.channel().send_exec(1, exec).ok());
+  auto logs = collect(a.channel(), {1});
+  EXPECT_EQ(logs[1].out, "other\n");
+  EXPECT_EQ(logs[1].exit->code, 5);
+  main_bytes += logs[0].out.size();
+  EXPECT_LE(main_bytes, kWindow) << "session 0 sent beyond its window";
+  EXPECT_FALSE(logs[0].exit);
+
+  // Credit what arrives: everything follows, then the exit.
+  std::size_t credited = 0;
+  std::optional<agent::Exit> exit;
+  while (!exit) {
+    if (credited < main_bytes) {
+      const auto grant = static_cast<std::uint32_t>(main_bytes - credited);
+      ASSERT_TRUE(a.channel().send(FrameType::kCredit, 0, agent::Credit{grant}.to_payload()).ok());
+      credited = main_bytes;
+    }
+    auto f = a.channel().next_frame(10000ms);
+    ASSERT_TRUE(f) << f.status().message();
+    std::string err;
+    if (f->type == FrameType::kStdout) main_bytes += f->payload.size();
+    if (f->type == FrameType::kExit) exit = agent::parse_exit(f->payload, &err);
+    EXPECT_LE(main_bytes - credited, kWindow);
+  }
+  EXPECT_EQ(main_bytes, kTotal);
+  EXPECT_EQ(exit->code, 4);
+  EXPECT_EQ(a.wait_exit(), 0);
+}
+
+// STDIN is credited back as the process consumes it; bytes past the window are refused.
+TEST(AgentDryRun, StdinIsCreditedAndWindowed) {
+  DryRunAgent a;
+  ASSERT_TRUE(a.channel().wait_hello(5000ms));
+  ASSERT_TRUE(a.channel().send_plan(shell_plan("exec sleep 30")).ok());
+  ASSERT_TRUE(a.channel().send_exec(1, shell("wc -c", /*stdin=*/true)).ok());
+  const std::string chunk(100000, 'x');
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(a.channel().send_stdin(1, chunk).ok());
+  ASSERT_TRUE(a.channel().send_stdin_eof(1).ok());
+  ASSERT_TRUE(a.channel().flush(10000ms).ok());
+  std::uint64_t credited = 0;
+  std::string out;
+  std::optional<agent::Exit> exit;
+  while (!exit) {
+    auto f = a.channel().next_frame(10000ms);
+    ASSERT_TRUE(f) << f.status().message();
+    std::string err;
+    if (f->session != 1) continue;
+    if (f->type == FrameType::kStdinCredit) credited += agent::parse_credit(f->payload, &err)->bytes;
+    if (f->type == FrameType::kStdout) out += f->payload;
+    if (f->type == FrameType::kExit) exit = agent::parse_exit(f->payload, &err);
+  }
+  EXPECT_EQ(out, "200000\n");
+  EXPECT_EQ(credited, 200000u);
+
+  // A host that ignores the window: the excess is dropped and reported, not buffered.
+  ASSERT_TRUE(a.channel().send_exec(2, shell("exec sleep 30", /*stdin=*/true)).ok());
+  const std::string big(agent::kStdinWindow, 'y');
+  ASSERT_TRUE(a.channel().send_stdin(2, big).ok());
+  ASSERT_TRUE(a.channel().send_stdin(2, big).ok());
+  ASSERT_TRUE(a.channel().flush(10000ms).ok());
+  for (;;) {
+    auto f = a.channel().next_frame(10000ms);
+    ASSERT_TRUE(f) << f.status().message();
+    if (f->session != 2 || f->type != FrameType::kError) continue;
+    EXPECT_NE(f->payload.find("STDIN beyond the window"), std::string::npos) << f->payload;
+    break;
+  }
+  ASSERT_TRUE(a.channel().send_signal(0, SIGKILL).ok());
+  EXPECT_EQ(a.wait_exit(10000ms), 0);
 }
 
 }  // namespace

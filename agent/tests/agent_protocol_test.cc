@@ -142,6 +142,26 @@ TEST(Payloads, RoundTrip) {
   EXPECT_EQ(parse_signal_request(SignalRequest{15}.to_payload(), &err)->signal, 15);
   EXPECT_EQ(parse_shutdown_request(ShutdownRequest{500}.to_payload(), &err)->timeout_ms, 500u);
   EXPECT_EQ(parse_shutdown_request("", &err)->timeout_ms, 2000u);
+  EXPECT_EQ(parse_credit(Credit{65536}.to_payload(), &err)->bytes, 65536u);
+}
+
+TEST(Payloads, CreditFramesTravelTheirOwnWay) {
+  std::string wire;
+  append_frame(wire, FrameType::kStdinCredit, 3, Credit{10}.to_payload());
+  FrameDecoder host(Direction::kGuestToHost);
+  std::vector<Frame> frames;
+  ASSERT_TRUE(host.feed(wire, frames)) << host.error();
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frame_type_name(frames[0].type), "STDIN_CREDIT");
+  append_frame(wire, FrameType::kCredit, 3, Credit{10}.to_payload());
+  FrameDecoder guest(Direction::kHostToGuest);
+  EXPECT_FALSE(guest.feed(wire, frames));  // STDIN_CREDIT first: wrong way for the guest
+  std::string err;
+  EXPECT_FALSE(parse_credit(R"({"bytes":0})", &err));
+  EXPECT_EQ(err, "CREDIT.bytes: out of range");
+  EXPECT_FALSE(parse_credit(R"({"bytes":1073741825})", &err));
+  EXPECT_FALSE(parse_credit(R"({"bytes":1,"more":2})", &err));
+  EXPECT_EQ(err, "CREDIT.more: unknown field");
 }
 
 TEST(Payloads, EncodingNeverThrowsOnInvalidUtf8) {

@@ -106,14 +106,30 @@ TEST(ProcessSpawner, NotExecutableIs126) {
 }
 
 TEST(ProcessSpawner, BadWorkingDirectoryIs126) {
+  TestDir dir;
+  const auto file = dir.path() / "file";
+  std::ofstream(file) << "not a directory";
   Process p;
   p.args = {"/bin/true"};
-  p.cwd = "/no/such/dir";
+  p.cwd = (file / "sub").string();  // cannot be created: its parent is a file
   SpawnedProcess s = ProcessSpawner::spawn(p);
   ASSERT_TRUE(s.start_error);
   EXPECT_EQ(*s.start_error,
-            "cannot change to working directory '/no/such/dir': No such file or directory");
+            "cannot change to working directory '" + p.cwd + "': Not a directory");
   EXPECT_EQ(wait_exit_code(s.pid), 126);
+}
+
+// As podman: -w to a directory the image lacks creates it.
+TEST(ProcessSpawner, MissingWorkingDirectoryIsCreated) {
+  TestDir dir;
+  Process p;
+  p.args = {"sh", "-c", "pwd"};
+  p.env = {"PATH=/usr/bin:/bin"};
+  p.cwd = (dir.path() / "a" / "b" / "c").string();
+  SpawnedProcess s = ProcessSpawner::spawn(p);
+  ASSERT_FALSE(s.start_error) << *s.start_error;
+  EXPECT_EQ(read_all(s.stdout_pipe.get()), p.cwd + "\n");
+  EXPECT_EQ(wait_exit_code(s.pid), 0);
 }
 
 TEST(ProcessSpawner, SearchPathDefaults) {

@@ -60,14 +60,20 @@ std::vector<std::string> FcvmCli::base_args() const {
   return {fcvm_binary().string(), "--data-dir", data_dir_.string()};
 }
 
-CliResult FcvmCli::run(const std::vector<std::string>& args) const {
+CliResult FcvmCli::run(const std::vector<std::string>& args, const RunOptions& options) const {
   static int counter = 0;
   const auto stem = data_dir_ / (".cli-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
   UniqueFd out(::open((stem.string() + ".out").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   UniqueFd err(::open((stem.string() + ".err").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   SpawnOptions opts;
-  opts.argv = base_args();
+  if (options.as_user) {
+    opts.argv = {"setpriv", "--reuid=" + std::to_string(options.as_user->first),
+                 "--regid=" + std::to_string(options.as_user->second), "--clear-groups", "--"};
+  }
+  const auto base = base_args();
+  opts.argv.insert(opts.argv.end(), base.begin(), base.end());
   opts.argv.insert(opts.argv.end(), args.begin(), args.end());
+  opts.env_add = options.env_add;
   opts.stdout_fd = out.get();
   opts.stderr_fd = err.get();
   CliResult r;
@@ -101,7 +107,7 @@ ChildProcess FcvmCli::start(const std::vector<std::string>& args) const {
 }
 
 nlohmann::json FcvmCli::ls() const {
-  auto r = run({"ls", "--json"});
+  auto r = run({"ls", "-a", "--json"});
   if (r.code != 0) throw std::runtime_error("fcvm ls failed: " + r.err);
   return nlohmann::json::parse(r.out);
 }

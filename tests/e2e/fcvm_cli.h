@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,13 @@ struct CliResult {
   std::string err;
 };
 
+// How run() starts fcvm, beyond its arguments.
+struct RunOptions {
+  std::vector<std::string> env_add;  // extra KEY=VALUE entries
+  // Run as this user (through setpriv, no supplementary groups); root when unset.
+  std::optional<std::pair<uid_t, gid_t>> as_user;
+};
+
 // A temp data dir and the paths the suite needs; removed on destruction.
 class FcvmCli {
  public:
@@ -27,7 +35,7 @@ class FcvmCli {
   static std::string missing_prerequisite();
 
   // Runs `fcvm --data-dir DIR ARGS...` to completion.
-  CliResult run(const std::vector<std::string>& args) const;
+  CliResult run(const std::vector<std::string>& args, const RunOptions& options = {}) const;
   // Starts it in the background; stdout/stderr go to files under the data dir.
   ChildProcess start(const std::vector<std::string>& args) const;
 
@@ -37,6 +45,7 @@ class FcvmCli {
 
   const std::filesystem::path& data_dir() const { return data_dir_; }
   std::vector<std::string> base_args() const;
+  // Every record, running or not (`ls -a --json`).
   nlohmann::json ls() const;
   // The record named `name` from `fcvm ls --json`, or null.
   nlohmann::json record(const std::string& name) const;

@@ -27,8 +27,10 @@
 //     "cwd": "/",                         optional, default "/"; absolute
 //     "uid": 0, "gid": 0,                 optional, default 0
 //     "additional_gids": [],              optional, default []
-//     "stdin": false}                     optional, default false: stdin is /dev/null;
+//     "stdin": false,                     optional, default false: stdin is /dev/null;
 //                                         true: a pipe fed by STDIN frames until STDIN_EOF
+//     "output_window": 0}                 optional, default 0 (none); 1..kMaxCreditBytes:
+//                                         output flow control (agent_protocol.h)
 //   Network:
 //    {"mac": "02:fc:00:00:00:02",         required; the interface with this MAC becomes eth0
 //     "address": "10.0.0.2/24",           required; IPv4 with prefix length
@@ -79,6 +81,7 @@ struct Process {
   std::uint32_t gid = 0;
   std::vector<std::uint32_t> additional_gids;
   bool stdin = false;
+  std::uint32_t output_window = 0;
   bool operator==(const Process&) const = default;
 };
 
@@ -298,6 +301,7 @@ inline Process read_process(const nlohmann::json& j, const std::string& path) {
     }
   }
   p.stdin = r.boolean("stdin", false);
+  p.output_window = static_cast<std::uint32_t>(r.integer("output_window", 0, kMaxCreditBytes, 0));
   r.finish();
   return p;
 }
@@ -417,7 +421,8 @@ inline std::optional<Process> parse_process(std::string_view payload, std::strin
 
 inline nlohmann::json to_json(const Process& p) {
   return {{"args", p.args}, {"env", p.env}, {"cwd", p.cwd}, {"uid", p.uid}, {"gid", p.gid},
-          {"additional_gids", p.additional_gids}, {"stdin", p.stdin}};
+          {"additional_gids", p.additional_gids}, {"stdin", p.stdin},
+          {"output_window", p.output_window}};
 }
 
 inline nlohmann::json to_json(const Plan& p) {

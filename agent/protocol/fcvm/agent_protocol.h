@@ -15,6 +15,17 @@
 //   STDERR   bytes                            STDIN_EOF empty
 //   EXIT     {"code","signal"}                SIGNAL    {"signal"}
 //   ERROR    {"message"}                      SHUTDOWN  {"timeout_ms"}
+//   STDIN_CREDIT {"bytes"}                    CREDIT    {"bytes"}
+//
+// Flow control, per session, so that one slow consumer stalls only its own session:
+// - Output: a Process with output_window = W > 0 (agent_plan.h) may have at most W bytes of
+//   STDOUT+STDERR payload sent and not yet credited. The host sends CREDIT {"bytes": n} as it
+//   consumes n of them; until then the agent stops reading the process's pipes, so the
+//   process blocks on them. output_window 0 (the default) means no window.
+// - Input: the host may have at most kStdinWindow bytes of STDIN payload sent and not yet
+//   credited; the agent sends STDIN_CREDIT {"bytes": n} once it has written n of them into
+//   the process's pipe (or dropped them because the process closed its stdin). STDIN beyond
+//   the window is a protocol error for that session: the excess is dropped and reported.
 //
 // Conversation: the agent sends HELLO as soon as its port is open and repeats it every
 // second until a PLAN arrives (bytes written before the host connects may be lost), so the
@@ -54,6 +65,13 @@ inline constexpr std::string_view kPortName = "fcvm.agent";
 
 inline constexpr std::size_t kFrameHeaderSize = 9;
 inline constexpr std::uint32_t kMaxPayloadSize = 1u << 20;
+// Largest CREDIT or STDIN_CREDIT grant, and the largest output window.
+inline constexpr std::uint32_t kMaxCreditBytes = 1u << 30;
+// STDIN bytes the host may have in flight per session (see "Flow control").
+inline constexpr std::uint32_t kStdinWindow = 256u << 10;
+
+// The longest SHUTDOWN grace the agent accepts (10 minutes).
+inline constexpr std::int64_t kMaxShutdownTimeoutMs = 600000;
 
 // Session of the container's main process.
 inline constexpr std::uint32_t kMainSession = 0;
@@ -66,6 +84,7 @@ enum class FrameType : std::uint8_t {
   kStderr = 0x04,
   kExit = 0x05,
   kError = 0x06,
+  kStdinCredit = 0x07,
   // host -> guest
   kPlan = 0x81,
   kExec = 0x82,
@@ -73,13 +92,14 @@ enum class FrameType : std::uint8_t {
   kStdinEof = 0x84,
   kSignal = 0x85,
   kShutdown = 0x86,
+  kCredit = 0x87,
 };
 
 // Which side sends a frame type; a decoder accepts only frames travelling its way.
 enum class Direction { kGuestToHost, kHostToGuest };
 
 inline bool is_known_frame_type(std::uint8_t raw) {
-  return (raw >= 0x01 && raw <= 0x06) || (raw >= 0x81 && raw <= 0x86);
+  return (raw >= 0x01 && raw <= 0x07) || (raw >= 0x81 && raw <= 0x87);
 }
 
 inline Direction direction_of(FrameType type) {
@@ -101,6 +121,8 @@ inline std::string_view frame_type_name(FrameType type) {
     case FrameType::kStdinEof: return "STDIN_EOF";
     case FrameType::kSignal: return "SIGNAL";
     case FrameType::kShutdown: return "SHUTDOWN";
+    case FrameType::kStdinCredit: return "STDIN_CREDIT";
+    case FrameType::kCredit: return "CREDIT";
   }
   return "UNKNOWN";
 }
@@ -404,11 +426,29 @@ inline std::optional<ShutdownRequest> parse_shutdown_request(std::string_view pa
   if (!j) return std::nullopt;
   std::int64_t t = r.timeout_ms;
   if (!detail::reject_unknown_keys(*j, {"timeout_ms"}, "SHUTDOWN", error) ||
-      !detail::read_int(*j, "timeout_ms", 0, 600000, false, t, "SHUTDOWN", error)) {
+      !detail::read_int(*j, "timeout_ms", 0, kMaxShutdownTimeoutMs, false, t, "SHUTDOWN", error)) {
     return std::nullopt;
   }
   r.timeout_ms = static_cast<std::uint32_t>(t);
   return r;
+}
+
+// CREDIT and STDIN_CREDIT: {"bytes":N}, 1..kMaxCreditBytes, bytes of the session's byte
+// stream the receiver has consumed (see "Flow control").
+struct Credit {
+  std::uint32_t bytes = 0;
+  std::string to_payload() const { return detail::dump({{"bytes", bytes}}); }
+};
+
+inline std::optional<Credit> parse_credit(std::string_view payload, std::string* error) {
+  auto j = detail::parse_object(payload, "CREDIT", error);
+  if (!j) return std::nullopt;
+  std::int64_t bytes = 0;
+  if (!detail::reject_unknown_keys(*j, {"bytes"}, "CREDIT", error) ||
+      !detail::read_int(*j, "bytes", 1, kMaxCreditBytes, true, bytes, "CREDIT", error)) {
+    return std::nullopt;
+  }
+  return Credit{static_cast<std::uint32_t>(bytes)};
 }
 
 }  // namespace fcvm::agent

@@ -16,6 +16,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr std::size_t kReadChunk = 64u << 10;
+// At most this much is read per on_readable() call, so a guest that writes faster than
+// the host consumes cannot keep one call (and its memory) growing.
+constexpr std::size_t kMaxReadPerCall = 4 * kReadChunk;
 
 int remaining_ms(Clock::time_point deadline) {
   const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -81,7 +84,7 @@ Result<std::vector<agent::Frame>> AgentChannel::on_readable() {
   if (decoder_.failed()) return error(Errc::protocol, "fc-agent: " + decoder_.error());
   std::vector<agent::Frame> decoded;
   char buf[kReadChunk];
-  while (!closed_) {
+  for (std::size_t total = 0; !closed_ && total < kMaxReadPerCall;) {
     const ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
@@ -90,6 +93,7 @@ Result<std::vector<agent::Frame>> AgentChannel::on_readable() {
       closed_ = true;
       break;
     }
+    total += static_cast<std::size_t>(n);
     const bool ok = decoder_.feed(std::string_view(buf, static_cast<std::size_t>(n)), decoded);
     keep(decoded);
     if (!ok) return error(Errc::protocol, "fc-agent sent a malformed frame: " + decoder_.error());

@@ -50,7 +50,8 @@ class AgentChannel {
   // Bytes queued but not yet taken by the socket.
   std::size_t pending() const { return out_.size() - out_offset_; }
 
-  // Reads what the socket holds and returns the complete frames, oldest first (frames kept
+  // Reads what the socket holds (at most 256 KiB per call; with a level-triggered epoll the
+  // rest makes the fd readable again) and returns the complete frames, oldest first (frames kept
   // back by wait_hello come first). HELLOs after the first one are dropped: the agent
   // repeats HELLO until it gets a PLAN. When the peer has closed the connection the frames
   // before the close are returned and closed() becomes true; further calls return no frames.

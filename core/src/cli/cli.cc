@@ -3,6 +3,8 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "config/config.h"
+#include "log/logging.h"
 
 namespace po = boost::program_options;
 
@@ -176,10 +178,15 @@ int run(int argc, char** argv) {
     CommandContext ctx(std::move(globals));
     return best->run(ctx, {rest.begin() + static_cast<long>(best->path.size()), rest.end()});
   } catch (const CliError& e) {
-    std::cerr << "fcvm: " << e.what() << "\n";
+    // Errors may quote the guest (its messages, its console): never raw control bytes.
+    std::cerr << "fcvm: " << escape_control_chars(e.what()) << "\n";
     return e.exit_code();
+  } catch (const nlohmann::json::exception& e) {
+    // A JSON document fcvm read had an unexpected shape: say so without nlohmann's codes.
+    std::cerr << "fcvm: unexpected JSON content: " << json_error_text(e) << "\n";
+    return 1;
   } catch (const std::exception& e) {
-    std::cerr << "fcvm: " << e.what() << "\n";
+    std::cerr << "fcvm: " << escape_control_chars(e.what()) << "\n";
     return 1;
   }
 }

@@ -94,6 +94,10 @@ class CommandContext {
   std::shared_ptr<Backend> backend(PluginKind kind);
   // The name of the plugin backend(kind) uses; "" when none (network).
   std::string chosen_plugin(PluginKind kind);
+  // Checks every plugin the user chose (--plugin KIND=NAME, the shorthands, the config
+  // file), used by this command or not: each must exist and be of its kind. Throws
+  // CliError naming the choice, what is installed and the fix.
+  void check_plugin_choices();
   template <class T>
   std::shared_ptr<T> backend_as(PluginKind kind) {
     return std::static_pointer_cast<T>(backend(kind));

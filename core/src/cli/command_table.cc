@@ -16,6 +16,7 @@ const std::vector<Command>& command_table() {
       snapshot_rm_command(),
       snapshot_serve_command(),
       snapshot_run_command(),
+      rm_command(),
       gc_command(),
       image_ls_command(),
       image_rm_command(),

@@ -18,6 +18,7 @@ Command setup_initramfs_command();
 Command setup_storage_command();
 Command ls_command();
 Command gc_command();
+Command rm_command();
 Command setup_preflight_command();
 Command config_show_command();
 Command plugins_command();

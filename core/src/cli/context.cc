@@ -21,6 +21,14 @@ void CommandContext::merge_globals(const GlobalOptions& more) {
 
 const Config& CommandContext::config() {
   if (!config_) {
+    for (const auto& dir : globals_.plugin_dirs) {
+      std::error_code ec;
+      if (!std::filesystem::is_directory(dir, ec)) {
+        throw CliError("--plugin-dir " + dir.string() +
+                       ": no such directory; pass a directory that holds fcvm plugins "
+                       "(fcvm-*.so)");
+      }
+    }
     ConfigInputs inputs;
     inputs.config_file = globals_.config_file;
     inputs.data_dir = globals_.data_dir;
@@ -45,7 +53,7 @@ LoggerPtr CommandContext::log() {
 }
 
 StateStore& CommandContext::state() {
-  if (!state_) state_ = std::make_unique<StateStore>(config().data_dir);
+  if (!state_) state_ = std::make_unique<StateStore>(config().data_dir, log());
   return *state_;
 }
 

@@ -108,6 +108,24 @@ std::shared_ptr<Backend> CommandContext::backend(PluginKind kind) {
   return chosen;
 }
 
+void CommandContext::check_plugin_choices() {
+  for (const auto& [kind, name] : config().plugins) {
+    const PluginInfo* info = plugins().find(name);
+    if (info && info->kind == kind) continue;
+    std::string installed;
+    for (const auto& p : plugins().plugins()) {
+      if (p.kind == kind) installed += (installed.empty() ? "" : ", ") + p.name;
+    }
+    const std::string choice = std::string("--plugin ") + to_string(kind) + "=" + name;
+    throw CliError(choice + ": " +
+                   (info ? "'" + name + "' is a " + to_string(info->kind) + " plugin"
+                         : "no plugin named '" + name + "'") +
+                   "; " + to_string(kind) + " plugins here: " +
+                   (installed.empty() ? "none" : installed) + " (see 'fcvm plugins')",
+                   kUsageExit);
+  }
+}
+
 std::string CommandContext::chosen_plugin(PluginKind kind) {
   const auto& choices = config().plugins;
   if (auto it = choices.find(kind); it != choices.end()) return it->second;

@@ -8,20 +8,32 @@
 
 #include "cli/commands.h"
 #include "cli/vm_target.h"
+#include "log/logging.h"
 
 namespace po = boost::program_options;
 
 namespace fcvm::cli {
 namespace {
 
-void write_all(int fd, const std::string& bytes) {
+// Writes all of `bytes`, waiting while `fd` is full. False when the reader is gone (EPIPE)
+// or the write fails otherwise.
+bool write_all(int fd, const std::string& bytes) {
   for (size_t done = 0; done < bytes.size();) {
     ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
+    if (n < 0 && errno == EAGAIN) {
+      pollfd p{fd, POLLOUT, 0};
+      ::poll(&p, 1, -1);
+      continue;
+    }
+    if (n <= 0) return false;
     done += static_cast<size_t>(n);
   }
+  return true;
 }
+
+// Exit status of a process killed by SIGPIPE, as a shell reports it.
+constexpr int kBrokenPipeExit = 128 + SIGPIPE;
 
 // podman exec's code when the exec itself failed.
 constexpr int kExecFailedExit = 125;
@@ -73,12 +85,18 @@ Command exec_command() {
       if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       for (const auto& m : check(client.receive(), kExecFailedExit)) {
         switch (m.type) {
-          case control::MessageType::kStdout: write_all(STDOUT_FILENO, m.payload); break;
-          case control::MessageType::kStderr: write_all(STDERR_FILENO, m.payload); break;
+          // A closed stdout ends us as SIGPIPE would end the command run here (`| head`);
+          // our going away makes the VM's fcvm process kill the command in the guest.
+          case control::MessageType::kStdout:
+            if (!write_all(STDOUT_FILENO, m.payload)) return kBrokenPipeExit;
+            break;
+          case control::MessageType::kStderr:
+            if (!write_all(STDERR_FILENO, m.payload)) return kBrokenPipeExit;
+            break;
           case control::MessageType::kReply: {
             auto reply = check(control::parse_reply(m.payload), kExecFailedExit);
             if (!reply.ok()) {
-              std::cerr << "fcvm: exec: " << *reply.error << "\n";
+              std::cerr << "fcvm: exec: " << escape_control_chars(*reply.error) << "\n";
               refused = true;
             }
             break;

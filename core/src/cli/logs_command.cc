@@ -1,4 +1,6 @@
 // fcvm logs: the container's output, or the guest's serial console.
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <thread>
@@ -25,9 +27,23 @@ Command logs_command() {
     const VmRecord record = find_vm(ctx, vm["name"].as<std::string>(), std::nullopt);
     const auto file = record.vm_dir / (vm.count("console") ? "console.log" : "container.log");
     std::ifstream in(file, std::ios::binary);
-    if (!in && !record.alive()) throw CliError("no logs for " + record.name + " at " + file.string());
+    if (!in) {
+      const int why = errno;
+      if (why == EACCES || why == EPERM) {
+        throw CliError("cannot read " + file.string() + ": " + std::strerror(why) +
+                       "; the VM belongs to another user: run 'fcvm logs' as that user or as root");
+      }
+      if (!record.alive()) throw CliError("no logs for " + record.name + " at " + file.string());
+    }
     const bool follow = vm.count("follow") > 0;
     char buf[65536];
+    // A rotated container log (see log_max_bytes) comes first.
+    if (!vm.count("console")) {
+      std::ifstream rotated(file.string() + ".1", std::ios::binary);
+      while (rotated.read(buf, sizeof buf) || rotated.gcount() > 0) {
+        std::cout.write(buf, rotated.gcount());
+      }
+    }
     for (;;) {
       for (;;) {
         in.read(buf, sizeof buf);

@@ -1,4 +1,5 @@
-// fcvm ls: the state store's records, with whether each one's process still runs.
+// fcvm ls: the state store's records of running processes (with -a, also of ended ones,
+// which stay until 'fcvm rm' or 'fcvm gc', as podman's exited containers do).
 #include <iostream>
 
 #include "cli/command.h"
@@ -17,7 +18,7 @@ std::string shown_status(const VmRecord& r, bool alive) {
   if (r.status == VmStatus::exited) {
     return r.exit_code ? "exited (" + std::to_string(*r.exit_code) + ")" : "exited";
   }
-  if (r.status == VmStatus::failed) return "failed";
+  if (r.status == VmStatus::failed) return r.error.empty() ? "failed" : "failed: " + r.error;
   return "dead";
 }
 
@@ -39,10 +40,11 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
 
 int run_ls(CommandContext& ctx, const std::vector<std::string>& args) {
   po::options_description desc("Options");
-  desc.add_options()("json", "print a JSON array of records, each with an \"alive\" field")(
+  desc.add_options()("all,a", "also VMs whose process has ended (exited, failed, dead)")(
+      "json", "print a JSON array of records, each with an \"alive\" field")(
       "pid", po::value<int>(), "only the record of this process")(
       "name", po::value<std::string>(), "only the record with this name");
-  auto vm = parse_command_line(ctx, "ls [--json] [--pid N] [--name NAME]", desc, {}, args);
+  auto vm = parse_command_line(ctx, "ls [-a] [--json] [--pid N] [--name NAME]", desc, {}, args);
 
   auto records = check(ctx.state().list());
   std::vector<std::pair<VmRecord, bool>> shown;
@@ -50,6 +52,7 @@ int run_ls(CommandContext& ctx, const std::vector<std::string>& args) {
     if (vm.count("pid") && r.process.pid != vm["pid"].as<int>()) continue;
     if (vm.count("name") && r.name != vm["name"].as<std::string>()) continue;
     const bool alive = r.alive();
+    if (!alive && !vm.count("all")) continue;
     shown.emplace_back(std::move(r), alive);
   }
 
@@ -80,7 +83,7 @@ int run_ls(CommandContext& ctx, const std::vector<std::string>& args) {
 }  // namespace
 
 Command ls_command() {
-  return {{"ls"}, "list VMs, snapshot servers and clones (dead ones too, until 'fcvm gc')",
+  return {{"ls"}, "list running VMs, snapshot servers and clones (-a: ended ones too)",
           run_ls};
 }
 

@@ -5,6 +5,7 @@
 #include "config/config.h"
 #include "run/container_run.h"
 #include "run/container_supervisor.h"
+#include "run/host_resources.h"
 
 namespace po = boost::program_options;
 
@@ -23,6 +24,8 @@ Command podman_run_command() {
         ("cpus", po::value<unsigned>()->default_value(1), "virtual CPUs")
         ("memory,m", po::value<std::string>()->default_value("256"), "guest memory, in MiB (512, 512m, 1g)")
         ("publish,p", po::value<std::vector<std::string>>()->composing(), "publish a port: [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|udp]")
+        ("pull", po::value<std::string>()->default_value("missing"),
+         "when to fetch the image: missing (use a stored copy), always, never, newer")
         ("rm", "remove the VM's record and files when it exits")
         ("detach,d", "run in the background and print the VM's name")
         ("kernel", po::value<std::filesystem::path>(), "boot this guest kernel instead of the one 'fcvm setup' built");
@@ -49,10 +52,14 @@ Command podman_run_command() {
         req.ports.push_back(check(parse_port_mapping(p), kUsageExit));
       }
     }
+    req.pull = check(parse_pull_policy(vm["pull"].as<std::string>()), kUsageExit);
     req.remove = vm.count("rm") > 0;
     req.detach = vm.count("detach") > 0;
     if (vm.count("kernel")) req.kernel = vm["kernel"].as<std::filesystem::path>();
 
+    // Checked before anything is created: chosen plugins exist, the host has room.
+    ctx.check_plugin_choices();
+    check(check_host_resources(ctx.config().data_dir / "vms", req.memory_mib), kRunFailedExit);
     SessionBackends backends;
     backends.vmm = ctx.backend_as<VmmBackend>(PluginKind::vmm);
     backends.storage = ctx.backend_as<StorageBackend>(PluginKind::storage);

@@ -2,12 +2,16 @@
 // they run the built fcvm binary against a private data dir and read what it prints.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <set>
 
 #include "fcvm/atomic_file.h"
 #include "fcvm/child_process.h"
@@ -102,6 +106,20 @@ class StateCommandsTest : public ::testing::Test {
     return r;
   }
 
+  // Starts fcvm with `args` after --config (FCVM_* blanked), output to the given files.
+  ChildProcess start_fcvm(const std::vector<std::string>& args, const fs::path& out,
+                          const fs::path& err) {
+    SpawnOptions opts;
+    opts.argv = {fcvm_.string(), "--config", config_.string()};
+    opts.argv.insert(opts.argv.end(), args.begin(), args.end());
+    opts.env_add = {"FCVM_CONFIG=", "FCVM_DATA_DIR=", "FCVM_LOG=", "FCVM_PLUGIN_PATH="};
+    UniqueFd out_fd(::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    UniqueFd err_fd(::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    opts.stdout_fd = out_fd.get();
+    opts.stderr_fd = err_fd.get();
+    return ChildProcess::spawn(opts).value();
+  }
+
   VmRecord make_record(const std::string& name, ProcessIdentity process) {
     VmRecord r;
     r.name = name;
@@ -120,7 +138,12 @@ TEST_F(StateCommandsTest, LsShowsLiveAndDeadRecords) {
   auto dead = store.create(make_record("dead-one", dead_identity()));
   ASSERT_TRUE(live.ok() && dead.ok());
 
-  CliRun table = fcvm({"--data-dir", data_dir_.string(), "ls"});
+  CliRun running = fcvm({"--data-dir", data_dir_.string(), "ls"});
+  ASSERT_EQ(running.code, 0) << running.err;
+  EXPECT_NE(running.out.find("live-one"), std::string::npos) << running.out;
+  EXPECT_EQ(running.out.find("dead-one"), std::string::npos) << "without -a, only live ones";
+
+  CliRun table = fcvm({"--data-dir", data_dir_.string(), "ls", "-a"});
   ASSERT_EQ(table.code, 0) << table.err;
   EXPECT_EQ(table.out.rfind("NAME", 0), 0u) << table.out;
   for (const char* col : {"ID", "TYPE", "STATUS", "PID", "IMAGE/SNAPSHOT", "CREATED"}) {
@@ -140,7 +163,7 @@ TEST_F(StateCommandsTest, LsShowsLiveAndDeadRecords) {
   }
   EXPECT_EQ(rows, 2) << table.out;
 
-  CliRun as_json = fcvm({"ls", "--json", "--data-dir", data_dir_.string()});
+  CliRun as_json = fcvm({"ls", "-a", "--json", "--data-dir", data_dir_.string()});
   ASSERT_EQ(as_json.code, 0) << as_json.err;
   const json all = json::parse(as_json.out);
   ASSERT_EQ(all.size(), 2u);
@@ -149,7 +172,7 @@ TEST_F(StateCommandsTest, LsShowsLiveAndDeadRecords) {
     EXPECT_TRUE(vm_record_from_json(j).ok());
   }
 
-  CliRun by_name = fcvm({"--data-dir", data_dir_.string(), "ls", "--json", "--name", "dead-one"});
+  CliRun by_name = fcvm({"--data-dir", data_dir_.string(), "ls", "-a", "--json", "--name", "dead-one"});
   ASSERT_EQ(by_name.code, 0) << by_name.err;
   ASSERT_EQ(json::parse(by_name.out).size(), 1u);
   EXPECT_EQ(json::parse(by_name.out)[0]["id"], dead->id);
@@ -395,6 +418,186 @@ TEST_F(StateCommandsTest, PreflightReportsEveryCheckAndExitsZero) {
   ASSERT_EQ(table.code, 0) << table.err;
   EXPECT_EQ(table.out.rfind("CHECK", 0), 0u) << table.out;
   EXPECT_NE(table.out.find("VMs will run with"), std::string::npos);
+}
+
+// A damaged record does not block ls or gc: it is skipped with a warning naming the file.
+TEST_F(StateCommandsTest, LsAndGcSkipAnUnparsableRecord) {
+  StateStore store(data_dir_);
+  auto good = store.create(make_record("good", dead_identity()));
+  ASSERT_TRUE(good.ok());
+  const fs::path bad = data_dir_ / "state" / "0123456789ab.json";
+  std::ofstream(bad) << "{\"version\": 1, \"id\": \"0123";
+
+  CliRun ls = fcvm({"--data-dir", data_dir_.string(), "ls", "-a", "--json"});
+  ASSERT_EQ(ls.code, 0) << ls.err;
+  EXPECT_EQ(json::parse(ls.out).size(), 1u);
+  EXPECT_NE(ls.err.find("warning: skipping state record " + bad.string() + ": not valid JSON"),
+            std::string::npos)
+      << ls.err;
+  EXPECT_NE(ls.err.find("move it out of " + (data_dir_ / "state").string()), std::string::npos)
+      << ls.err;
+  EXPECT_EQ(ls.err.find("json.exception"), std::string::npos) << ls.err;
+
+  CliRun gc = fcvm({"--data-dir", data_dir_.string(), "gc"});
+  EXPECT_EQ(gc.code, 0) << gc.err;
+  EXPECT_EQ(store.get(good->id).status().code(), Errc::not_found);
+  EXPECT_TRUE(fs::exists(bad)) << "gc must not delete what it cannot read";
+}
+
+// Temp files of a state writer killed mid-write are swept by gc.
+TEST_F(StateCommandsTest, GcSweepsStaleTempFiles) {
+  StateStore store(data_dir_);
+  auto rec = store.create(make_record("live", ProcessIdentity::self()));
+  ASSERT_TRUE(rec.ok());
+  const fs::path stale = data_dir_ / "state" /
+                         ("." + rec->id + ".json.tmp." + std::to_string(dead_identity().pid) + ".1");
+  std::ofstream(stale) << "{\"half";
+  CliRun gc = fcvm({"--data-dir", data_dir_.string(), "gc"});
+  EXPECT_EQ(gc.code, 0) << gc.err;
+  EXPECT_EQ(gc.out, "removed 1 stale temp file in " + (data_dir_ / "state").string() + "\n");
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(store.get(rec->id).ok());
+}
+
+// Two gc runs at once: no warnings, exit 0 both, and every dead record is collected exactly
+// once between them.
+TEST_F(StateCommandsTest, ConcurrentGcRunsAreSafe) {
+  constexpr int kRecords = 40;
+  StateStore store(data_dir_);
+  std::set<std::string> ids;
+  for (int i = 0; i < kRecords; ++i) {
+    auto r = make_record("dead-" + std::to_string(i), dead_identity());
+    r.vm_dir = data_dir_ / "vms" / r.name;
+    for (int f = 0; f < 50; ++f) {
+      fs::create_directories(r.vm_dir / std::to_string(f % 5));
+      std::ofstream(r.vm_dir / std::to_string(f % 5) / std::to_string(f)) << f;
+    }
+    auto created = store.create(r);
+    ASSERT_TRUE(created.ok());
+    ids.insert(created->id);
+  }
+  std::vector<ChildProcess> runs;
+  std::vector<fs::path> outs, errs;
+  for (int i = 0; i < 2; ++i) {
+    outs.push_back(tmp_ / ("gc" + std::to_string(i) + ".out"));
+    errs.push_back(tmp_ / ("gc" + std::to_string(i) + ".err"));
+    runs.push_back(start_fcvm({"--data-dir", data_dir_.string(), "gc", "--json"}, outs[i], errs[i]));
+  }
+  std::multiset<std::string> removed;
+  for (int i = 0; i < 2; ++i) {
+    auto st = runs[i].wait(std::chrono::milliseconds(120000));
+    ASSERT_TRUE(st.has_value());
+    const std::string err = read_file(errs[i]).value();
+    EXPECT_EQ(st->code, 0) << err;
+    EXPECT_EQ(err, "");
+    const json out = json::parse(read_file(outs[i]).value());
+    EXPECT_TRUE(out["kept"].empty()) << out.dump();
+    for (const auto& r : out["removed"]) removed.insert(r["id"].get<std::string>());
+  }
+  EXPECT_EQ(removed, std::multiset<std::string>(ids.begin(), ids.end()));
+  EXPECT_TRUE(store.list()->empty());
+}
+
+TEST_F(StateCommandsTest, StopTimeIsRangeChecked) {
+  StateStore store(data_dir_);
+  ASSERT_TRUE(store.create(make_record("target", dead_identity())).ok());
+  for (const char* t : {"700", "4294968", "-1"}) {
+    CliRun r = fcvm({"--data-dir", data_dir_.string(), "stop", "--time=" + std::string(t), "target"});
+    EXPECT_EQ(r.code, 2) << t;
+    EXPECT_EQ(r.err, "fcvm: --time " + std::string(t) + ": must be between 0 and 600 seconds\n");
+  }
+  CliRun ok = fcvm({"--data-dir", data_dir_.string(), "stop", "-t", "600", "target"});
+  EXPECT_EQ(ok.code, 0) << ok.err;
+}
+
+TEST_F(StateCommandsTest, LookupErrorsSayOnceWhereToLook) {
+  CliRun r = fcvm({"--data-dir", data_dir_.string(), "stop", "nosuch"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "fcvm: no VM named or with id 'nosuch' (see 'fcvm ls')\n");
+}
+
+// Choices of plugins that do not exist fail before anything runs, naming what exists.
+TEST_F(StateCommandsTest, UnknownPluginChoicesAndDirsAreRefused) {
+  const std::string image = "oci:/nonexistent/layout:x";
+  for (const std::vector<std::string>& flags :
+       {std::vector<std::string>{"--plugin", "memory=nosuch"},
+        std::vector<std::string>{"--memory", "nosuch"}}) {
+    std::vector<std::string> args = {"--data-dir", data_dir_.string()};
+    args.insert(args.end(), flags.begin(), flags.end());
+    args.insert(args.end(), {"podman", "run", image});
+    CliRun r = fcvm(args);
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_NE(r.err.find("fcvm: --plugin memory=nosuch: no plugin named 'nosuch'; memory plugins "
+                         "here: file"),
+              std::string::npos)
+        << r.err;
+  }
+  CliRun vmm_as_storage =
+      fcvm({"--data-dir", data_dir_.string(), "--storage", "file", "podman", "run", image});
+  EXPECT_EQ(vmm_as_storage.code, 2);
+  EXPECT_NE(vmm_as_storage.err.find("--plugin storage=file: 'file' is a memory plugin"),
+            std::string::npos)
+      << vmm_as_storage.err;
+
+  CliRun dir = fcvm({"--data-dir", data_dir_.string(), "--plugin-dir", "/nonexistent", "ls"});
+  EXPECT_EQ(dir.code, 1);
+  EXPECT_EQ(dir.err, "fcvm: --plugin-dir /nonexistent: no such directory; pass a directory that "
+                     "holds fcvm plugins (fcvm-*.so)\n");
+}
+
+// Guest RAM is a file in the data dir: a run that cannot fit is refused before anything
+// is created, with how much there is and what to do.
+TEST_F(StateCommandsTest, RunWithoutRoomForTheGuestIsRefused) {
+  CliRun huge = fcvm({"--data-dir", data_dir_.string(), "podman", "run", "-m", "1024g",
+                      "oci:/nonexistent/layout:x"});
+  EXPECT_EQ(huge.code, 125);
+  EXPECT_NE(huge.err.find("not enough host memory for the guest"), std::string::npos) << huge.err;
+  EXPECT_NE(huge.err.find("lower --memory"), std::string::npos) << huge.err;
+
+  if (::geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root";
+  const fs::path small = tmp_ / "small";
+  fs::create_directories(small);
+  ASSERT_EQ(::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=64m"), 0) << std::strerror(errno);
+  CliRun full = fcvm({"--data-dir", small.string(), "podman", "run", "-m", "256",
+                      "oci:/nonexistent/layout:x"});
+  EXPECT_EQ(full.code, 125);
+  EXPECT_NE(full.err.find("not enough free space in " + small.string() +
+                          " for the guest's RAM file"),
+            std::string::npos)
+      << full.err;
+  EXPECT_NE(full.err.find("pass --data-dir on a larger filesystem"), std::string::npos);
+  EXPECT_FALSE(fs::exists(small / "vms"));
+  EXPECT_FALSE(fs::exists(small / "state"));
+  ASSERT_EQ(::umount(small.c_str()), 0) << std::strerror(errno);
+
+  CliRun tiny = fcvm({"--data-dir", data_dir_.string(), "podman", "run", "-m", "16m",
+                      "oci:/nonexistent/layout:x"});
+  EXPECT_EQ(tiny.code, 2);
+  EXPECT_EQ(tiny.err, "fcvm: --memory '16m': out of range; the guest needs 64 MiB to 1048576 MiB "
+                      "(e.g. 256m, 2g)\n");
+}
+
+TEST_F(StateCommandsTest, RmRemovesAnEndedVmAndRefusesARunningOne) {
+  StateStore store(data_dir_);
+  auto dead = make_record("ended", dead_identity());
+  dead.vm_dir = data_dir_ / "vms" / "ended";
+  fs::create_directories(dead.vm_dir);
+  std::ofstream(dead.vm_dir / "container.log") << "bye\n";
+  auto created = store.create(dead);
+  auto live = store.create(make_record("running", ProcessIdentity::self()));
+  ASSERT_TRUE(created.ok() && live.ok());
+
+  CliRun refused = fcvm({"--data-dir", data_dir_.string(), "rm", "running"});
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_EQ(refused.err, "fcvm: running is running; stop it first ('fcvm stop running') or use "
+                         "'fcvm rm --force'\n");
+  EXPECT_TRUE(store.get(live->id).ok());
+
+  CliRun rm = fcvm({"--data-dir", data_dir_.string(), "rm", created->id});
+  EXPECT_EQ(rm.code, 0) << rm.err;
+  EXPECT_EQ(rm.out, "ended\n");
+  EXPECT_FALSE(fs::exists(dead.vm_dir));
+  EXPECT_EQ(store.get(created->id).status().code(), Errc::not_found);
 }
 
 }  // namespace

@@ -11,7 +11,8 @@ namespace {
 
 using nlohmann::json;
 
-constexpr const char* kKnownKeys = "data_dir, plugin_dirs, plugins, plugin_config, log_level";
+constexpr const char* kKnownKeys =
+    "data_dir, plugin_dirs, plugins, plugin_config, log_level, log_max_bytes";
 constexpr const char* kKinds = "vmm, network, storage, memory";
 constexpr const char* kLevels = "trace, debug, info, warning, error";
 
@@ -48,7 +49,9 @@ Result<std::string> expect_string(const std::string& origin, const std::string& 
   return s;
 }
 
-// Strips nlohmann's "[json.exception.parse_error.101] " prefix: users need the position.
+
+}  // namespace
+
 std::string json_error_text(const std::exception& e) {
   std::string text = e.what();
   if (!text.empty() && text.front() == '[') {
@@ -57,8 +60,6 @@ std::string json_error_text(const std::exception& e) {
   }
   return text;
 }
-
-}  // namespace
 
 EnvLookup process_environment() {
   return [](std::string_view name) -> std::optional<std::string> {
@@ -140,6 +141,11 @@ Result<Config> Config::merge_file(Config base, const json& doc, const std::strin
                          "unknown log level '" + *s + "'; use one of " + kLevels);
       }
       cfg.log_level = *level;
+    } else if (key == "log_max_bytes") {
+      if (!value.is_number_unsigned()) {
+        return type_error(origin, key, "a number of bytes (0: no cap)", value);
+      }
+      cfg.log_max_bytes = value.get<std::uint64_t>();
     } else {
       return error(Errc::invalid_argument, origin + ": unknown key '" + key +
                                                "'; known keys are " + kKnownKeys);
@@ -240,7 +246,8 @@ nlohmann::json Config::to_json() const {
               {"plugin_dirs", std::move(dirs)},
               {"plugins", std::move(plugins_json)},
               {"plugin_config", plugin_config.is_object() ? plugin_config : json::object()},
-              {"log_level", to_string(log_level)}};
+              {"log_level", to_string(log_level)},
+              {"log_max_bytes", log_max_bytes}};
 }
 
 }  // namespace fcvm

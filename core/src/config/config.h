@@ -15,6 +15,7 @@
 // directory; relative paths from flags or the environment are relative to the working dir.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -58,6 +59,9 @@ class Config {
   std::map<PluginKind, std::string> plugins;  // chosen backend per kind; absent: the default
   nlohmann::json plugin_config = nlohmann::json::object();  // plugin name -> its object
   LogLevel log_level = LogLevel::warning;
+  // Cap on each VM's container log and console log: past it the container log rotates
+  // (one previous file kept) and the console keeps its newest half. 0: no cap.
+  std::uint64_t log_max_bytes = 16u << 20;
   std::filesystem::path source;  // the config file read, or empty
 
   // Builds the effective config. Sources: inputs.config_file, else $FCVM_CONFIG, else
@@ -82,5 +86,9 @@ class Config {
 
 // Parses "kind=name" (as given to --plugin). Errors say what the fix is.
 Result<std::pair<PluginKind, std::string>> parse_plugin_choice(std::string_view text);
+
+// An exception's text for a user: nlohmann's "[json.exception.parse_error.101] " prefix is
+// dropped (the rest names the position or the key).
+std::string json_error_text(const std::exception& e);
 
 }  // namespace fcvm

@@ -165,7 +165,20 @@ TEST_F(ConfigTest, UnknownKeyNamesTheFileAndTheKey) {
   in.config_file = write("c.json", R"({"data_dir": "/x", "datadir": "/y"})");
   EXPECT_EQ(load_error(in), "config " + in.config_file->string() +
                                 ": unknown key 'datadir'; known keys are data_dir, plugin_dirs, "
-                                "plugins, plugin_config, log_level");
+                                "plugins, plugin_config, log_level, log_max_bytes");
+}
+
+TEST_F(ConfigTest, LogMaxBytesIsABytesCount) {
+  auto in = inputs();
+  in.config_file = write("c.json", R"({"log_max_bytes": 4096})");
+  auto cfg = Config::load(in);
+  ASSERT_TRUE(cfg.ok()) << cfg.status().message();
+  EXPECT_EQ(cfg->log_max_bytes, 4096u);
+  EXPECT_EQ(Config{}.log_max_bytes, 16u << 20);
+  in.config_file = write("d.json", R"({"log_max_bytes": "1m"})");
+  EXPECT_NE(load_error(in).find("log_max_bytes: expected a number of bytes (0: no cap)"),
+            std::string::npos)
+      << load_error(in);
 }
 
 TEST_F(ConfigTest, WrongTypesNameTheKeyPath) {

@@ -6,7 +6,7 @@
 namespace fcvm {
 
 Result<FileLock> FileLock::acquire(const std::filesystem::path& path, Mode mode) {
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!fd) return errno_status("open lock file " + path.string());
   const int op = mode == Mode::shared ? LOCK_SH : LOCK_EX;
   while (::flock(fd.get(), op) != 0) {

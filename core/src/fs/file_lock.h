@@ -16,7 +16,7 @@ class FileLock {
   FileLock(FileLock&&) noexcept = default;
   FileLock& operator=(FileLock&&) noexcept = default;
 
-  // Opens (creating it, mode 0644) `path` and blocks until the lock is granted. The lock
+  // Opens (creating it, mode 0600) `path` and blocks until the lock is granted. The lock
   // file itself is never deleted, so every holder locks the same inode. Locks are per open
   // file description: two FileLocks on one path exclude each other within one process too.
   static Result<FileLock> acquire(const std::filesystem::path& path, Mode mode);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -15,6 +16,7 @@
 #include <system_error>
 #include <utility>
 
+#include "config/config.h"
 #include "fcvm/atomic_file.h"
 #include "fcvm/child_process.h"
 #include "fcvm/unique_fd.h"
@@ -165,7 +167,8 @@ class Store {
     try {
       return doc->at("refs").get<RefMap>();
     } catch (const json::exception& e) {
-      return error(Errc::protocol, refs_path().string() + " is malformed: " + e.what());
+      return error(Errc::protocol, refs_path().string() + " is malformed (" + json_error_text(e) +
+                                       "); remove it and pull your images again");
     }
   }
 
@@ -186,7 +189,9 @@ class Store {
       image.pulled = doc->value("pulled", "");
       image.config = doc->value("config", ImageConfig{});
     } catch (const json::exception& e) {
-      return error(Errc::protocol, (dir / "image.json").string() + " is malformed: " + e.what());
+      return error(Errc::protocol, (dir / "image.json").string() + " is malformed (" +
+                                       json_error_text(e) + "); remove " + dir.string() +
+                                       " and pull the image again");
     }
     image.dir = dir;
     for (const auto& [ref, digest] : refs) {
@@ -277,11 +282,41 @@ Result<std::string> ImageStore::canonical_reference(const std::string& reference
                "image reference \"" + reference + "\" has no transport; use " + kAcceptedForms);
 }
 
-Result<PullResult> ImageStore::pull(const std::string& reference) const {
+Result<PullPolicy> parse_pull_policy(std::string_view text) {
+  if (text == "always") return PullPolicy::always;
+  if (text == "missing") return PullPolicy::missing;
+  if (text == "never") return PullPolicy::never;
+  if (text == "newer") return PullPolicy::newer;
+  return error(Errc::invalid_argument, "--pull '" + std::string(text) +
+                                           "': use always, missing, never or newer");
+}
+
+Result<PullResult> ImageStore::pull(const std::string& reference, PullPolicy policy) const {
   auto canon = canonical_reference(reference);
   if (!canon) return canon.status();
   const std::string& ref = *canon;
   const std::string context = "cannot pull " + ref + ": ";
+  if (policy != PullPolicy::always) {
+    auto stored = resolve(ref);
+    if (!stored && stored.status().code() != Errc::not_found) return stored.status();
+    if (!stored && policy == PullPolicy::never) {
+      return error(Errc::not_found, "image " + ref + " is not stored and --pull=never forbids "
+                                    "fetching it; run 'fcvm image pull " + ref +
+                                    "' or use --pull=missing");
+    }
+    if (stored && policy != PullPolicy::newer) return PullResult{*stored, true};
+    if (stored) {
+      // The source's manifest digest, without copying anything.
+      auto digest = run_command({"skopeo", "inspect", "--format", "{{.Digest}}", ref});
+      if (!digest) {
+        return error(digest.status().code(),
+                     context + tool_problem(digest.status(), "skopeo", "skopeo"));
+      }
+      std::string d = *digest;
+      while (!d.empty() && std::isspace(static_cast<unsigned char>(d.back()))) d.pop_back();
+      if (d == stored->digest) return PullResult{*stored, true};
+    }
+  }
   const auto started = std::chrono::steady_clock::now();
   Store store(root_);
 
@@ -313,6 +348,11 @@ Result<PullResult> ImageStore::pull(const std::string& reference) const {
     if (problem.compare(0, echo.size(), echo) == 0) {
       auto end = problem.find(": ", echo.size());
       if (end != std::string::npos) problem.erase(0, end + 2);
+    }
+    if (problem.find("unexpected EOF") != std::string::npos ||
+        problem.find("unexpected end of JSON") != std::string::npos) {
+      problem += " (a file of the source image, such as its index.json or a blob, is truncated; "
+                 "export or copy the image again)";
     }
     if (problem.find("policy.json") != std::string::npos) {
       problem +=

@@ -44,6 +44,15 @@ struct StoredImage {
   ImageRootfs as_rootfs() const { return {digest, rootfs()}; }
 };
 
+// When pull() asks skopeo, as podman's --pull. `missing` uses a stored image without
+// running skopeo; `never` fails when none is stored; `newer` asks skopeo for the source's
+// digest and copies only when it differs; `always` copies every time (an unchanged digest
+// is still a cache hit: nothing is unpacked).
+enum class PullPolicy { always, missing, never, newer };
+
+// "always" | "missing" | "never" | "newer"; errors name the flag and the choices.
+Result<PullPolicy> parse_pull_policy(std::string_view text);
+
 struct PullResult {
   StoredImage image;
   bool cache_hit = false;  // the digest was already stored; nothing was unpacked
@@ -58,7 +67,9 @@ class ImageStore {
   // already stored, unpacks it (umoci) and moves it into place; then points the reference
   // at the digest. On failure nothing is left behind and the message names the reference
   // and the problem (for a failed copy, skopeo's own last words).
-  Result<PullResult> pull(const std::string& reference) const;
+  // `policy` decides whether skopeo runs at all (see PullPolicy).
+  Result<PullResult> pull(const std::string& reference,
+                          PullPolicy policy = PullPolicy::always) const;
 
   // Finds an image by reference (as given to pull) or by digest ("sha256:<hex>", or a
   // unique prefix of the hex, with or without "sha256:").

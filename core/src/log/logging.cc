@@ -117,7 +117,7 @@ class BoostLogger final : public Logger {
       blog::record rec = source_.open_record(blog::keywords::severity = level);
       if (!rec) return;
       blog::record_ostream stream(rec);
-      stream << message;
+      stream << escape_control_chars(message);
       stream.flush();
       source_.push_record(std::move(rec));
     } catch (...) {
@@ -159,5 +159,30 @@ LoggerPtr root_logger() {
 }
 
 LogLevel current_log_level() { return static_cast<LogLevel>(g_level.load()); }
+
+std::string escape_control_chars(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  auto escape = [&](unsigned char c) {
+    out += "\\x";
+    out += kHex[c >> 4];
+    out += kHex[c & 0xf];
+  };
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const auto next = i + 1 < text.size() ? static_cast<unsigned char>(text[i + 1]) : 0;
+    // Raw bytes 0x80-0x9f are left alone: they continue UTF-8 sequences ("€" is e2 82 ac).
+    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+      escape(c);
+    } else if (c == 0xc2 && next >= 0x80 && next <= 0x9f) {  // C1 control as UTF-8
+      escape(next);
+      ++i;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
 
 }  // namespace fcvm

@@ -8,6 +8,7 @@
 
 #include <iosfwd>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "fcvm/log.h"
@@ -29,5 +30,11 @@ LoggerPtr root_logger();
 
 // The current level filter.
 LogLevel current_log_level();
+
+// `text` made safe for a terminal: control characters other than newline and tab (C0, DEL
+// and UTF-8 encoded C1) become "\xNN", so text from a guest cannot move
+// the cursor, retitle the window or hide what precedes it. Every log line and every error
+// fcvm prints passes through this.
+std::string escape_control_chars(std::string_view text);
 
 }  // namespace fcvm

@@ -89,5 +89,22 @@ TEST(LogLevelNames, ParseAndPrint) {
   EXPECT_EQ(parse_log_level(""), std::nullopt);
 }
 
+// Text from a guest reaches logs and terminals: escape sequences must arrive inert.
+TEST(Logging, ControlCharactersAreEscaped) {
+  EXPECT_EQ(escape_control_chars("plain text, tab\tand\nnewline"), "plain text, tab\tand\nnewline");
+  EXPECT_EQ(escape_control_chars("\x1b[2J\x1b]0;owned\x07\r\x7f"),
+            "\\x1b[2J\\x1b]0;owned\\x07\\x0d\\x7f");
+  EXPECT_EQ(escape_control_chars("csi \xc2\x9b" "31m"), "csi \\x9b31m");
+  EXPECT_EQ(escape_control_chars("caf\xc3\xa9 \xe2\x82\xac"), "caf\xc3\xa9 \xe2\x82\xac");
+  EXPECT_EQ(escape_control_chars(std::string("nul\0byte", 8)), "nul\\x00byte");
+
+  std::ostringstream sink;
+  init_logging(LogLevel::info, sink, false);
+  root_logger()->warn("agent: \x1b[31mred");
+  init_logging(LogLevel::warning, std::cerr, false);
+  EXPECT_NE(sink.str().find("agent: \\x1b[31mred"), std::string::npos) << sink.str();
+  EXPECT_EQ(sink.str().find('\x1b'), std::string::npos);
+}
+
 }  // namespace
 }  // namespace fcvm

@@ -24,10 +24,18 @@ Result<unsigned> parse_memory_mib(const std::string& text) {
   } else if (!s.empty() && (s.back() == 'm' || s.back() == 'M')) {
     s.remove_suffix(1);
   }
+  const auto range = " MiB to " + std::to_string(kMaxGuestMemoryMib) + " MiB";
   auto n = parse_number<unsigned>(s);
-  if (!n || *n == 0 || *n > 1024 * 1024 / factor) {
+  if (!n) {
+    return error(Errc::invalid_argument, "--memory '" + text +
+                                             "': expected a size in MiB such as 512, 512m or 2g, "
+                                             "from " + std::to_string(kMinGuestMemoryMib) + range);
+  }
+  if (*n < kMinGuestMemoryMib / factor + (kMinGuestMemoryMib % factor != 0) ||
+      *n > kMaxGuestMemoryMib / factor) {
     return error(Errc::invalid_argument,
-                 "--memory '" + text + "': expected a size in MiB such as 512, 512m or 2g");
+                 "--memory '" + text + "': out of range; the guest needs " +
+                     std::to_string(kMinGuestMemoryMib) + range + " (e.g. 256m, 2g)");
   }
   return *n * factor;
 }

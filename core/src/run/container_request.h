@@ -9,6 +9,7 @@
 
 #include "fcvm/network.h"
 #include "fcvm/result.h"
+#include "image/image_store.h"
 #include "run/process_overrides.h"
 
 namespace fcvm {
@@ -23,10 +24,16 @@ struct ContainerRequest {
   bool detach = false;                // -d
   std::vector<PortMapping> ports;     // -p
   std::optional<std::filesystem::path> kernel;  // --kernel: the user's own guest kernel
+  PullPolicy pull = PullPolicy::missing;        // --pull, as podman's default
 };
 
 // "512", "512m", "512M", "1g", "1G" → MiB. Errors name the flag.
 Result<unsigned> parse_memory_mib(const std::string& text);
+
+// Guest memory bounds: below the minimum the guest kernel and agent do not come up (16 MiB
+// hangs at boot); the maximum is what the parser accepts, before the host check.
+inline constexpr unsigned kMinGuestMemoryMib = 64;
+inline constexpr unsigned kMaxGuestMemoryMib = 1024 * 1024;
 
 // "[HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|udp]" or "GUEST_PORT" (host port = guest port).
 Result<PortMapping> parse_port_mapping(const std::string& text);

@@ -45,7 +45,7 @@ Result<int> run_detached(VmSession& session, VmOrigin& origin) {
     session.set_on_started([&] {
       // From here on, the VM's own log file is our stderr.
       int log_fd = ::open((session.vm_dir() / "fcvm.log").c_str(),
-                          O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+                          O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
       if (log_fd >= 0) ::dup2(log_fd, STDERR_FILENO);
       report("ok");
     });
@@ -85,7 +85,7 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
   if (!assets) return assets.status();
   boot.assets = *assets;
   ImageStore images(data_dir, log->child("image"));
-  auto pulled = images.pull(req.image);
+  auto pulled = images.pull(req.image, req.pull);
   if (!pulled) return pulled.status();
   const StoredImage& image = pulled->image;
   boot.rootfs = image.as_rootfs();

@@ -1,6 +1,7 @@
 #include "run/container_supervisor.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -192,8 +193,11 @@ Result<int> ContainerSupervisor::run() {
     }
     if (agent_open) watch(agent_.fd(), agent_.epoll_events(), kAgent);
   }
-  // The VM is gone: whatever the agent wrote before powering off is still in the socket.
-  if (agent_open && !failure_) (void)handle_agent();
+  // The VM is gone: whatever the agent wrote before powering off is still in the socket
+  // (on_readable takes at most 256 KiB a call, so read until nothing is left).
+  for (pollfd p{agent_.fd(), POLLIN, 0}; agent_open && !failure_ && !agent_.closed() &&
+                                         ::poll(&p, 1, 0) > 0 && handle_agent().ok();) {
+  }
   while (!clients_.empty()) drop_client(clients_.begin()->first);
 
   if (failure_) return *failure_;

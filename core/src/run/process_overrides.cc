@@ -26,7 +26,18 @@ void set_env(std::vector<std::string>& env, std::string entry) {
 }
 
 bool is_number(const std::string& s) {
-  return !s.empty() && s.size() < 11 && s.find_first_not_of("0123456789") == std::string::npos;
+  return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+}
+
+// The largest valid UID/GID: (uid_t)-1 means "no change" to the kernel.
+constexpr std::uint64_t kMaxId = 4294967294u;
+
+// A numeric UID or GID, or nullopt when `s` is not a number in [0, kMaxId].
+std::optional<std::uint32_t> parse_id(const std::string& s) {
+  if (!is_number(s) || s.size() > 10) return std::nullopt;
+  const std::uint64_t v = std::stoull(s);
+  if (v > kMaxId) return std::nullopt;
+  return static_cast<std::uint32_t>(v);
 }
 
 // A line of /etc/passwd or /etc/group split on ':'.
@@ -60,13 +71,20 @@ Status apply_user(agent::Process& p, const std::string& spec, const std::filesys
       colon == std::string::npos ? std::nullopt : std::optional(spec.substr(colon + 1));
   if (user.empty()) return error(Errc::invalid_argument, "--user '" + spec + "': empty user");
 
+  auto out_of_range = [&](const std::string& what, const std::string& value) {
+    return error(Errc::invalid_argument, "--user '" + spec + "': " + what + " " + value +
+                                             " is out of range; use a number from 0 to " +
+                                             std::to_string(kMaxId));
+  };
   const auto pw = lookup(rootfs / "etc/passwd", user, is_number(user));
   if (is_number(user)) {
-    p.uid = static_cast<std::uint32_t>(std::stoul(user));
-    p.gid = pw ? static_cast<std::uint32_t>(std::stoul(pw->at(3))) : p.uid;
-  } else if (pw && is_number(pw->at(2)) && is_number(pw->at(3))) {
-    p.uid = static_cast<std::uint32_t>(std::stoul(pw->at(2)));
-    p.gid = static_cast<std::uint32_t>(std::stoul(pw->at(3)));
+    const auto uid = parse_id(user);
+    if (!uid) return out_of_range("UID", user);
+    p.uid = *uid;
+    p.gid = pw && parse_id(pw->at(3)) ? *parse_id(pw->at(3)) : p.uid;
+  } else if (pw && parse_id(pw->at(2)) && parse_id(pw->at(3))) {
+    p.uid = *parse_id(pw->at(2));
+    p.gid = *parse_id(pw->at(3));
   } else {
     return error(Errc::invalid_argument, "--user '" + spec + "': no user '" + user +
                                              "' in the image's /etc/passwd; use a numeric UID");
@@ -74,9 +92,11 @@ Status apply_user(agent::Process& p, const std::string& spec, const std::filesys
   if (pw && pw->size() >= 6) home = pw->at(5);
   if (group) {
     if (is_number(*group)) {
-      p.gid = static_cast<std::uint32_t>(std::stoul(*group));
-    } else if (auto gr = lookup(rootfs / "etc/group", *group, false); gr && is_number(gr->at(2))) {
-      p.gid = static_cast<std::uint32_t>(std::stoul(gr->at(2)));
+      const auto gid = parse_id(*group);
+      if (!gid) return out_of_range("GID", *group);
+      p.gid = *gid;
+    } else if (auto gr = lookup(rootfs / "etc/group", *group, false); gr && parse_id(gr->at(2))) {
+      p.gid = *parse_id(gr->at(2));
     } else {
       return error(Errc::invalid_argument, "--user '" + spec + "': no group '" + *group +
                                                "' in the image's /etc/group; use a numeric GID");

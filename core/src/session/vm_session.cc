@@ -16,18 +16,19 @@ constexpr auto kVmStopTimeout = std::chrono::milliseconds(2000);
 
 }  // namespace
 
-// The VM's state record and directory. An exited container keeps both until `fcvm gc`
-// (like podman's exited containers) unless the caller asked for removal; a VM that never
-// ran leaves nothing.
+// The VM's state record and directory. An ended container keeps both until `fcvm rm` or
+// `fcvm gc` (like podman's exited containers) unless the caller asked for removal; a failed
+// one is kept too, with status failed and the reason, so its logs can be read.
 class VmSession::RecordGuard {
  public:
   RecordGuard(StateStore& state, std::string id, std::filesystem::path vm_dir, bool keep_exited)
       : state_(state), id_(std::move(id)), vm_dir_(std::move(vm_dir)), keep_exited_(keep_exited) {}
   ~RecordGuard() {
-    if (keep_exited_ && exit_code_) {
+    if (keep_exited_) {
       (void)state_.update(id_, [&](VmRecord& r) {
-        r.status = VmStatus::exited;
+        r.status = exit_code_ ? VmStatus::exited : VmStatus::failed;
         r.exit_code = exit_code_;
+        if (!exit_code_) r.error = failure_.empty() ? "fcvm stopped before the VM ended" : failure_;
         r.network.reset();
         r.disk.reset();
         return ok_status();
@@ -43,6 +44,7 @@ class VmSession::RecordGuard {
 
   const std::string& id() const { return id_; }
   void set_exit_code(int code) { exit_code_ = code; }
+  void set_failure(std::string why) { failure_ = std::move(why); }
 
  private:
   StateStore& state_;
@@ -50,6 +52,7 @@ class VmSession::RecordGuard {
   std::filesystem::path vm_dir_;
   bool keep_exited_;
   std::optional<int> exit_code_;
+  std::string failure_;
 };
 
 VmSession::VmSession(SessionServices services, SessionBackends backends, VmSessionOptions options)
@@ -79,8 +82,8 @@ Status VmSession::check() {
   if (options_.name) FCVM_RETURN_IF_ERROR(validate_vm_name(*options_.name));
   if (services_.state.find_by_name(name_).ok()) {
     return error(Errc::already_exists, "the name '" + name_ +
-                                           "' is in use; pick another or remove it ('fcvm gc' "
-                                           "clears exited VMs)");
+                                           "' is in use; pick another, or remove that VM with 'fcvm rm " +
+                                           name_ + "' once it has ended");
   }
   checked_ = true;
   return ok_status();
@@ -89,6 +92,7 @@ Status VmSession::check() {
 Result<int> VmSession::run(VmOrigin& origin) {
   auto code = run_steps(origin);
   if (code && record_) record_->set_exit_code(*code);
+  if (!code && record_) record_->set_failure(code.status().message());
   teardown();
   return code;
 }

@@ -197,7 +197,7 @@ Status InitramfsBuilder::build(const InitramfsContents& contents,
       if (!path.empty()) ::unlink(path.c_str());
     }
   } guard{tmp_name};
-  ::fchmod(out.get(), 0644);
+  ::fchmod(out.get(), 0600);
 
   // cpio | gzip
   int pipe_fds[2];

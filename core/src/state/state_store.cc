@@ -1,10 +1,13 @@
 #include "state/state_store.h"
 
+#include <signal.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <charconv>
 #include <system_error>
 
 #include "fcvm/atomic_file.h"
-#include "fs/file_lock.h"
 
 namespace fcvm {
 namespace {
@@ -14,10 +17,39 @@ Status bad_id(std::string_view id) {
                "invalid record id '" + std::string(id) + "': expected 12 lowercase hex digits");
 }
 
+// The writer's PID in a write_file_atomic temp name ".<id>.json.tmp.<pid>.<n>", or 0 when
+// `name` is not such a name.
+pid_t temp_file_writer(const std::string& name) {
+  static constexpr std::string_view kMarker = ".json.tmp.";
+  const auto at = name.find(kMarker);
+  if (name.empty() || name[0] != '.' || at == std::string::npos ||
+      !is_valid_vm_id(std::string_view(name).substr(1, at - 1))) {
+    return 0;
+  }
+  const char* begin = name.data() + at + kMarker.size();
+  const char* end = name.data() + name.size();
+  pid_t pid = 0;
+  auto [next, ec] = std::from_chars(begin, end, pid);
+  if (ec != std::errc() || next == end || *next != '.' || pid <= 0) return 0;
+  return pid;
+}
+
+std::string permission_fix(const std::filesystem::path& path) {
+  return "; it belongs to another user: run fcvm as that user (or root), or pass --data-dir "
+         "to use your own (" + path.string() + ")";
+}
+
 }  // namespace
 
-StateStore::StateStore(const std::filesystem::path& data_dir)
-    : dir_(data_dir / "state"), lock_path_(dir_ / ".lock") {}
+StateStore::StateStore(const std::filesystem::path& data_dir, LoggerPtr log)
+    : dir_(data_dir / "state"), lock_path_(dir_ / ".lock"), log_(std::move(log)) {}
+
+Status StateStore::ensure_dir() const {
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) return error(Errc::io, "create state directory " + dir_.string() + ": " + ec.message());
+  return ok_status();
+}
 
 std::filesystem::path StateStore::record_path(std::string_view id) const {
   return dir_ / (std::string(id) + ".json");
@@ -29,8 +61,10 @@ Result<VmRecord> StateStore::read_record(const std::filesystem::path& path) cons
   nlohmann::json doc;
   try {
     doc = nlohmann::json::parse(*text);
-  } catch (const nlohmann::json::exception& e) {
-    return error(Errc::protocol, "state record " + path.string() + ": not valid JSON: " + e.what());
+  } catch (const nlohmann::json::parse_error& e) {
+    return error(Errc::protocol, "state record " + path.string() + ": not valid JSON at byte " +
+                                     std::to_string(e.byte) + " of " +
+                                     std::to_string(text->size()) + " (truncated or edited?)");
   }
   auto record = vm_record_from_json(doc);
   if (!record.ok()) return record.status().with_context("state record " + path.string() + ": ");
@@ -49,6 +83,12 @@ Status StateStore::check_name_free(std::string_view name, std::string_view self_
   auto records = list();
   if (!records.ok()) return records.status();
   for (const auto& other : *records) {
+    if (other.id == name && other.id != self_id) {
+      return error(Errc::already_exists,
+                   "name '" + std::string(name) + "' is the id of " + to_string(other.type) +
+                       " '" + other.name + "', so commands would not know which one you mean; "
+                       "pick another name");
+    }
     if (other.name != name || other.id == self_id) continue;
     if (other.alive()) {
       return error(Errc::already_exists,
@@ -58,22 +98,27 @@ Status StateStore::check_name_free(std::string_view name, std::string_view self_
     }
     return error(Errc::already_exists, "name '" + std::string(name) +
                                            "' is used by an exited VM (" + other.id +
-                                           "); run 'fcvm gc' or pick another");
+                                           "); remove it with 'fcvm rm " + std::string(name) +
+                                           "' or pick another");
   }
   return ok_status();
 }
 
 Result<VmRecord> StateStore::create(VmRecord record) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir_, ec);
-  if (ec) return error(Errc::io, "create state directory " + dir_.string() + ": " + ec.message());
+  FCVM_RETURN_IF_ERROR(ensure_dir());
   auto lock = FileLock::acquire(lock_path_, FileLock::Mode::exclusive);
   if (!lock.ok()) return lock.status();
 
   if (record.id.empty()) {
+    auto records = list();
+    if (!records.ok()) return records.status();
+    const auto is_a_name = [&](const std::string& id) {
+      return std::any_of(records->begin(), records->end(),
+                         [&](const VmRecord& r) { return r.name == id; });
+    };
     do {
       record.id = random_vm_id();
-    } while (std::filesystem::exists(record_path(record.id)));
+    } while (std::filesystem::exists(record_path(record.id)) || is_a_name(record.id));
   } else if (!is_valid_vm_id(record.id)) {
     return bad_id(record.id);
   } else if (std::filesystem::exists(record_path(record.id))) {
@@ -141,7 +186,9 @@ Result<std::vector<VmRecord>> StateStore::list() const {
   std::filesystem::directory_iterator it(dir_, ec);
   if (ec) {
     if (ec == std::errc::no_such_file_or_directory) return out;
-    return error(Errc::io, "read state directory " + dir_.string() + ": " + ec.message());
+    std::string why = "read state directory " + dir_.string() + ": " + ec.message();
+    if (ec == std::errc::permission_denied) why += permission_fix(dir_);
+    return error(Errc::io, why);
   }
   for (const auto& entry : it) {
     const auto& path = entry.path();
@@ -150,7 +197,9 @@ Result<std::vector<VmRecord>> StateStore::list() const {
     auto record = read_record(path);
     if (!record.ok()) {
       if (record.status().code() == Errc::not_found) continue;  // removed since readdir
-      return record.status();
+      log_->warn("skipping " + record.status().message() + "; if no VM uses it, move it out of " +
+                 dir_.string() + " (its VM's files stay until you remove them)");
+      continue;
     }
     out.push_back(std::move(record).value());
   }
@@ -158,6 +207,30 @@ Result<std::vector<VmRecord>> StateStore::list() const {
     return a.created != b.created ? a.created < b.created : a.id < b.id;
   });
   return out;
+}
+
+Result<int> StateStore::sweep_temp_files() {
+  std::error_code ec;
+  std::filesystem::directory_iterator it(dir_, ec);
+  if (ec) {
+    if (ec == std::errc::no_such_file_or_directory) return 0;
+    return error(Errc::io, "read state directory " + dir_.string() + ": " + ec.message());
+  }
+  auto lock = FileLock::acquire(lock_path_, FileLock::Mode::exclusive);
+  if (!lock.ok()) return lock.status();
+  int removed = 0;
+  for (const auto& entry : it) {
+    const pid_t writer = temp_file_writer(entry.path().filename().string());
+    // A writer that still runs (or a reused PID) keeps its file; the next gc sees it again.
+    if (writer == 0 || ::kill(writer, 0) == 0 || errno != ESRCH) continue;
+    if (std::filesystem::remove(entry.path(), ec)) ++removed;
+  }
+  return removed;
+}
+
+Result<FileLock> StateStore::lock_collection() {
+  FCVM_RETURN_IF_ERROR(ensure_dir());
+  return FileLock::acquire(dir_ / ".gc.lock", FileLock::Mode::exclusive);
 }
 
 Result<VmRecord> StateStore::get(std::string_view id) const {
@@ -175,7 +248,7 @@ Result<VmRecord> StateStore::find_by_name(std::string_view name) const {
   for (auto& r : *records) {
     if (r.name == name) return std::move(r);
   }
-  return error(Errc::not_found, "no VM named '" + std::string(name) + "' (see 'fcvm ls')");
+  return error(Errc::not_found, "no VM named '" + std::string(name) + "'");
 }
 
 Result<VmRecord> StateStore::find_by_pid(pid_t pid) const {
@@ -188,7 +261,7 @@ Result<VmRecord> StateStore::find_by_pid(pid_t pid) const {
     if (!dead) dead = std::move(r);
   }
   if (dead) return std::move(*dead);
-  return error(Errc::not_found, "no VM with pid " + std::to_string(pid) + " (see 'fcvm ls')");
+  return error(Errc::not_found, "no VM with pid " + std::to_string(pid));
 }
 
 Result<VmRecord> StateStore::find(std::string_view name_or_id) const {
@@ -199,7 +272,7 @@ Result<VmRecord> StateStore::find(std::string_view name_or_id) const {
     if (by_id.ok() || by_id.status().code() != Errc::not_found) return by_id;
   }
   return error(Errc::not_found,
-               "no VM named or with id '" + std::string(name_or_id) + "' (see 'fcvm ls')");
+               "no VM named or with id '" + std::string(name_or_id) + "'");
 }
 
 }  // namespace fcvm

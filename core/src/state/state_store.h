@@ -18,6 +18,8 @@
 #include <string_view>
 #include <vector>
 
+#include "fcvm/log.h"
+#include "fs/file_lock.h"
 #include "fcvm/result.h"
 #include "state/vm_record.h"
 
@@ -25,7 +27,8 @@ namespace fcvm {
 
 class StateStore {
  public:
-  explicit StateStore(const std::filesystem::path& data_dir);
+  // `log` receives the warnings about records that are skipped (see list()).
+  explicit StateStore(const std::filesystem::path& data_dir, LoggerPtr log = null_logger());
 
   // <data_dir>/state
   const std::filesystem::path& dir() const { return dir_; }
@@ -43,9 +46,19 @@ class StateStore {
   // Deletes record `id`. not_found when there is none.
   Status remove(std::string_view id);
 
-  // All records, oldest first (by created, then id). A record file that cannot be parsed
-  // is an error naming the file.
+  // All records, oldest first (by created, then id). A record file that cannot be read or
+  // parsed is skipped with a warning naming the file and the fix, so one damaged file
+  // does not block every command. Fails only when the directory itself cannot be read.
   Result<std::vector<VmRecord>> list() const;
+
+  // Deletes the temp files (".<id>.json.tmp.<pid>.<n>") that writers killed mid-write
+  // left behind; a temp file whose writer still runs is left alone. Takes the writers'
+  // lock. Returns how many were removed.
+  Result<int> sweep_temp_files();
+
+  // Holds an exclusive lock that serialises whole `fcvm gc` runs, so concurrent collectors
+  // never tear down the same record twice. Blocks until granted.
+  Result<FileLock> lock_collection();
 
   Result<VmRecord> get(std::string_view id) const;
   Result<VmRecord> find_by_name(std::string_view name) const;
@@ -62,8 +75,11 @@ class StateStore {
   // Fails if another record (not `self_id`) has `name`. Caller holds the lock.
   Status check_name_free(std::string_view name, std::string_view self_id) const;
 
+  Status ensure_dir() const;
+
   std::filesystem::path dir_;
   std::filesystem::path lock_path_;
+  LoggerPtr log_;
 };
 
 }  // namespace fcvm

@@ -1,9 +1,11 @@
 #include "state/state_store.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <thread>
@@ -80,7 +82,7 @@ TEST_F(StateStoreTest, FindByNameIdAndPid) {
   EXPECT_EQ(store.find_by_pid(::getpid())->id, a->id);
   EXPECT_EQ(store.find("gamma").status().code(), Errc::not_found);
   EXPECT_EQ(store.find("gamma").status().message(),
-            "no VM named or with id 'gamma' (see 'fcvm ls')");
+            "no VM named or with id 'gamma'");
   EXPECT_EQ(store.find_by_pid(1).status().code(), Errc::not_found);
   EXPECT_EQ(store.get("../../etc").status().code(), Errc::invalid_argument);
 }
@@ -114,7 +116,8 @@ TEST_F(StateStoreTest, TakenNameIsRefused) {
   ASSERT_FALSE(reuse.ok());
   EXPECT_EQ(reuse.status().code(), Errc::already_exists);
   EXPECT_EQ(reuse.status().message(),
-            "name 'old' is used by an exited VM (" + dead->id + "); run 'fcvm gc' or pick another");
+            "name 'old' is used by an exited VM (" + dead->id +
+                "); remove it with 'fcvm rm old' or pick another");
 
   ASSERT_TRUE(store.remove(dead->id).ok());
   EXPECT_TRUE(store.create(record("old")).ok());
@@ -196,20 +199,112 @@ TEST_F(StateStoreTest, RemoveAndList) {
   EXPECT_EQ(store.list()->size(), 1u);
 }
 
-TEST_F(StateStoreTest, RecordFromANewerFcvmIsReportedClearly) {
+// Keeps the lines written to it, for tests of what is logged.
+class CapturingLogger final : public Logger {
+ public:
+  void write(LogLevel level, std::string_view message) const override {
+    lines_.push_back(std::string(to_string(level)) + ": " + std::string(message));
+  }
+  bool enabled(LogLevel) const override { return true; }
+  std::shared_ptr<const Logger> child(std::string_view) const override { return null_logger(); }
+  std::vector<std::string> sorted_lines() const {
+    auto out = lines_;
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+ private:
+  mutable std::vector<std::string> lines_;
+};
+
+// One damaged record must not block the others: it is skipped with a warning that names
+// the file and the fix, and the healthy records are still listed, found and created.
+TEST_F(StateStoreTest, UnreadableRecordsAreSkippedWithAWarning) {
+  auto log = std::make_shared<CapturingLogger>();
+  StateStore store(data_dir_, log);
+  auto a = store.create(record("a"));
+  auto newer = store.create(record("newer"));
+  auto broken = store.create(record("broken"));
+  ASSERT_TRUE(a.ok() && newer.ok() && broken.ok());
+  auto j = to_json(*newer);
+  j["version"] = 9;
+  const fs::path newer_file = data_dir_ / "state" / (newer->id + ".json");
+  ASSERT_TRUE(write_file_atomic(newer_file, j.dump()).ok());
+  const fs::path broken_file = data_dir_ / "state" / (broken->id + ".json");
+  const std::string text = to_json(*broken).dump();
+  ASSERT_TRUE(write_file_atomic(broken_file, text.substr(0, text.size() / 2)).ok());
+
+  auto all = store.list();
+  ASSERT_TRUE(all.ok()) << all.status().message();
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ(all->front().name, "a");
+  const std::string fix = "; if no VM uses it, move it out of " + (data_dir_ / "state").string() +
+                          " (its VM's files stay until you remove them)";
+  std::vector<std::string> expected = {
+      "warning: skipping state record " + broken_file.string() + ": not valid JSON at byte " +
+          std::to_string(text.size() / 2 + 1) + " of " + std::to_string(text.size() / 2) +
+          " (truncated or edited?)" + fix,
+      "warning: skipping state record " + newer_file.string() +
+          ": written by a newer fcvm (record version 9, this fcvm reads up to 1); use that "
+          "fcvm or upgrade this one" + fix};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(log->sorted_lines(), expected);
+  EXPECT_EQ(store.find("a")->id, a->id);
+  EXPECT_TRUE(store.create(record("c")).ok());
+}
+
+// `stop <id>` must never hit another VM whose name is that id.
+TEST_F(StateStoreTest, ANameEqualToAnotherRecordsIdIsRefused) {
   StateStore store(data_dir_);
   auto a = store.create(record("a"));
   ASSERT_TRUE(a.ok());
-  auto j = to_json(*a);
-  j["version"] = 9;
-  const fs::path file = data_dir_ / "state" / (a->id + ".json");
-  ASSERT_TRUE(write_file_atomic(file, j.dump()).ok());
-  auto all = store.list();
-  ASSERT_FALSE(all.ok());
-  EXPECT_EQ(all.status().message(),
-            "state record " + file.string() +
-                ": written by a newer fcvm (record version 9, this fcvm reads up to 1); use "
-                "that fcvm or upgrade this one");
+  auto clash = store.create(record(a->id));
+  ASSERT_FALSE(clash.ok());
+  EXPECT_EQ(clash.status().code(), Errc::already_exists);
+  EXPECT_EQ(clash.status().message(),
+            "name '" + a->id + "' is the id of vm 'a', so commands would not know which one "
+            "you mean; pick another name");
+  auto b = store.create(record("b"));
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(store.update(b->id, [&](VmRecord& r) {
+                  r.name = a->id;
+                  return ok_status();
+                }).status().code(),
+            Errc::already_exists);
+}
+
+// Temp files of writers that died mid-write are swept; a live writer's file stays.
+TEST_F(StateStoreTest, SweepRemovesOnlyTempFilesOfDeadWriters) {
+  StateStore store(data_dir_);
+  auto a = store.create(record("a"));
+  ASSERT_TRUE(a.ok());
+  const fs::path dir = data_dir_ / "state";
+  const pid_t dead_pid = dead_identity().pid;
+  const fs::path stale = dir / ("." + a->id + ".json.tmp." + std::to_string(dead_pid) + ".42");
+  const fs::path live = dir / ("." + a->id + ".json.tmp." + std::to_string(::getpid()) + ".7");
+  const fs::path other = dir / ".not-a-temp-file";
+  for (const auto& p : {stale, live, other}) std::ofstream(p) << "{";
+  auto swept = store.sweep_temp_files();
+  ASSERT_TRUE(swept.ok()) << swept.status().message();
+  EXPECT_EQ(*swept, 1);
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(fs::exists(live));
+  EXPECT_TRUE(fs::exists(other));
+  EXPECT_TRUE(fs::exists(dir / (a->id + ".json")));
+}
+
+// Records and the lock file are private to their owner.
+TEST_F(StateStoreTest, FilesAreOwnerOnly) {
+  const mode_t old = ::umask(022);  // the test's own umask must not matter
+  StateStore store(data_dir_);
+  auto a = store.create(record("a"));
+  ::umask(old);
+  ASSERT_TRUE(a.ok());
+  struct stat st {};
+  ASSERT_EQ(::stat((data_dir_ / "state" / (a->id + ".json")).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  ASSERT_EQ(::stat((data_dir_ / "state" / ".lock").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
 }
 
 // Many writers in threads and in other processes hammer one record (and create their own),

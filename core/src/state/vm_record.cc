@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <ctime>
 
+#include "config/config.h"
+
 namespace fcvm {
 namespace {
 
@@ -48,7 +50,7 @@ Status read_field(const json& doc, const char* key, T& out, bool required = fals
   try {
     out = it->get<T>();
   } catch (const json::exception& e) {
-    return error(Errc::invalid_argument, std::string("field '") + key + "': " + e.what());
+    return error(Errc::invalid_argument, std::string("field '") + key + "': " + json_error_text(e));
   }
   return ok_status();
 }
@@ -128,6 +130,7 @@ Status parse_record(const json& doc, VmRecord& r) {
   r.vm_dir = vm_dir;
   FCVM_RETURN_IF_ERROR(read_field(doc, "created", r.created));
   FCVM_RETURN_IF_ERROR(read_optional(doc, "exit_code", r.exit_code));
+  FCVM_RETURN_IF_ERROR(read_field(doc, "error", r.error));
   FCVM_RETURN_IF_ERROR(read_field(doc, "extra", r.extra));
   if (!r.extra.is_object()) return error(Errc::invalid_argument, "field 'extra': expected an object");
   return ok_status();
@@ -190,6 +193,7 @@ nlohmann::json to_json(const VmRecord& r) {
       {"vm_dir", r.vm_dir.string()},
       {"created", r.created},
       {"exit_code", r.exit_code ? json(*r.exit_code) : json()},
+      {"error", r.error},
       {"extra", r.extra.is_object() ? r.extra : json::object()},
   };
   return doc;

@@ -46,6 +46,7 @@ struct VmRecord {
   std::string created;                   // RFC3339 UTC, "2024-05-01T12:00:00Z"
   VmStatus status = VmStatus::creating;
   std::optional<int> exit_code;
+  std::string error;                     // failed: why, one line for the user
   nlohmann::json extra = nlohmann::json::object();  // room for later features
 
   bool alive() const { return process.alive(); }

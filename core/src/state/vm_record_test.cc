@@ -35,6 +35,7 @@ VmRecord full_record() {
   r.created = "2024-05-01T12:00:00Z";
   r.status = VmStatus::exited;
   r.exit_code = 3;
+  r.error = "the VM stopped before the container exited";
   r.extra = {{"later", true}};
   return r;
 }
@@ -58,6 +59,7 @@ TEST(VmRecord, JsonRoundTripKeepsEveryField) {
   EXPECT_EQ(back->network->ports.at(0).host_port, 8080);
   EXPECT_EQ(back->disk->drives.at(0).path, "/var/lib/fcvm/vms/x/root.sqfs");
   EXPECT_EQ(back->exit_code, 3);
+  EXPECT_EQ(back->error, r.error);
 }
 
 TEST(VmRecord, OptionalPartsMayBeAbsent) {
@@ -98,6 +100,7 @@ TEST(VmRecord, WrongFieldsAreNamed) {
   auto r = vm_record_from_json(j);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().message().rfind("field 'pid': ", 0), 0u) << r.status().message();
+  EXPECT_EQ(r.status().message().find("json.exception"), std::string::npos) << r.status().message();
 
   j = to_json(full_record());
   j["status"] = "sleeping";

@@ -1,0 +1,91 @@
+#include "cli/vm_cleanup.h"
+
+#include "config/config.h"
+#include "fcvm/network.h"
+#include "fcvm/storage.h"
+#include "plugin/plugin_registry.h"
+#include "state/state_store.h"
+
+namespace fcvm::cli {
+namespace {
+
+// True when `dir` is strictly inside `root`: gc never deletes anything outside the data dir,
+// whatever a (damaged or hand-edited) record says.
+bool is_inside(const std::filesystem::path& dir, const std::filesystem::path& root) {
+  if (!dir.is_absolute()) return false;
+  const auto rel = dir.lexically_normal().lexically_relative(root.lexically_normal());
+  return !rel.empty() && rel != "." && *rel.begin() != "..";
+}
+
+// The plugin that made a lease: the lease's own name, else the record's choice for `kind`.
+std::string lease_plugin(const std::string& from_lease, const VmRecord& r, PluginKind kind) {
+  if (!from_lease.empty()) return from_lease;
+  auto it = r.plugins.find(kind);
+  return it == r.plugins.end() ? std::string() : it->second;
+}
+
+template <class Backend>
+Result<std::shared_ptr<Backend>> load_backend(CommandContext& ctx, const std::string& name,
+                                              PluginKind kind) {
+  if (name.empty()) {
+    return error(Errc::not_found, std::string("the record names no ") + to_string(kind) +
+                                      " plugin for its lease");
+  }
+  return ctx.plugins().create_as<Backend>(name, kind, ctx.plugin_context(name));
+}
+
+}  // namespace
+
+VmCleanup clean_up_vm(CommandContext& ctx, const VmRecord& r) {
+  VmCleanup out;
+  if (r.network) {
+    const std::string name = lease_plugin(r.network->plugin, r, PluginKind::network);
+    auto backend = load_backend<NetworkBackend>(ctx, name, PluginKind::network);
+    if (!backend.ok()) {
+      out.problem = "cannot load network plugin '" + name + "': " + backend.status().message();
+      return out;
+    }
+    if (Status st = (*backend)->teardown(*r.network); !st.ok()) {
+      out.problem = "network teardown (" + name + "): " + st.message();
+      return out;
+    }
+    out.cleaned.push_back("network (" + name + ")");
+  }
+  if (r.disk) {
+    const std::string name = lease_plugin(r.disk->plugin, r, PluginKind::storage);
+    auto backend = load_backend<StorageBackend>(ctx, name, PluginKind::storage);
+    if (!backend.ok()) {
+      out.problem = "cannot load storage plugin '" + name + "': " + backend.status().message();
+      return out;
+    }
+    if (Status st = (*backend)->destroy(*r.disk); !st.ok()) {
+      out.problem = "disk cleanup (" + name + "): " + st.message();
+      return out;
+    }
+    out.cleaned.push_back("disks (" + name + ")");
+  }
+  if (!r.vm_dir.empty()) {
+    std::error_code ec;
+    if (!is_inside(r.vm_dir, ctx.config().data_dir)) {
+      out.problem = "its directory " + r.vm_dir.string() + " is outside the data dir " +
+                    ctx.config().data_dir.string() + "; remove it by hand, then try again";
+      return out;
+    }
+    const bool existed = std::filesystem::exists(r.vm_dir, ec);
+    std::filesystem::remove_all(r.vm_dir, ec);
+    if (ec) {
+      out.problem = "remove " + r.vm_dir.string() + ": " + ec.message();
+      return out;
+    }
+    if (existed) out.cleaned.push_back(r.vm_dir.string());
+  }
+  Status st = ctx.state().remove(r.id);
+  if (!st.ok() && st.code() != Errc::not_found) {  // not_found: a concurrent gc got there
+    out.problem = "remove record: " + st.message();
+    return out;
+  }
+  out.removed = true;
+  return out;
+}
+
+}  // namespace fcvm::cli
