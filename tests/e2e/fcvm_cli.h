@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "fcvm/child_process.h"
+#include "fcvm/temp_dir.h"
 
 namespace fcvm::test {
 
@@ -35,7 +36,7 @@ class FcvmCli {
   static std::string hello_image();
   static std::filesystem::path kernel();
 
-  const std::filesystem::path& data_dir() const { return data_dir_; }
+  const std::filesystem::path& data_dir() const { return data_dir_.path(); }
   std::vector<std::string> base_args() const;
   nlohmann::json ls() const;
   // The record named `name` from `fcvm ls --json`, or null.
@@ -45,7 +46,7 @@ class FcvmCli {
                    std::chrono::seconds timeout) const;
 
  private:
-  std::filesystem::path data_dir_;
+  TempDir data_dir_;
 };
 
 // PIDs of processes whose command line contains `needle`.

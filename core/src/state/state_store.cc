@@ -4,7 +4,7 @@
 #include <system_error>
 
 #include "fcvm/atomic_file.h"
-#include "fs/file_lock.h"
+#include "fcvm/file_lock.h"
 
 namespace fcvm {
 namespace {
