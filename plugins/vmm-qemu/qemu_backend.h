@@ -28,10 +28,6 @@ class QemuBackend final : public VmmBackend {
 
   Result<std::unique_ptr<Vm>> launch(const VmSpec& spec) override;
   Result<std::unique_ptr<Vm>> restore(const RestoreSpec& spec) override;
-  // Placeholder until the transport work lands (owned by core-transport).
-  VmmCapabilities capabilities() const override {
-    return {.snapshot = true, .restore_file_memory = true};
-  }
 
   // The accelerator a VM started now would get. Reads /sys/module and opens /dev/kvm.
   AccelChoice accel() const;
