@@ -23,6 +23,8 @@ function(fcvm_add_plugin)
     VISIBILITY_INLINES_HIDDEN ON)
   target_link_libraries(${target} PRIVATE fcvm::sdk ${P_LIBS})
   target_link_options(${target} PRIVATE -Wl,--no-undefined)
+  # Suites that run against every plugin (tests/contract) depend on this list.
+  set_property(GLOBAL APPEND PROPERTY FCVM_PLUGIN_TARGETS ${target})
   if(TARGET fcvm_warnings)
     target_link_libraries(${target} PRIVATE fcvm_warnings)
   endif()

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/utsname.h>
@@ -40,6 +41,26 @@ std::uint64_t uptime_ms() {
   return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
 }
 
+// 16 bytes from the kernel's RNG as hex. Drawn once per agent start and kept in guest memory,
+// so a clone restored from a snapshot reports the snapshot's id and a fresh boot a new one.
+std::string new_boot_id() {
+  unsigned char bytes[16];
+  std::size_t got = 0;
+  while (got < sizeof bytes) {
+    const ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("getrandom for the boot id");
+    got += static_cast<std::size_t>(n);
+  }
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += kDigits[b >> 4];
+    out += kDigits[b & 0xf];
+  }
+  return out;
+}
+
 sigset_t handled_signals() {
   sigset_t set;
   sigemptyset(&set);
@@ -49,8 +70,8 @@ sigset_t handled_signals() {
 
 }  // namespace
 
-Agent::Agent(GuestSystem& system, OwnedFd port, AgentOptions options)
-    : system_(system), options_(options), port_(std::move(port)) {
+Agent::Agent(GuestSystem& system, HostLink link, AgentOptions options)
+    : system_(system), options_(options), link_(std::move(link)), boot_id_(new_boot_id()) {
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) throw_errno("epoll_create1");
   ::signal(SIGPIPE, SIG_IGN);
@@ -59,6 +80,7 @@ Agent::Agent(GuestSystem& system, OwnedFd port, AgentOptions options)
   signal_fd_.reset(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
   if (!signal_fd_) throw_errno("signalfd");
   watch(signal_fd_.get(), EPOLLIN, token(kSignalToken, 0));
+  if (link_.listener_fd() >= 0) watch(link_.listener_fd(), EPOLLIN, token(kListenerToken, 0));
   watch_port();
 }
 
@@ -92,6 +114,7 @@ void Agent::loop_once() {
     switch (kind) {
       case kPortToken: on_port_event(events[i].events); break;
       case kSignalToken: on_signalfd(); break;
+      case kListenerToken: on_listener(); break;
       case kStdoutToken: on_session_output(session, false); break;
       case kStderrToken: on_session_output(session, true); break;
       case kStdinToken:
@@ -134,28 +157,59 @@ void Agent::on_timers(Clock::time_point now) {
 // Host port
 
 void Agent::watch_port() {
-  if (port_dead_) return;
+  if (port_dead_ || link_.fd() < 0) return;
   const std::uint32_t events = EPOLLIN | (pending() > 0 ? std::uint32_t{EPOLLOUT} : 0u);
   if (!port_watched_) {
-    watch(port_.get(), events, token(kPortToken, 0));
+    watch(link_.fd(), events, token(kPortToken, 0));
     port_watched_ = true;
   } else if (events != port_events_) {
-    rewatch(port_.get(), events, token(kPortToken, 0));
+    rewatch(link_.fd(), events, token(kPortToken, 0));
   }
   port_events_ = events;
 }
 
 void Agent::port_hangup() {
   if (port_watched_) {
-    unwatch(port_.get());
+    unwatch(link_.fd());
     port_watched_ = false;
   }
-  if (system_.port_hangup_is_transient()) {
-    port_retry_at_ = Clock::now() + options_.port_retry_interval;
+  drop_torn_frames();
+  switch (link_.kind()) {
+    case HostLink::Kind::serial_port:
+      // No host attached to the port right now: look again shortly.
+      port_retry_at_ = Clock::now() + options_.port_retry_interval;
+      return;
+    case HostLink::Kind::listener:
+      link_.close_connection();  // the host connects again (after a restore, say)
+      return;
+    case HostLink::Kind::connected:
+      port_dead_ = true;
+      begin_shutdown(std::chrono::milliseconds(0), "host closed the agent channel");
+      return;
+  }
+}
+
+void Agent::on_listener() {
+  const bool replacing = link_.fd() >= 0;
+  if (replacing && port_watched_) {
+    unwatch(link_.fd());
+    port_watched_ = false;
+  }
+  if (!link_.accept_connection()) {
+    watch_port();
     return;
   }
-  port_dead_ = true;
-  begin_shutdown(std::chrono::milliseconds(0), "host closed the agent channel");
+  // A new connection is a new stream: nothing of a frame begun on the old one carries over.
+  drop_torn_frames();
+  port_retry_at_.reset();
+  watch_port();
+  if (phase_ == Phase::kWaitingForPlan) hello_at_ = Clock::now();
+  flush();
+}
+
+void Agent::drop_torn_frames() {
+  decoder_ = FrameDecoder(Direction::kHostToGuest);
+  out_offset_ = frame_start_;
 }
 
 void Agent::on_port_event(std::uint32_t events) {
@@ -163,7 +217,7 @@ void Agent::on_port_event(std::uint32_t events) {
   if (!port_watched_ || !(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
   char buf[kReadChunk];
   for (;;) {
-    const ssize_t n = ::read(port_.get(), buf, sizeof buf);
+    const ssize_t n = ::read(link_.fd(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
     if (n <= 0) {
@@ -179,7 +233,7 @@ void Agent::on_port_event(std::uint32_t events) {
       send_error(kMainSession, "fc-agent: protocol error: " + decoder_.error());
       // The stream cannot be resynchronised: stop reading it and shut down.
       if (port_watched_) {
-        unwatch(port_.get());
+        unwatch(link_.fd());
         port_watched_ = false;
       }
       begin_shutdown(std::chrono::milliseconds(0), "protocol error");
@@ -200,9 +254,9 @@ void Agent::queue_frame(FrameType type, std::uint32_t session, std::string_view 
 }
 
 void Agent::flush() {
-  while (pending() > 0 && !port_dead_) {
+  while (pending() > 0 && !port_dead_ && link_.fd() >= 0) {
     const std::size_t chunk = std::min(pending(), kReadChunk);
-    const ssize_t n = ::write(port_.get(), out_.data() + out_offset_, chunk);
+    const ssize_t n = ::write(link_.fd(), out_.data() + out_offset_, chunk);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) break;
     if (n < 0) {
@@ -211,13 +265,23 @@ void Agent::flush() {
       break;
     }
     out_offset_ += static_cast<std::size_t>(n);
+    // Move frame_start_ past every frame now written whole.
+    while (frame_start_ + kFrameHeaderSize <= out_offset_) {
+      const std::size_t end =
+          frame_start_ + kFrameHeaderSize + detail::get_le32(out_.data() + frame_start_);
+      if (end > out_offset_) break;
+      frame_start_ = end;
+    }
   }
   if (pending() == 0) {
     out_.clear();
     out_offset_ = 0;
-  } else if (out_offset_ > (1u << 20) && out_offset_ > out_.size() / 2) {
-    out_.erase(0, out_offset_);
-    out_offset_ = 0;
+    frame_start_ = 0;
+  } else if (frame_start_ > (1u << 20) && frame_start_ > out_.size() / 2) {
+    // Compact at a frame boundary, so the queue still starts with a whole frame.
+    out_.erase(0, frame_start_);
+    out_offset_ -= frame_start_;
+    frame_start_ = 0;
   }
   if (port_watched_) watch_port();  // EPOLLOUT only while something is queued
   if (!output_paused_ && pending() > kQueueHighMark) set_output_paused(true);
@@ -233,6 +297,7 @@ void Agent::send_hello() {
   Hello h;
   h.kernel = kernel_release();
   h.uptime_ms = uptime_ms();
+  h.boot_id = boot_id_;
   queue_frame(FrameType::kHello, kMainSession, h.to_payload());
 }
 
@@ -248,6 +313,7 @@ void Agent::handle_frame(const Frame& frame) {
     case FrameType::kSignal: on_signal(frame); break;
     case FrameType::kShutdown: on_shutdown(frame); break;
     case FrameType::kCredit: on_credit(frame); break;
+    case FrameType::kAttach: on_attach(frame); break;
     default: break;  // the decoder admits host->guest types only
   }
 }
@@ -274,6 +340,22 @@ void Agent::on_plan(const Frame& frame) {
   }
   phase_ = Phase::kRunning;
   start_session(kMainSession, plan_.process);
+}
+
+void Agent::on_attach(const Frame& frame) {
+  std::string error;
+  auto request = parse_attach_request(frame.payload, &error);
+  if (!request) {
+    send_error(frame.session, "invalid ATTACH: " + error);
+    return;
+  }
+  Attached reply;
+  reply.generation = request->generation;
+  reply.boot_id = boot_id_;
+  reply.uptime_ms = uptime_ms();
+  for (const auto& [id, session] : sessions_) reply.sessions.push_back(id);
+  queue_frame(FrameType::kAttached, frame.session, reply.to_payload());
+  system_.resync(*request);
 }
 
 void Agent::on_exec(const Frame& frame) {

@@ -1,6 +1,11 @@
 // fc-agent's event loop: one thread, one epoll set holding the host port, a signalfd
 // (SIGCHLD and the shutdown signals) and the pipes of every session's process.
 //
+// The host is reached through a HostLink (virtio-serial port, vsock listener or a connected
+// stream); nothing here depends on which. Whenever the connection drops, a partly received
+// frame is discarded and a partly sent one is sent again from its start on the next
+// connection. ATTACH (any time) is answered with ATTACHED and resynchronises the guest.
+//
 // Lifecycle: HELLO (repeated every hello_interval) -> PLAN -> the main process runs on
 // session 0, EXEC adds sessions -> shutdown (main exit with shutdown_on_exit, SHUTDOWN,
 // a failed plan, a protocol error, SIGTERM/SIGINT/SIGPWR) -> SIGTERM to all, SIGKILL after
@@ -25,6 +30,7 @@
 #include "fcvm/agent_plan.h"
 #include "fcvm/agent_protocol.h"
 #include "guest_system.h"
+#include "host_link.h"
 #include "owned_fd.h"
 
 namespace fcvm::agent {
@@ -42,9 +48,9 @@ struct AgentOptions {
 
 class Agent {
  public:
-  // `port` is the connected host channel, opened O_NONBLOCK. The agent blocks SIGCHLD,
-  // SIGTERM, SIGINT, SIGHUP and SIGPWR (they arrive through a signalfd) and ignores SIGPIPE.
-  Agent(GuestSystem& system, OwnedFd port, AgentOptions options = {});
+  // `link`'s fds are non-blocking. The agent blocks SIGCHLD, SIGTERM, SIGINT, SIGHUP and
+  // SIGPWR (they arrive through a signalfd) and ignores SIGPIPE. Draws the boot id.
+  Agent(GuestSystem& system, HostLink link, AgentOptions options = {});
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
@@ -78,7 +84,7 @@ class Agent {
 
   // epoll tokens: low byte = kind, upper bits = session id.
   enum TokenKind : std::uint64_t { kPortToken = 1, kSignalToken = 2, kStdoutToken = 3,
-                                   kStderrToken = 4, kStdinToken = 5 };
+                                   kStderrToken = 4, kStdinToken = 5, kListenerToken = 6 };
   static std::uint64_t token(TokenKind kind, std::uint32_t session) {
     return (static_cast<std::uint64_t>(session) << 8) | kind;
   }
@@ -91,6 +97,9 @@ class Agent {
   // Host port.
   void on_port_event(std::uint32_t events);
   void port_hangup();
+  void on_listener();
+  // Forgets a partly received frame and rewinds to the start of a partly sent one.
+  void drop_torn_frames();
   void watch_port();
   void flush();
   void queue_frame(FrameType type, std::uint32_t session, std::string_view payload);
@@ -107,6 +116,7 @@ class Agent {
   void on_signal(const Frame& frame);
   void on_shutdown(const Frame& frame);
   void on_credit(const Frame& frame);
+  void on_attach(const Frame& frame);
 
   // Sessions.
   void start_session(std::uint32_t id, const Process& process);
@@ -141,7 +151,8 @@ class Agent {
 
   GuestSystem& system_;
   AgentOptions options_;
-  OwnedFd port_;
+  HostLink link_;
+  std::string boot_id_;  // 32 hex digits, drawn once per agent start
   OwnedFd epoll_;
   OwnedFd signal_fd_;
 
@@ -149,8 +160,9 @@ class Agent {
   bool everyone_terminated_ = false;  // SIGTERM went to every process, not just sessions
   Plan plan_;
   FrameDecoder decoder_{Direction::kHostToGuest};
-  std::string out_;  // encoded frames not yet written to the port
+  std::string out_;  // encoded frames not yet written to the port; starts at a frame boundary
   std::size_t out_offset_ = 0;
+  std::size_t frame_start_ = 0;  // start of the frame holding out_offset_
   bool port_watched_ = false;
   std::uint32_t port_events_ = 0;
   bool port_dead_ = false;  // final hang-up (dry run) or fatal write error

@@ -9,6 +9,7 @@
 #include "console_log.h"
 #include "device_finder.h"
 #include "etc_files.h"
+#include "guest_resync.h"
 #include "network_setup.h"
 #include "setup_error.h"
 
@@ -28,6 +29,17 @@ void LinuxGuest::apply_plan(const Plan& plan) {
 void LinuxGuest::signal_all(int sig) {
   // From PID 1, kill(-1) reaches every process except PID 1 itself.
   ::kill(-1, sig);
+}
+
+void LinuxGuest::resync(const AttachRequest& request) {
+  step_wall_clock(request.wall_time_ns);
+  add_entropy(decode_hex(request.entropy_hex));
+  flush_neighbour_cache();
+}
+
+void DryRunGuest::resync(const AttachRequest& request) {
+  log_line("dry run: attach generation " + std::to_string(request.generation) +
+           " would step the clock, reseed the RNG and flush the neighbour cache");
 }
 
 void LinuxGuest::power_off() {

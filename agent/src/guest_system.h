@@ -24,9 +24,10 @@ class GuestSystem {
   // agent itself as well).
   virtual void signal_all(int sig) = 0;
 
-  // True when a hang-up on the port only means the host has not connected yet (virtio-
-  // serial), false when it is final (a socket in a dry run).
-  virtual bool port_hangup_is_transient() const = 0;
+  // After an ATTACH: steps the wall clock to the host's, mixes the host's entropy into the
+  // kernel RNG and flushes the neighbour (ARP) cache, so a restored clone does not keep the
+  // snapshot's time, random state or stale MAC addresses. Failures are logged, not thrown.
+  virtual void resync(const AttachRequest& request) = 0;
 
   // Flushes the disks and ends the machine (or the dry-run process). Never returns.
   [[noreturn]] virtual void power_off() = 0;
@@ -36,7 +37,7 @@ class LinuxGuest final : public GuestSystem {
  public:
   void apply_plan(const Plan& plan) override;
   void signal_all(int sig) override;
-  bool port_hangup_is_transient() const override { return true; }
+  void resync(const AttachRequest& request) override;
   [[noreturn]] void power_off() override;
 
  private:
@@ -48,7 +49,8 @@ class DryRunGuest final : public GuestSystem {
   // Accepts only plans with root mode "initramfs" and applies nothing.
   void apply_plan(const Plan& plan) override;
   void signal_all(int) override {}
-  bool port_hangup_is_transient() const override { return false; }
+  // Touches nothing on the development host: logs what it would do.
+  void resync(const AttachRequest& request) override;
   [[noreturn]] void power_off() override;
 };
 

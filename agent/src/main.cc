@@ -1,10 +1,13 @@
-// fc-agent: PID 1 of an fcvm guest. As PID 1 it mounts the API filesystems, finds the
-// virtio-serial port "fcvm.agent" and hands over to the event loop, which ends in power-off.
+// fc-agent: PID 1 of an fcvm guest. As PID 1 it mounts the API filesystems, finds its host
+// (the virtio-serial port named agent::kPortName, or else a host connection on AF_VSOCK
+// port agent::kVsockPort) and hands over to the event loop, which ends in power-off.
 // PID 1 must never exit (the kernel would panic), so every failure path powers off instead.
 //
 // Run as an ordinary process (development, tests) it needs the channel on the command line
-// and accepts only "initramfs" plans:  fc-agent --port-fd N  |  fc-agent --connect SOCKET
+// and accepts only "initramfs" plans:
+//   fc-agent --port-fd N | --connect SOCKET | --listen-unix SOCKET | --listen-vsock PORT
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
@@ -14,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <string>
 
 #include "agent.h"
@@ -21,6 +25,7 @@
 #include "device_finder.h"
 #include "guest_root.h"
 #include "guest_system.h"
+#include "host_link.h"
 #include "setup_error.h"
 
 namespace {
@@ -28,6 +33,7 @@ namespace {
 using fcvm::agent::log_line;
 
 constexpr std::chrono::milliseconds kPortTimeout{10000};
+constexpr int kPortPollMs = 10;
 
 [[noreturn]] void emergency_power_off() {
   ::sync();
@@ -65,6 +71,39 @@ void open_standard_fds() {
   }
 }
 
+// The virtio-serial port when the VM has one (vmm-qemu), else the vsock listener once the
+// host connects to it (Firecracker). Both are looked for together: built-in drivers have
+// usually registered the port before /init runs, but modules may still be loading.
+fcvm::agent::HostLink find_host_link() {
+  using fcvm::agent::HostLink;
+  fcvm::agent::DeviceFinder devices;
+  std::string vsock_problem;
+  fcvm::agent::OwnedFd listener =
+      HostLink::listen_vsock(fcvm::agent::kVsockPort, &vsock_problem);
+  const auto deadline = std::chrono::steady_clock::now() + kPortTimeout;
+  for (;;) {
+    if (auto port_path = devices.virtio_port(fcvm::agent::kPortName)) {
+      fcvm::agent::OwnedFd port(::open(port_path->c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
+      if (!port) fcvm::agent::throw_errno("open " + port_path->string());
+      return HostLink::serial_port(std::move(port));
+    }
+    if (listener) {
+      pollfd p{listener.get(), POLLIN, 0};
+      if (::poll(&p, 1, kPortPollMs) > 0) return HostLink::listener(std::move(listener));
+    } else {
+      ::poll(nullptr, 0, kPortPollMs);
+    }
+    if (std::chrono::steady_clock::now() < deadline) continue;
+    // No port by now: a vsock host may still be on its way; wait for it in the loop.
+    if (listener) return HostLink::listener(std::move(listener));
+    throw fcvm::agent::SetupError(
+        "no virtio-serial port named " + std::string(fcvm::agent::kPortName) +
+        " and no vsock (" + vsock_problem +
+        "): start the VM with a virtserialport of that name and virtio_console in the "
+        "kernel, or with a vsock device");
+  }
+}
+
 [[noreturn]] void run_as_pid1() {
   fcvm::agent::LinuxGuest guest;
   try {
@@ -72,17 +111,7 @@ void open_standard_fds() {
     open_standard_fds();
     fcvm::agent::open_console_log();
     ::reboot(RB_DISABLE_CAD);  // Ctrl-Alt-Del becomes SIGINT: a clean shutdown
-    fcvm::agent::DeviceFinder devices;
-    auto port_path = fcvm::agent::DeviceFinder::wait_for(
-        [&] { return devices.virtio_port(fcvm::agent::kPortName); }, kPortTimeout);
-    if (!port_path) {
-      throw fcvm::agent::SetupError(
-          "no virtio-serial port named fcvm.agent (is the VM started with a virtserialport "
-          "name=fcvm.agent and virtio_console in the kernel?)");
-    }
-    fcvm::agent::OwnedFd port(::open(port_path->c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
-    if (!port) fcvm::agent::throw_errno("open " + port_path->string());
-    fcvm::agent::Agent agent(guest, std::move(port));
+    fcvm::agent::Agent agent(guest, find_host_link());
     agent.run();
   } catch (const std::exception& e) {
     log_line(std::string("fatal: ") + e.what() + "; powering off");
@@ -101,20 +130,34 @@ fcvm::agent::OwnedFd connect_socket(const char* path) {
   return fd;
 }
 
+fcvm::agent::HostLink connected(fcvm::agent::OwnedFd port) {
+  ::fcntl(port.get(), F_SETFD, FD_CLOEXEC);
+  ::fcntl(port.get(), F_SETFL, ::fcntl(port.get(), F_GETFL) | O_NONBLOCK);
+  return fcvm::agent::HostLink::connected(std::move(port));
+}
+
 int run_dry(int argc, char** argv) {
-  fcvm::agent::OwnedFd port;
-  if (argc == 3 && std::strcmp(argv[1], "--port-fd") == 0) {
-    port.reset(std::atoi(argv[2]));
-    ::fcntl(port.get(), F_SETFD, FD_CLOEXEC);
-  } else if (argc == 3 && std::strcmp(argv[1], "--connect") == 0) {
-    port = connect_socket(argv[2]);
+  using fcvm::agent::HostLink;
+  std::optional<HostLink> link;
+  const std::string option = argc == 3 ? argv[1] : "";
+  if (option == "--port-fd") {
+    link = connected(fcvm::agent::OwnedFd(std::atoi(argv[2])));
+  } else if (option == "--connect") {
+    link = connected(connect_socket(argv[2]));
+  } else if (option == "--listen-unix") {
+    link = HostLink::listener(HostLink::listen_unix(argv[2]));
+  } else if (option == "--listen-vsock") {
+    std::string why;
+    auto listener = HostLink::listen_vsock(static_cast<std::uint32_t>(std::atoi(argv[2])), &why);
+    if (!listener) throw fcvm::agent::SetupError(why);
+    link = HostLink::listener(std::move(listener));
   } else {
-    log_line("not PID 1: usage: fc-agent --port-fd N | --connect SOCKET (dry run)");
+    log_line("not PID 1: usage: fc-agent --port-fd N | --connect SOCKET | --listen-unix SOCKET "
+             "| --listen-vsock PORT (dry run)");
     return 2;
   }
-  ::fcntl(port.get(), F_SETFL, ::fcntl(port.get(), F_GETFL) | O_NONBLOCK);
   fcvm::agent::DryRunGuest guest;
-  fcvm::agent::Agent agent(guest, std::move(port));
+  fcvm::agent::Agent agent(guest, std::move(*link));
   agent.run();
 }
 

@@ -3,6 +3,8 @@
 // host's AgentChannel: the event loop, sessions, signals and shutdown, without a VM.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <linux/vm_sockets.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +15,8 @@
 #include <thread>
 
 #include "agent/agent_channel.h"
+#include "fcvm/temp_dir.h"
+#include "fcvm/unix_socket.h"
 #include "session_log.h"
 
 namespace fcvm {
@@ -127,7 +131,7 @@ TEST(AgentDryRun, MalformedPlanIsReportedAndPowersOff) {
   ASSERT_TRUE(a.channel().wait_hello(5000ms));
   ASSERT_TRUE(a.channel()
                   .send(FrameType::kPlan, 0,
-                        R"({"protocol":1,"root":{"mode":"initramfs"},"process":{"env":[]}})")
+                        R"({"protocol":2,"root":{"mode":"initramfs"},"process":{"env":[]}})")
                   .ok());
   auto f = a.channel().next_frame(5000ms);
   ASSERT_TRUE(f) << f.status().message();
@@ -142,7 +146,7 @@ TEST(AgentDryRun, MalformedPlanIsReportedAndPowersOff) {
 TEST(AgentDryRun, UnknownRootModeIsReported) {
   DryRunAgent a;
   ASSERT_TRUE(a.channel().wait_hello(5000ms));
-  ASSERT_TRUE(a.channel().send(FrameType::kPlan, 0, R"({"protocol":1,"root":{"mode":"zfs"},
+  ASSERT_TRUE(a.channel().send(FrameType::kPlan, 0, R"({"protocol":2,"root":{"mode":"zfs"},
       "process":{"args":["/bin/true"]}})").ok());
   auto f = a.channel().next_frame(5000ms);
   ASSERT_TRUE(f);
@@ -408,6 +412,114 @@ TEST(AgentDryRun, StdinIsCreditedAndWindowed) {
   }
   ASSERT_TRUE(a.channel().send_signal(0, SIGKILL).ok());
   EXPECT_EQ(a.wait_exit(10000ms), 0);
+
+// fc-agent listening for its host (the path a vsock guest takes), here on a unix socket.
+class ListeningAgent {
+ public:
+  explicit ListeningAgent(const std::string& listen_option, const std::string& address)
+      : address_(address) {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::execl(FC_AGENT_BINARY, "fc-agent", listen_option.c_str(), address.c_str(),
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+  }
+  ~ListeningAgent() {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+
+  // A new host connection (the agent keeps serving the latest one).
+  Result<AgentChannel> connect() const {
+    auto fd = connect_unix_socket(address_, std::chrono::steady_clock::now() + 30s);
+    if (!fd) return fd.status();
+    return AgentChannel::adopt(std::move(*fd));
+  }
+
+ private:
+  std::string address_;
+  pid_t pid_ = -1;
+};
+
+TEST(AgentAttach, AnswersWithItsBootIdOnEveryConnectionAndRunsAPlanAfterwards) {
+  auto dir = TempDir::create("fc-agent-attach-test-");
+  ASSERT_TRUE(dir.ok());
+  ListeningAgent agent("--listen-unix", (dir->path() / "agent.sock").string());
+  auto connected = agent.connect();
+  ASSERT_TRUE(connected.ok()) << connected.status().message();
+  std::optional<AgentChannel> first(std::move(*connected));
+  auto hello = first->wait_hello(10s);
+  ASSERT_TRUE(hello.ok()) << hello.status().message();
+  ASSERT_EQ(hello->boot_id.size(), agent::kBootIdHexDigits);
+  auto attached = first->attach(1, hello->boot_id, 10s);
+  ASSERT_TRUE(attached.ok()) << attached.status().message();
+  EXPECT_EQ(attached->generation, 1u);
+  EXPECT_TRUE(attached->sessions.empty());
+
+  // The host goes away in the middle of a frame (as at a snapshot) and comes back: the torn
+  // frame is dropped, the agent is the same (same boot id) and still takes a plan.
+  std::string torn;
+  agent::append_frame(torn, FrameType::kSignal, 0, R"({"signal":15})");
+  ASSERT_EQ(::send(first->fd(), torn.data(), 5, MSG_NOSIGNAL), 5);
+  first.reset();
+  auto second = agent.connect();
+  ASSERT_TRUE(second.ok()) << second.status().message();
+  auto again = second->attach(2, hello->boot_id, 10s);
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(again->generation, 2u);
+
+  ASSERT_TRUE(second->send_plan(shell_plan("echo resumed")).ok());
+  auto logs = collect(*second, {0});
+  EXPECT_EQ(logs[0].out, "resumed\n");
+  ASSERT_TRUE(logs[0].exit);
+}
+
+TEST(AgentAttach, ARestartedAgentHasANewBootIdAndIsRefusedAsAClone) {
+  auto dir = TempDir::create("fc-agent-attach-test-");
+  ASSERT_TRUE(dir.ok());
+  std::string first_boot;
+  {
+    ListeningAgent agent("--listen-unix", (dir->path() / "a.sock").string());
+    auto ch = agent.connect();
+    ASSERT_TRUE(ch.ok());
+    auto attached = ch->attach(1, std::nullopt, 10s);
+    ASSERT_TRUE(attached.ok()) << attached.status().message();
+    first_boot = attached->boot_id;
+  }
+  ListeningAgent agent("--listen-unix", (dir->path() / "b.sock").string());
+  auto ch = agent.connect();
+  ASSERT_TRUE(ch.ok());
+  auto refused = ch->attach(1, first_boot, 10s);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Errc::protocol);
+  EXPECT_NE(refused.status().message().find("booted afresh"), std::string::npos)
+      << refused.status().message();
+}
+
+// The vsock transport, through the kernel's loopback (CID 1) where the host has it.
+TEST(AgentAttach, ListensOnVsockWhereTheKernelHasLoopback) {
+  if (!std::filesystem::exists("/sys/module/vsock_loopback")) {
+    GTEST_SKIP() << "this host kernel has no vsock_loopback (and /dev/vsock belongs to the "
+                    "machine's own hypervisor link), so no AF_VSOCK connection can be made here";
+  }
+  const unsigned port = 40000 + static_cast<unsigned>(::getpid() % 20000);
+  ListeningAgent agent("--listen-vsock", std::to_string(port));
+  UniqueFd fd;
+  for (int attempt = 0; attempt < 1000 && !fd; ++attempt) {
+    UniqueFd s(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_vm addr{};
+    addr.svm_family = AF_VSOCK;
+    addr.svm_cid = VMADDR_CID_LOCAL;
+    addr.svm_port = port;
+    if (::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) fd = std::move(s);
+    else ::poll(nullptr, 0, 10);  // the agent is still starting
+  }
+  ASSERT_TRUE(fd.valid()) << "no vsock connection to port " << port;
+  auto ch = AgentChannel::adopt(std::move(fd));
+  ASSERT_TRUE(ch.ok());
+  auto attached = ch->attach(1, std::nullopt, 10s);
+  ASSERT_TRUE(attached.ok()) << attached.status().message();
 }
 
 }  // namespace

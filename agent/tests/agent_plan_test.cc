@@ -8,7 +8,7 @@ namespace fcvm::agent {
 namespace {
 
 const char* kOverlayPlan = R"({
-  "protocol": 1, "hostname": "web1",
+  "protocol": 2, "hostname": "web1",
   "root": {"mode": "overlay",
            "lower": {"drive": "root", "index": 0, "fstype": "squashfs"},
            "upper": {"drive": "scratch", "index": 1, "fstype": "ext4"}},
@@ -28,7 +28,7 @@ std::string plan_error(const std::string& json) {
 
 // A minimal valid plan with `process` / `root` swapped in.
 std::string plan_with(const std::string& root, const std::string& process) {
-  return R"({"protocol":1,"root":)" + root + R"(,"process":)" + process + "}";
+  return R"({"protocol":2,"root":)" + root + R"(,"process":)" + process + "}";
 }
 
 const std::string kInitramfs = R"({"mode":"initramfs"})";
@@ -72,7 +72,7 @@ TEST(PlanParser, AppliesDefaults) {
 
 TEST(PlanParser, ParsesDirectRootAndNullNetwork) {
   std::string err;
-  auto plan = parse_plan(R"({"protocol":1,"root":{"mode":"direct","drive":"root","index":2,
+  auto plan = parse_plan(R"({"protocol":2,"root":{"mode":"direct","drive":"root","index":2,
       "fstype":"ext4"},"process":{"args":["sh"],"stdin":true},"network":null})", &err);
   ASSERT_TRUE(plan) << err;
   EXPECT_EQ(plan->root.mode, RootMode::kDirect);
@@ -120,7 +120,7 @@ TEST(PlanParser, RejectsMissingArgs) {
             "plan.process.args: must name at least the program");
   EXPECT_EQ(plan_error(plan_with(kInitramfs, R"({"args":[""]})")),
             "plan.process.args[0]: program name is empty");
-  EXPECT_EQ(plan_error(R"({"protocol":1,"root":{"mode":"initramfs"}})"), "plan.process: missing");
+  EXPECT_EQ(plan_error(R"({"protocol":2,"root":{"mode":"initramfs"}})"), "plan.process: missing");
 }
 
 TEST(PlanParser, RejectsUnknownModeAndFields) {
@@ -130,15 +130,15 @@ TEST(PlanParser, RejectsUnknownModeAndFields) {
             "plan.root.drive: unknown field");
   EXPECT_EQ(plan_error(plan_with(kInitramfs, R"({"args":["a"],"terminal":true})")),
             "plan.process.terminal: unknown field");
-  EXPECT_EQ(plan_error(R"({"protocol":1,"root":{"mode":"initramfs"},"process":{"args":["a"]},"hostnme":"x"})"),
+  EXPECT_EQ(plan_error(R"({"protocol":2,"root":{"mode":"initramfs"},"process":{"args":["a"]},"hostnme":"x"})"),
             "plan.hostnme: unknown field");
 }
 
 TEST(PlanParser, ChecksProtocolVersion) {
   EXPECT_EQ(plan_error(R"({"root":{"mode":"initramfs"},"process":{"args":["a"]}})"),
             "plan.protocol: missing");
-  EXPECT_EQ(plan_error(R"({"protocol":2,"root":{"mode":"initramfs"},"process":{"args":["a"]}})"),
-            "plan.protocol: version 2 is not supported; this agent speaks version 1");
+  EXPECT_EQ(plan_error(R"({"protocol":1,"root":{"mode":"initramfs"},"process":{"args":["a"]}})"),
+            "plan.protocol: version 1 is not supported; this agent speaks version 2");
 }
 
 TEST(PlanParser, ValidatesDrives) {
@@ -167,7 +167,7 @@ TEST(PlanParser, ValidatesProcessDetails) {
 
 TEST(PlanParser, ValidatesNetwork) {
   auto with_net = [](const std::string& net) {
-    return R"({"protocol":1,"root":{"mode":"initramfs"},"process":{"args":["a"]},"network":)" +
+    return R"({"protocol":2,"root":{"mode":"initramfs"},"process":{"args":["a"]},"network":)" +
            net + "}";
   };
   EXPECT_EQ(plan_error(with_net(R"({"mac":"02:00:00:00:00","address":"10.0.0.2/24"})")),

@@ -194,5 +194,60 @@ TEST(Payloads, RejectsMalformed) {
   EXPECT_EQ(err, "HELLO.agent: expected a string");
 }
 
+TEST(Payloads, AttachRoundTripAndChecks) {
+  AttachRequest req{7, 1700000000123456789, std::string(64, 'a')};
+  std::string err;
+  auto parsed = parse_attach_request(req.to_payload(), &err);
+  ASSERT_TRUE(parsed) << err;
+  EXPECT_EQ(parsed->generation, 7u);
+  EXPECT_EQ(parsed->wall_time_ns, 1700000000123456789);
+  EXPECT_EQ(parsed->entropy_hex, std::string(64, 'a'));
+
+  EXPECT_FALSE(parse_attach_request(AttachRequest{1, 1, std::string(62, 'a')}.to_payload(), &err))
+      << "fewer than 32 bytes of entropy";
+  EXPECT_NE(err.find("ATTACH.entropy"), std::string::npos);
+  EXPECT_FALSE(parse_attach_request(AttachRequest{1, 1, std::string(64, 'G')}.to_payload(), &err));
+  EXPECT_FALSE(parse_attach_request(AttachRequest{1, 0, std::string(64, 'a')}.to_payload(), &err));
+  EXPECT_FALSE(parse_attach_request(R"({"generation":1,"wall_time_ns":5,"entropy":")" +
+                                        std::string(64, 'a') + R"(","extra":1})",
+                                    &err));
+  EXPECT_EQ(err, "ATTACH.extra: unknown field");
+
+  Attached a{7, std::string(32, 'f'), {0, 3}, 1234};
+  auto back = parse_attached(a.to_payload(), &err);
+  ASSERT_TRUE(back) << err;
+  EXPECT_EQ(back->generation, 7u);
+  EXPECT_EQ(back->boot_id, std::string(32, 'f'));
+  EXPECT_EQ(back->sessions, (std::vector<std::uint32_t>{0, 3}));
+  EXPECT_EQ(back->uptime_ms, 1234u);
+  EXPECT_FALSE(parse_attached(Attached{1, "short", {}, 0}.to_payload(), &err));
+  EXPECT_EQ(err, "ATTACHED.boot_id: expected 32 lowercase hex digits");
+  EXPECT_FALSE(parse_attached(R"({"generation":1,"boot_id":")" + std::string(32, 'f') +
+                                  R"(","sessions":[-1]})",
+                              &err));
+}
+
+TEST(FrameCodec, AttachFramesTravelTheirOwnWay) {
+  std::string to_guest, to_host;
+  append_frame(to_guest, FrameType::kAttach, 0, "{}");
+  append_frame(to_host, FrameType::kAttached, 0, "{}");
+  std::vector<Frame> frames;
+  FrameDecoder guest(Direction::kHostToGuest), host(Direction::kGuestToHost);
+  EXPECT_TRUE(guest.feed(to_guest, frames));
+  EXPECT_TRUE(host.feed(to_host, frames));
+  EXPECT_EQ(frames.size(), 2u);
+  EXPECT_EQ(frame_type_name(FrameType::kAttach), "ATTACH");
+  EXPECT_EQ(frame_type_name(FrameType::kAttached), "ATTACHED");
+}
+
+TEST(Payloads, HelloCarriesTheBootId) {
+  Hello h;
+  h.boot_id = std::string(32, 'e');
+  std::string err;
+  auto back = parse_hello(h.to_payload(), &err);
+  ASSERT_TRUE(back) << err;
+  EXPECT_EQ(back->boot_id, h.boot_id);
+}
+
 }  // namespace
 }  // namespace fcvm::agent

@@ -13,10 +13,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
 #include "agent/agent_channel.h"
+#include "fcvm/unix_socket.h"
 #include "session_log.h"
 #include "test_dir.h"
 
@@ -66,6 +68,7 @@ struct Measurements {
   std::vector<double> hello_wall_ms, hello_uptime_ms, exec_round_trip_ms, stdout_mb_per_s;
 };
 Measurements g_measured;
+std::set<std::string> g_boot_ids;  // of every VM booted in this process
 
 class QemuVm {
  public:
@@ -82,7 +85,7 @@ class QemuVm {
         "-append", "console=ttyS0 quiet panic=-1 tsc_early_khz=2000000",
         "-device", "virtio-serial-device",
         "-chardev", "socket,id=ag,path=" + sock.string() + ",server=on,wait=off",
-        "-device", "virtserialport,chardev=ag,name=fcvm.agent"};
+        "-device", "virtserialport,chardev=ag,name=" + std::string(agent::kPortName)};
     args.insert(args.end(), extra.begin(), extra.end());
     started_ = Clock::now();
     pid_ = ::fork();
@@ -95,7 +98,8 @@ class QemuVm {
       ::execvp(argv[0], argv.data());
       ::_exit(127);
     }
-    auto ch = AgentChannel::connect(sock, 10000ms);
+    auto fd = connect_unix_socket(sock, Clock::now() + 10000ms);
+    auto ch = fd ? AgentChannel::adopt(std::move(*fd)) : Result<AgentChannel>(fd.status());
     if (ch) channel_.emplace(std::move(*ch));
     else connect_error_ = ch.status().message();
   }
@@ -116,6 +120,12 @@ class QemuVm {
     g_measured.hello_wall_ms.push_back(
         std::chrono::duration<double, std::milli>(Clock::now() - started_).count());
     g_measured.hello_uptime_ms.push_back(static_cast<double>(hello->uptime_ms));
+    // Every boot attaches, answers with the boot id its HELLO gave, and that id is new.
+    auto attached = channel_->attach(1, hello->boot_id, kFrameTimeout);
+    if (!attached) return ::testing::AssertionFailure() << attached.status().message();
+    if (!g_boot_ids.insert(attached->boot_id).second) {
+      return ::testing::AssertionFailure() << "boot id " << attached->boot_id << " seen on an earlier boot";
+    }
     return ::testing::AssertionSuccess();
   }
 
@@ -323,7 +333,7 @@ TEST_F(AgentQemu, MalformedPlanReportsErrorAndPowersOff) {
   QemuVm vm = boot();
   ASSERT_TRUE(vm.boot());
   ASSERT_TRUE(vm.channel().send(FrameType::kPlan, 0,
-                                R"({"protocol":1,"root":{"mode":"initramfs"},"process":{"args":"sh"}})").ok());
+                                R"({"protocol":2,"root":{"mode":"initramfs"},"process":{"args":"sh"}})").ok());
   auto f = vm.channel().next_frame(kFrameTimeout);
   ASSERT_TRUE(f) << f.status().message();
   EXPECT_EQ(f->type, FrameType::kError);

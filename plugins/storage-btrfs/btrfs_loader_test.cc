@@ -42,7 +42,7 @@ TEST(BtrfsThroughTheLoader, LifeCycleOfADisk) {
   auto vm = (*storage)->create_disks(*base, data / "vms" / "a", {});
   ASSERT_TRUE(vm.ok()) << vm.status().message();
   EXPECT_EQ(vm->plugin, "storage-btrfs");
-  EXPECT_EQ(vm->root.mode, "direct");
+  EXPECT_EQ(vm->root.mode, RootPlan::Mode::direct);
   auto snap = (*storage)->snapshot_disks(*vm, data / "snapshots" / "s");
   ASSERT_TRUE(snap.ok()) << snap.status().message();
   auto clone = (*storage)->clone_disks(*snap, data / "vms" / "b");

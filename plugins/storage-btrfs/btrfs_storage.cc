@@ -309,7 +309,7 @@ Result<DiskLease> BtrfsStorage::place_disk(const fs::path& from, const fs::path&
   DiskLease lease;
   lease.plugin = kPluginName;
   lease.drives = {Drive{kRootDrive, name, false}};
-  lease.root = RootPlan{"direct", kRootDrive, "ext4", "", ""};
+  lease.root = RootPlan{RootPlan::Mode::direct, kRootDrive, "ext4", "", ""};
   lease.extra = {{"base_digest", digest}};
   if (!disk_dir.empty()) lease.extra["disk_dir"] = disk_dir.string();
   return lease;

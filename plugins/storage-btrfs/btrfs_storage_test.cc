@@ -20,7 +20,7 @@
 #include "fcvm/loop_device.h"
 #include "fcvm/mount.h"
 #include "fcvm/unique_fd.h"
-#include "fs/temp_dir.h"
+#include "fcvm/temp_dir.h"
 #include "loop_filesystem.h"
 
 namespace fcvm::btrfs {
@@ -177,7 +177,7 @@ TEST_F(BtrfsStorageTest, VmDiskIsAReflinkAndItsWritesLeaveTheBaseAlone) {
   EXPECT_EQ(lease->drives[0].id, "root");
   EXPECT_EQ(lease->drives[0].path, vm_dir / "root.ext4");
   EXPECT_FALSE(lease->drives[0].read_only);
-  EXPECT_EQ(lease->root.mode, "direct");
+  EXPECT_EQ(lease->root.mode, RootPlan::Mode::direct);
   EXPECT_EQ(lease->root.lower_drive, "root");
   EXPECT_EQ(lease->root.lower_fstype, "ext4");
   EXPECT_TRUE(all_extents_shared(vm_dir / "root.ext4"));

@@ -19,6 +19,8 @@
 #include "fcvm/child_process.h"
 #include "fcvm/unique_fd.h"
 #include "fcvm/file_clone.h"
+#include "fcvm/file_lock.h"
+#include "fcvm/program_path.h"
 
 namespace fcvm::squashfs {
 namespace {
@@ -41,30 +43,8 @@ std::string digest_hex(std::string_view digest) {
   return std::string(hex);
 }
 
-// A tool's absolute path: PATH first, then the sbin dirs a non-root PATH often lacks
-// (mkfs.ext4 lives in /usr/sbin). Empty when absent.
-fs::path find_tool(const std::string& name) {
-  const char* env = std::getenv("PATH");
-  std::string dirs = std::string(env != nullptr ? env : "/usr/bin:/bin") + ":/usr/sbin:/sbin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    size_t end = dirs.find(':', start);
-    if (end == std::string::npos) end = dirs.size();
-    if (end > start) {
-      fs::path candidate = fs::path(dirs.substr(start, end - start)) / name;
-      struct stat st {};
-      if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-          ::access(candidate.c_str(), X_OK) == 0) {
-        return candidate;
-      }
-    }
-    start = end + 1;
-  }
-  return {};
-}
-
 Result<fs::path> require_tool(const std::string& name) {
-  fs::path path = find_tool(name);
+  fs::path path = find_program(name, ProgramSearch::path_and_sbin);
   if (path.empty()) {
     return fail(Errc::unavailable, name + " not found; install it with 'apt-get install " +
                                        (name == "mksquashfs" ? "squashfs-tools" : "e2fsprogs") +
@@ -91,47 +71,35 @@ Result<BaseImage> existing_base(const std::string& digest, const fs::path& path)
   return BaseImage{digest, path, static_cast<std::uint64_t>(st.st_size)};
 }
 
-// The build lock of one digest: an flock on bases/<hex>/.lock. The holder deletes the
-// lock file when done (and the directory after a failed build), so a waiter that wins the
-// lock re-checks that the path still names the inode it locked, and starts over if not.
+// The build lock of one digest: bases/<hex>/.lock, removed by its holder when done (and
+// the directory too after a failed build, when nobody else waits).
 class BuildLock {
  public:
   static Result<BuildLock> acquire(const fs::path& dir) {
-    const fs::path path = dir / ".lock";
     for (;;) {
       std::error_code ec;
       fs::create_directories(dir, ec);
       if (ec) return fail(Errc::io, "create " + dir.string() + ": " + ec.message());
-      UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-      if (!fd) {
-        if (errno == ENOENT) continue;  // the dir was removed between the two calls
-        return errno_status(kPrefix + "open " + path.string());
-      }
-      while (::flock(fd.get(), LOCK_EX) != 0) {
-        if (errno != EINTR) return errno_status(kPrefix + "lock " + path.string());
-      }
-      struct stat held {
-      }, named{};
-      if (::fstat(fd.get(), &held) == 0 && ::stat(path.c_str(), &named) == 0 &&
-          held.st_ino == named.st_ino && held.st_dev == named.st_dev) {
-        return BuildLock(dir, std::move(fd));
-      }
+      auto lock = FileLock::acquire(dir / ".lock", FileLock::Mode::exclusive,
+                                    FileLock::Lifetime::removed_on_release);
+      if (lock) return BuildLock(dir, std::move(*lock));
+      // not_found: the dir was removed between the two calls.
+      if (lock.status().code() != Errc::not_found) return lock.status().with_context(kPrefix);
     }
   }
 
-  BuildLock(BuildLock&& o) noexcept : dir_(std::move(o.dir_)), fd_(std::move(o.fd_)) {}
+  BuildLock(BuildLock&&) noexcept = default;
   BuildLock& operator=(BuildLock&&) = delete;
   ~BuildLock() {
-    if (!fd_) return;
-    ::unlink((dir_ / ".lock").c_str());
+    if (!lock_.held()) return;
+    lock_.release();
     ::rmdir(dir_.c_str());  // only succeeds when no base was built and nobody waits
-    fd_.reset();
   }
 
  private:
-  BuildLock(fs::path dir, UniqueFd fd) : dir_(std::move(dir)), fd_(std::move(fd)) {}
+  BuildLock(fs::path dir, FileLock lock) : dir_(std::move(dir)), lock_(std::move(lock)) {}
   fs::path dir_;
-  UniqueFd fd_;
+  FileLock lock_;
 };
 
 Status check_lease(const DiskLease& lease) {
@@ -191,7 +159,7 @@ fs::path SquashfsStorage::base_path(const std::string& hex) const {
 Probe SquashfsStorage::probe() {
   std::vector<std::string> missing;
   for (const char* tool : {"mksquashfs", "mkfs.ext4"}) {
-    if (find_tool(tool).empty()) missing.push_back(tool);
+    if (find_program(tool, ProgramSearch::path_and_sbin).empty()) missing.push_back(tool);
   }
   if (!missing.empty()) {
     std::string names = missing.front() + (missing.size() > 1 ? " and " + missing.back() : "");
@@ -307,7 +275,7 @@ Result<DiskLease> SquashfsStorage::create_disks(const BaseImage& base, const fs:
   DiskLease lease;
   lease.plugin = kPluginName;
   lease.drives = {Drive{kRootDrive, base.path, true}, Drive{kScratchDrive, scratch, false}};
-  lease.root = RootPlan{"overlay", kRootDrive, "squashfs", kScratchDrive, "ext4"};
+  lease.root = RootPlan{RootPlan::Mode::overlay, kRootDrive, "squashfs", kScratchDrive, "ext4"};
   lease.extra = {{"base_digest", base.digest}, {"scratch_mib", mib}};
   return lease;
 }

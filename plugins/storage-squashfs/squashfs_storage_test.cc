@@ -1,4 +1,5 @@
-#include "squashfs_storage.h"
+// storage-squashfs through the real plugin loader: the backend under test is the built
+// plugin module, created with the config and data dir core would pass.
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -16,14 +17,27 @@
 #include <vector>
 
 #include "fcvm/child_process.h"
+#include "fcvm/storage.h"
+#include "plugin/plugin_registry.h"
 #include "fcvm/file_clone.h"
+#include "fcvm/temp_dir.h"
 
-namespace fcvm::squashfs {
+namespace fcvm {
 namespace {
 
 namespace fs = std::filesystem;
 
 const std::string kDigest = "sha256:" + std::string(64, 'a');
+constexpr const char* kPluginName = "storage-squashfs";
+
+// A storage-squashfs backend from the build's plugin directory, its files under
+// `data_dir`/storage-squashfs.
+Result<std::shared_ptr<StorageBackend>> load_plugin(const fs::path& data_dir, LoggerPtr log,
+                                                    nlohmann::json config = nlohmann::json::object()) {
+  PluginRegistry registry({FCVM_PLUGIN_DIR}, nullptr);
+  return registry.create_as<StorageBackend>(kPluginName, PluginKind::storage,
+                                            PluginContext{std::move(log), std::move(config), data_dir});
+}
 
 // Keeps every line, so tests can count builds.
 class RecordingLogger final : public Logger {
@@ -65,18 +79,20 @@ std::uint64_t allocated_bytes(const fs::path& path) {
 class SquashfsStorageTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "fcvm-squashfs-test.XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    tmp_ = pattern;
+    auto made = TempDir::create("fcvm-squashfs-test-");
+    ASSERT_TRUE(made.ok()) << made.status().message();
+    tmp_dir_ = std::move(*made);
+    tmp_ = tmp_dir_.path();
     // A small rootfs: a file, a directory, a symlink.
     rootfs_ = tmp_ / "rootfs";
     fs::create_directories(rootfs_ / "etc");
     std::ofstream(rootfs_ / "etc/hostname") << "squashfs-test\n";
     fs::create_symlink("etc/hostname", rootfs_ / "hostname");
     log_ = std::make_shared<RecordingLogger>();
-    storage_ = std::make_unique<SquashfsStorage>(tmp_ / "plugin", Options{}, log_);
+    auto loaded = load_plugin(tmp_, log_);
+    ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+    storage_ = std::move(*loaded);
   }
-  void TearDown() override { fs::remove_all(tmp_); }
 
   BaseImage base() {
     auto b = storage_->prepare_base({kDigest, rootfs_});
@@ -84,10 +100,11 @@ class SquashfsStorageTest : public ::testing::Test {
     return b.ok() ? *b : BaseImage{};
   }
 
+  TempDir tmp_dir_;
   fs::path tmp_;
   fs::path rootfs_;
   std::shared_ptr<RecordingLogger> log_;
-  std::unique_ptr<SquashfsStorage> storage_;
+  std::shared_ptr<StorageBackend> storage_;
 };
 
 TEST_F(SquashfsStorageTest, ProbeFindsTheTools) {
@@ -98,7 +115,7 @@ TEST_F(SquashfsStorageTest, ProbeFindsTheTools) {
 TEST_F(SquashfsStorageTest, BuildsTheBaseOnceThenReusesIt) {
   BaseImage first = base();
   EXPECT_EQ(first.digest, kDigest);
-  EXPECT_EQ(first.path, tmp_ / "plugin/bases" / std::string(64, 'a') / "rootfs.sqfs");
+  EXPECT_EQ(first.path, tmp_ / "storage-squashfs/bases" / std::string(64, 'a') / "rootfs.sqfs");
   EXPECT_GT(first.bytes, 0u);
   EXPECT_EQ(first.bytes, fs::file_size(first.path));
   EXPECT_EQ(log_->count("built base"), 1);
@@ -120,9 +137,11 @@ TEST_F(SquashfsStorageTest, BuildsTheBaseOnceThenReusesIt) {
 
 TEST_F(SquashfsStorageTest, ConcurrentPreparesBuildOnce) {
   // Separate backend objects share nothing but the directory, like separate processes.
-  std::vector<std::unique_ptr<SquashfsStorage>> backends;
+  std::vector<std::shared_ptr<StorageBackend>> backends;
   for (int i = 0; i < 6; ++i) {
-    backends.push_back(std::make_unique<SquashfsStorage>(tmp_ / "plugin", Options{}, log_));
+    auto loaded = load_plugin(tmp_, log_);
+    ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+    backends.push_back(std::move(*loaded));
   }
   std::vector<Result<BaseImage>> results(backends.size(), Status(Errc::internal, "not run"));
   std::vector<std::thread> threads;
@@ -147,7 +166,7 @@ TEST_F(SquashfsStorageTest, MissingRootfsOrBadDigestLeavesNothing) {
   auto bad = storage_->prepare_base({"sha256:xyz", rootfs_});
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), Errc::invalid_argument);
-  EXPECT_TRUE(tree(tmp_ / "plugin").empty());
+  EXPECT_TRUE(tree(tmp_ / kPluginName).empty());
 }
 
 TEST_F(SquashfsStorageTest, FailedBuildLeavesNothing) {
@@ -174,7 +193,7 @@ TEST_F(SquashfsStorageTest, FailedBuildLeavesNothing) {
         << r.status().message();
     EXPECT_EQ(r.status().message().find('\n'), std::string::npos);
   }
-  EXPECT_TRUE(tree(tmp_ / "plugin" / "bases").empty());
+  EXPECT_TRUE(tree(tmp_ / kPluginName / "bases").empty());
 }
 
 TEST_F(SquashfsStorageTest, CreateAndDestroyDisks) {
@@ -191,7 +210,7 @@ TEST_F(SquashfsStorageTest, CreateAndDestroyDisks) {
   EXPECT_EQ(lease->drives[1].id, "scratch");
   EXPECT_EQ(lease->drives[1].path, vm / "scratch.ext4");
   EXPECT_FALSE(lease->drives[1].read_only);
-  EXPECT_EQ(lease->root.mode, "overlay");
+  EXPECT_EQ(lease->root.mode, RootPlan::Mode::overlay);
   EXPECT_EQ(lease->root.lower_drive, "root");
   EXPECT_EQ(lease->root.lower_fstype, "squashfs");
   EXPECT_EQ(lease->root.upper_drive, "scratch");
@@ -233,8 +252,9 @@ TEST_F(SquashfsStorageTest, CreateFailuresLeaveNothing) {
 }
 
 TEST_F(SquashfsStorageTest, ZeroScratchSizeUsesThePluginDefault) {
-  SquashfsStorage small(tmp_ / "plugin", Options{16}, log_);
-  auto lease = small.create_disks(base(), tmp_ / "vm", DiskOptions{0});
+  auto small = load_plugin(tmp_, log_, {{"scratch_mib", 16}});
+  ASSERT_TRUE(small.ok()) << small.status().message();
+  auto lease = (*small)->create_disks(base(), tmp_ / "vm", DiskOptions{0});
   ASSERT_TRUE(lease.ok()) << lease.status().message();
   EXPECT_EQ(fs::file_size(lease->drives[1].path), 16u << 20);
 }
@@ -251,7 +271,7 @@ TEST_F(SquashfsStorageTest, SnapshotAndClonesHaveIndependentScratchDisks) {
   EXPECT_EQ(snap->drives[1].path, tmp_ / "snap/scratch.ext4");
   EXPECT_EQ(fs::file_size(snap->drives[1].path), fs::file_size(vm_scratch));
   EXPECT_LT(allocated_bytes(snap->drives[1].path), 8u << 20) << "the copy should stay sparse";
-  EXPECT_EQ(snap->root.mode, "overlay");
+  EXPECT_EQ(snap->root.mode, RootPlan::Mode::overlay);
 
   auto c1 = storage_->clone_disks(*snap, tmp_ / "clone1");
   auto c2 = storage_->clone_disks(*snap, tmp_ / "clone2");
@@ -306,31 +326,28 @@ TEST_F(SquashfsStorageTest, SnapshotOfAMissingDiskLeavesNothing) {
   EXPECT_EQ(storage_->destroy(foreign).code(), Errc::invalid_argument);
 }
 
-TEST(SquashfsOptionsTest, ParsesAndRejects) {
-  EXPECT_EQ(Options::from_json(nlohmann::json::object())->scratch_mib, 1024u);
-  EXPECT_EQ(Options::from_json(nlohmann::json())->scratch_mib, 1024u);
-  EXPECT_EQ(Options::from_json(nlohmann::json::object({{"scratch_mib", 256}}))->scratch_mib, 256u);
-
-  auto unknown = Options::from_json(nlohmann::json::object({{"scratch_mb", 256}}));
+// The plugin's config object reaches it through the loader and is checked there.
+TEST(SquashfsOptionsTest, ConfigIsCheckedWhenThePluginIsCreated) {
+  auto dir = TempDir::create("fcvm-squashfs-config-test-");
+  ASSERT_TRUE(dir.ok());
+  for (auto config : {nlohmann::json::object(), nlohmann::json::object({{"scratch_mib", 256}})}) {
+    EXPECT_TRUE(load_plugin(dir->path(), null_logger(), config).ok()) << config;
+  }
+  auto unknown = load_plugin(dir->path(), null_logger(), {{"scratch_mb", 256}});
   ASSERT_FALSE(unknown.ok());
   EXPECT_EQ(unknown.status().code(), Errc::invalid_argument);
   EXPECT_NE(unknown.status().message().find("\"scratch_mb\""), std::string::npos);
-  EXPECT_FALSE(Options::from_json(nlohmann::json::object({{"scratch_mib", -1}})).ok());
-  EXPECT_FALSE(Options::from_json(nlohmann::json::object({{"scratch_mib", "1G"}})).ok());
-  EXPECT_FALSE(Options::from_json(nlohmann::json::object({{"scratch_mib", 2}})).ok());
-  EXPECT_FALSE(Options::from_json(nlohmann::json::array()).ok());
+  for (auto bad : {nlohmann::json::object({{"scratch_mib", -1}}),
+                   nlohmann::json::object({{"scratch_mib", "1G"}}),
+                   nlohmann::json::object({{"scratch_mib", 2}}), nlohmann::json::array()}) {
+    EXPECT_FALSE(load_plugin(dir->path(), null_logger(), bad).ok()) << bad;
+  }
 }
 
-}  // namespace
-}  // namespace fcvm::squashfs
-
-namespace fcvm::squashfs {
-namespace {
-
 TEST(CloneFileTest, CopiesContentKeepsHolesAndNeverReplaces) {
-  std::string pattern = (fs::temp_directory_path() / "fcvm-clone-test.XXXXXX").string();
-  ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-  const fs::path dir = pattern;
+  auto made = TempDir::create("fcvm-clone-test-");
+  ASSERT_TRUE(made.ok()) << made.status().message();
+  const fs::path dir = made->path();
   const fs::path from = dir / "from", to = dir / "to";
   {
     std::ofstream out(from, std::ios::binary);
@@ -354,8 +371,7 @@ TEST(CloneFileTest, CopiesContentKeepsHolesAndNeverReplaces) {
   EXPECT_EQ(clone_file(dir / "missing", dir / "x").code(), Errc::not_found);
   // No temp files left by any of it.
   EXPECT_EQ(tree(dir), (std::vector<std::string>{"from", "to"}));
-  fs::remove_all(dir);
 }
 
 }  // namespace
-}  // namespace fcvm::squashfs
+}  // namespace fcvm

@@ -51,6 +51,14 @@ QemuHostOptions QemuBackend::host_options(Accel accel) const {
   return host;
 }
 
+VmmCapabilities QemuBackend::capabilities() const {
+  VmmCapabilities caps;
+  caps.snapshot = true;
+  caps.restore_file_memory = true;
+  caps.agent_transport = AgentTransport::virtio_serial;
+  return caps;
+}
+
 AccelChoice QemuBackend::accel() const { return AccelChoice::decide(config_, KvmHost::detect()); }
 
 Probe QemuBackend::probe() {
@@ -92,6 +100,7 @@ Result<std::unique_ptr<Vm>> QemuBackend::launch(const VmSpec& spec) {
   start.name = spec.name;
   start.dir = spec.dir;
   start.namespaces = spec.namespaces;
+  start.agent_socket = spec.agent_socket;
   start.machine = StateFileHeader::from_spec(spec, QemuCommandLine::kernel_cmdline(spec.cmdline, host),
                                              to_string(choice.accel));
   start.owns_memory_file = true;
@@ -129,6 +138,7 @@ Result<std::unique_ptr<Vm>> QemuBackend::restore(const RestoreSpec& spec) {
   start.name = spec.vm.name;
   start.dir = spec.vm.dir;
   start.namespaces = spec.vm.namespaces;
+  start.agent_socket = spec.vm.agent_socket;
   start.machine = *header;
   start.owns_memory_file = false;
   auto vm = QemuVm::start(std::move(start), log_->child(spec.vm.name));

@@ -22,13 +22,12 @@ class QemuBackend final : public VmmBackend {
   // Available when the QEMU binary runs (its version is in the note) and the chosen
   // accelerator can be used; the note gives the accelerator and why.
   Probe probe() override;
+  // Snapshots and file-memory restores; no UFFD restore (QEMU needs the preload shim for
+  // that), no diff snapshots, no MMDS; the agent on a virtio-serial port.
+  VmmCapabilities capabilities() const override;
 
   Result<std::unique_ptr<Vm>> launch(const VmSpec& spec) override;
   Result<std::unique_ptr<Vm>> restore(const RestoreSpec& spec) override;
-  // Placeholder until the transport work lands (owned by core-transport).
-  VmmCapabilities capabilities() const override {
-    return {.snapshot = true, .restore_file_memory = true};
-  }
 
   // The accelerator a VM started now would get. Reads /sys/module and opens /dev/kvm.
   AccelChoice accel() const;

@@ -4,6 +4,8 @@
 #include <set>
 #include <sstream>
 
+#include <fcvm/agent_protocol.h>
+
 namespace fcvm::qemu {
 namespace {
 
@@ -122,7 +124,7 @@ std::vector<std::string> build(const QemuHostOptions& host, const VmSpec& layout
     add({"-device", "virtio-serial-device",
          "-chardev", "socket,id=agent,path=" + E::escape(layout.agent_socket.string()) +
                          ",server=on,wait=off",
-         "-device", "virtserialport,chardev=agent,name=fcvm.agent"});
+         "-device", "virtserialport,chardev=agent,name=" + std::string(agent::kPortName)});
   }
   if (incoming) add({"-incoming", "defer", "-S"});
   return a;

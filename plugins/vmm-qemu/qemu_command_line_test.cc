@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fcvm/agent_protocol.h>
+
 #include <algorithm>
 
 namespace fcvm::qemu {
@@ -179,7 +181,7 @@ TEST(QemuCommandLine, AgentPort) {
   const Argv a = launch(base_spec());
   const Argv devices = values_of(a, "-device");
   EXPECT_TRUE(has(devices, "virtio-serial-device"));
-  EXPECT_TRUE(has(devices, "virtserialport,chardev=agent,name=fcvm.agent"));
+  EXPECT_TRUE(has(devices, "virtserialport,chardev=agent,name=" + std::string(agent::kPortName)));
   EXPECT_TRUE(has(values_of(a, "-chardev"),
                   "socket,id=agent,path=/var/lib/fcvm/vms/web1/agent.sock,server=on,wait=off"));
 }

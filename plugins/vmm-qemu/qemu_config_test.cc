@@ -9,6 +9,7 @@
 #include "accel_choice.h"
 #include "host_tsc.h"
 #include "kvm_host.h"
+#include "fcvm/temp_dir.h"
 
 namespace fcvm::qemu {
 namespace {
@@ -126,9 +127,9 @@ TEST(AccelChoice, ForcedModes) {
 }
 
 TEST(KvmHost, DetectReadsModuleTree) {
-  char tmpl[] = "/tmp/fcvm-kvmhost-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::filesystem::path root = tmpl;
+  auto dir = TempDir::create("fcvm-kvmhost-test-");
+  ASSERT_TRUE(dir.ok()) << dir.status().message();
+  const std::filesystem::path root = dir->path();
   std::filesystem::create_directories(root / "module" / "kvm_pvm");
   std::ofstream(root / "kvm").put('x');
   auto h = KvmHost::detect(root / "module", root / "kvm");

@@ -10,8 +10,9 @@
 #include <thread>
 
 #include "fcvm/atomic_file.h"
-#include "fcvm/unique_fd.h"
 #include "fcvm/file_clone.h"
+#include "fcvm/unique_fd.h"
+#include "fcvm/unix_socket.h"
 #include "qemu_command_line.h"
 
 namespace fcvm::qemu {
@@ -293,6 +294,19 @@ Status QemuVm::shutdown(milliseconds timeout) {
   }
   kill();
   return ok_status();
+}
+
+Result<UniqueFd> QemuVm::connect_agent(Clock::time_point deadline) {
+  if (options_.agent_socket.empty()) {
+    return error(Errc::unavailable, "connect to the agent: this VM was started without an agent port");
+  }
+  if (auto status = child_.try_wait()) return error(Errc::unavailable, exit_report(*status));
+  auto fd = connect_unix_socket(options_.agent_socket, deadline, child_.pidfd());
+  if (!fd) {
+    if (auto status = child_.try_wait()) return error(Errc::unavailable, exit_report(*status));
+    return fd.status().with_context("connect to the agent: ");
+  }
+  return fd;
 }
 
 void QemuVm::kill() {

@@ -28,6 +28,8 @@ class QemuVm final : public Vm {
     std::string name;
     std::filesystem::path dir;      // holds qmp.sock, qemu.log and, for a boot, mem
     std::vector<std::filesystem::path> namespaces;
+    // The virtio-serial chardev socket of the agent port; empty: none.
+    std::filesystem::path agent_socket;
     // The machine as the state header of a later snapshot records it.
     StateFileHeader machine;
     // True for a boot: DIR/mem is the VM's own RAM (snapshots copy it; teardown removes
@@ -63,10 +65,9 @@ class QemuVm final : public Vm {
   Status snapshot(const SnapshotFiles& files) override;
   Status shutdown(std::chrono::milliseconds timeout) override;
   void kill() override;
-  // Placeholder until the transport work lands (owned by core-transport).
-  Result<UniqueFd> connect_agent(std::chrono::steady_clock::time_point) override {
-    return error(Errc::unavailable, "vmm-qemu: connect_agent is not implemented yet");
-  }
+  // Connects to the agent port's chardev socket. QEMU listens on it from start-up (the
+  // guest side may not be open yet: then the agent's bytes simply wait).
+  Result<UniqueFd> connect_agent(std::chrono::steady_clock::time_point deadline) override;
 
  private:
   QemuVm(StartOptions options, ChildProcess child, LoggerPtr log, off_t log_start);

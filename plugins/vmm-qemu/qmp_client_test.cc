@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "fcvm/child_process.h"
+#include "fcvm/temp_dir.h"
 
 namespace fcvm::qemu {
 namespace {
@@ -22,9 +23,10 @@ using nlohmann::json;
 class QmpClientQemuTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/fcvm-qmp-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    auto made = TempDir::create("fcvm-qmp-test-");
+    ASSERT_TRUE(made.ok()) << made.status().message();
+    tmp_dir_ = std::move(*made);
+    dir_ = tmp_dir_.path();
     socket_ = dir_ / "qmp.sock";
     SpawnOptions opts;
     opts.argv = {"qemu-system-x86_64", "-M", "microvm", "-accel", "tcg", "-nodefaults",
@@ -49,9 +51,9 @@ class QmpClientQemuTest : public ::testing::Test {
   }
   void TearDown() override {
     qemu_.kill();
-    std::filesystem::remove_all(dir_);
   }
 
+  TempDir tmp_dir_;
   std::filesystem::path dir_, socket_;
   ChildProcess qemu_;
   QmpClient client_;
@@ -120,9 +122,9 @@ TEST(QmpClient, ConnectWithoutListenerFailsAtOnce) {
 // A scripted peer: greets, accepts capabilities, then leaves the first command unanswered
 // until the second one arrives, and answers both (stale first).
 TEST(QmpClient, TimedOutReplyIsNotTakenForTheNextOne) {
-  char tmpl[] = "/tmp/fcvm-qmpfake-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::filesystem::path path = std::filesystem::path(tmpl) / "s";
+  auto dir = TempDir::create("fcvm-qmpfake-test-");
+  ASSERT_TRUE(dir.ok()) << dir.status().message();
+  const std::filesystem::path path = dir->path() / "s";
   const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -178,7 +180,6 @@ TEST(QmpClient, TimedOutReplyIsNotTakenForTheNextOne) {
   }
   peer.join();
   ::close(listener);
-  std::filesystem::remove_all(tmpl);
 }
 
 }  // namespace

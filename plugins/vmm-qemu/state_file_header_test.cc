@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include "fcvm/temp_dir.h"
 
 namespace fcvm::qemu {
 namespace {
@@ -11,11 +12,12 @@ namespace {
 class StateFileHeaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/fcvm-statehdr-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    auto made = TempDir::create("fcvm-statehdr-test-");
+    ASSERT_TRUE(made.ok()) << made.status().message();
+    tmp_dir_ = std::move(*made);
+    dir_ = tmp_dir_.path();
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  TempDir tmp_dir_;
   std::filesystem::path dir_;
 };
 

@@ -56,30 +56,18 @@ std::optional<std::filesystem::path> TestGuest::kernel(std::string* why) {
   return std::filesystem::path(env);
 }
 
-TestGuest::TestGuest(std::filesystem::path dir) : dir_(std::move(dir)) {}
-
-TestGuest::TestGuest(TestGuest&& o) noexcept
-    : dir_(std::exchange(o.dir_, {})), initrd_(std::exchange(o.initrd_, {})) {}
-
-TestGuest::~TestGuest() {
-  if (dir_.empty()) return;
-  std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
-}
-
 Result<TestGuest> TestGuest::create() {
-  const char* base = std::getenv("TMPDIR");
-  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/fcvm-qemu-test-XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr) return errno_status("mkdtemp " + tmpl);
-  TestGuest guest{std::filesystem::path(tmpl)};
-  const auto root = guest.dir_ / "rootfs";
+  auto dir = TempDir::create("fcvm-qemu-test-");
+  if (!dir) return dir.status();
+  TestGuest guest{std::move(*dir)};
+  const auto root = guest.dir() / "rootfs";
   std::error_code ec;
   std::filesystem::create_directories(root / "bin", ec);
   if (ec) return error(Errc::io, "mkdir " + root.string() + ": " + ec.message());
   std::filesystem::copy_file("/bin/busybox", root / "bin" / "busybox", ec);
   if (ec) return error(Errc::unavailable, "copy /bin/busybox (install busybox-static): " + ec.message());
   FCVM_RETURN_IF_ERROR(write_file_atomic(root / "init", kInit, 0755));
-  guest.initrd_ = guest.dir_ / "initrd.gz";
+  guest.initrd_ = guest.dir() / "initrd.gz";
   auto built = run_command({"sh", "-c", "find . | cpio -o -H newc --quiet | gzip -1 > '" +
                                             guest.initrd_.string() + "'"},
                            root);
@@ -91,7 +79,7 @@ VmSpec TestGuest::spec(const std::string& name, const std::filesystem::path& ker
                        const std::string& mode) const {
   VmSpec s;
   s.name = name;
-  s.dir = dir_ / name;
+  s.dir = dir() / name;
   s.vcpus = 1;
   s.memory_mib = 256;
   s.kernel = kernel;

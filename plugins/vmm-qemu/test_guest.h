@@ -16,6 +16,7 @@
 #include <string>
 
 #include "fcvm/result.h"
+#include "fcvm/temp_dir.h"
 #include "fcvm/vmm.h"
 
 namespace fcvm::qemu::testing {
@@ -29,11 +30,8 @@ class TestGuest {
   // Makes a fresh directory under $TMPDIR (default /tmp) and builds DIR/initrd.gz in it.
   static Result<TestGuest> create();
 
-  TestGuest(TestGuest&&) noexcept;
-  TestGuest& operator=(TestGuest&&) = delete;
-  ~TestGuest();  // removes the directory
-
-  const std::filesystem::path& dir() const { return dir_; }
+  // Destruction removes the directory.
+  const std::filesystem::path& dir() const { return dir_.path(); }
   const std::filesystem::path& initrd() const { return initrd_; }
 
   // A spec for VM `name` in DIR/<name>, booting `kernel` in `mode`, with a console log,
@@ -51,9 +49,9 @@ class TestGuest {
   static std::vector<long> counts(const std::string& console);
 
  private:
-  explicit TestGuest(std::filesystem::path dir);
+  explicit TestGuest(TempDir dir) : dir_(std::move(dir)) {}
 
-  std::filesystem::path dir_;
+  TempDir dir_;
   std::filesystem::path initrd_;
 };
 

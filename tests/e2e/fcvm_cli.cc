@@ -19,15 +19,14 @@ std::filesystem::path fcvm_binary() {
 }  // namespace
 
 FcvmCli::FcvmCli() {
-  char tmpl[] = "/tmp/fcvm-e2e-XXXXXX";
-  data_dir_ = ::mkdtemp(tmpl);
+  auto made = TempDir::create("fcvm-e2e-");
+  if (!made) throw std::runtime_error(made.status().message());
+  data_dir_ = std::move(*made);
 }
 
 FcvmCli::~FcvmCli() {
   // A test that failed mid-way may leave VMs: stop them before removing their files.
   (void)run({"gc"});
-  std::error_code ec;
-  std::filesystem::remove_all(data_dir_, ec);
 }
 
 std::filesystem::path FcvmCli::kernel() {
@@ -57,12 +56,12 @@ std::string FcvmCli::hello_image() {
 }
 
 std::vector<std::string> FcvmCli::base_args() const {
-  return {fcvm_binary().string(), "--data-dir", data_dir_.string()};
+  return {fcvm_binary().string(), "--data-dir", data_dir().string()};
 }
 
 CliResult FcvmCli::run(const std::vector<std::string>& args, const RunOptions& options) const {
   static int counter = 0;
-  const auto stem = data_dir_ / (".cli-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+  const auto stem = data_dir() / (".cli-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
   UniqueFd out(::open((stem.string() + ".out").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   UniqueFd err(::open((stem.string() + ".err").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   SpawnOptions opts;
@@ -93,7 +92,7 @@ CliResult FcvmCli::run(const std::vector<std::string>& args, const RunOptions& o
 
 ChildProcess FcvmCli::start(const std::vector<std::string>& args) const {
   static int counter = 0;
-  const auto stem = data_dir_ / (".bg-" + std::to_string(counter++));
+  const auto stem = data_dir() / (".bg-" + std::to_string(counter++));
   UniqueFd out(::open((stem.string() + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   SpawnOptions opts;
   opts.argv = base_args();

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fcvm/child_process.h"
+#include "fcvm/temp_dir.h"
 
 namespace fcvm::test {
 
@@ -43,7 +44,7 @@ class FcvmCli {
   static std::string hello_image();
   static std::filesystem::path kernel();
 
-  const std::filesystem::path& data_dir() const { return data_dir_; }
+  const std::filesystem::path& data_dir() const { return data_dir_.path(); }
   std::vector<std::string> base_args() const;
   // Every record, running or not (`ls -a --json`).
   nlohmann::json ls() const;
@@ -54,7 +55,7 @@ class FcvmCli {
                    std::chrono::seconds timeout) const;
 
  private:
-  std::filesystem::path data_dir_;
+  TempDir data_dir_;
 };
 
 // PIDs of processes whose command line contains `needle`.

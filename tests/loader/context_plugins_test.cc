@@ -10,6 +10,7 @@
 #include "fcvm/memory.h"
 #include "fcvm/network.h"
 #include "plugin/plugin_registry.h"
+#include "fcvm/temp_dir.h"
 
 namespace fcvm::cli {
 namespace {
@@ -22,16 +23,16 @@ fs::path fixture_dir(const std::string& id) { return fs::path(FCVM_LOADER_FIXTUR
 class ContextPluginsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "fcvm-context.XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    auto made = TempDir::create("fcvm-context-test-");
+    ASSERT_TRUE(made.ok()) << made.status().message();
+    tmp_dir_ = std::move(*made);
+    dir_ = tmp_dir_.path();
     ::unsetenv("FCVM_PLUGIN_PATH");
     std::ofstream(dir_ / "config.json")
         << R"({"plugin_config": {"fixture-good": {"greeting": "from config"}}})";
   }
   void TearDown() override {
     ::unsetenv("FCVM_PLUGIN_PATH");
-    fs::remove_all(dir_);
   }
 
   GlobalOptions globals(std::vector<fs::path> plugin_dirs, std::vector<std::string> choices = {}) {
@@ -43,6 +44,7 @@ class ContextPluginsTest : public ::testing::Test {
     return g;
   }
 
+  TempDir tmp_dir_;
   fs::path dir_;
 };
 

@@ -13,6 +13,7 @@
 #include "fcvm/network.h"
 #include "fcvm/vmm.h"
 #include "memory/file_memory.h"
+#include "fcvm/temp_dir.h"
 
 namespace fcvm {
 namespace {
@@ -39,19 +40,12 @@ std::string only_refusal(std::vector<fs::path> dirs) {
   return refused.empty() ? std::string() : refused.front().message;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "fcvm-loader.XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+// A scratch directory for one test; the test fails (throws) when it cannot be made.
+TempDir scratch_dir() {
+  auto made = TempDir::create("fcvm-loader-test-");
+  if (!made.ok()) throw std::runtime_error(made.status().message());
+  return std::move(*made);
+}
 
 TEST(PluginRegistry, ListsAGoodPluginWithItsDescriptor) {
   PluginRegistry registry({fixture_dir("good")}, nullptr);
@@ -235,7 +229,7 @@ TEST(PluginRegistry, ErroringFactoryReturnsItsErrorNamedByPlugin) {
 }
 
 TEST(PluginRegistry, TriesEachCanonicalFileOnceAndOnlySoFiles) {
-  TempDir tmp;
+  TempDir tmp = scratch_dir();
   fs::create_directory_symlink(fixture_dir("good"), tmp.path() / "link-to-good");
   std::ofstream(tmp.path() / "README.txt") << "not a library\n";
   std::ofstream(tmp.path() / "fixture.so.1") << "not tried: wrong extension\n";

@@ -10,7 +10,7 @@
 #include "fcvm/loop_device.h"
 #include "fcvm/mount.h"
 #include "fcvm/result.h"
-#include "fs/temp_dir.h"
+#include "fcvm/temp_dir.h"
 
 namespace fcvm::testing {
 

@@ -1,7 +1,7 @@
-// The PLAN (and EXEC) schema of the fc-agent protocol, version 1: what the guest mounts as
+// The PLAN (and EXEC) schema of the fc-agent protocol, version 2: what the guest mounts as
 // its root, which process it runs and how it configures the network.
 //
-//   {"protocol": 1,                       required, must equal kProtocolVersion
+//   {"protocol": 2,                       required, must equal kProtocolVersion
 //    "hostname": "web1",                  optional, default "fcvm"; 1-64 of [A-Za-z0-9.-]
 //    "root": <Root>,                      required
 //    "process": <Process>,                required

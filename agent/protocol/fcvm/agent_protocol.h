@@ -1,7 +1,9 @@
 // Wire protocol between the host (fcvm) and fc-agent, the guest's PID 1.
 //
-// Transport: a virtio-serial port named "fcvm.agent"; QEMU exposes it on the host as a unix
-// socket. The byte stream carries frames:
+// Transport (the VMM plugin's choice, fcvm::AgentTransport): a virtio-serial port named
+// kPortName, which QEMU exposes on the host as a unix socket; or, where the guest has no such
+// port, an AF_VSOCK stream the host opens to the agent listening on kVsockPort (Firecracker
+// relays it from its vsock unix socket). The byte stream carries frames:
 //
 //   u32 payload_length (little endian) | u8 type | u32 session (little endian) | payload
 //
@@ -9,13 +11,32 @@
 // Payloads are JSON objects except STDOUT/STDERR/STDIN, which carry raw bytes.
 //
 // Guest -> host (high bit clear)          Host -> guest (high bit set)
-//   HELLO    {"agent","protocol","kernel"}   PLAN      Plan (agent_plan.h), session 0
+//   HELLO    {"agent","protocol","kernel",    PLAN      Plan (agent_plan.h), session 0
+//             "uptime_ms","boot_id"}
 //   STARTED  {"pid"}                          EXEC      Process (agent_plan.h), session > 0
 //   STDOUT   bytes                            STDIN     bytes
 //   STDERR   bytes                            STDIN_EOF empty
 //   EXIT     {"code","signal"}                SIGNAL    {"signal"}
 //   ERROR    {"message"}                      SHUTDOWN  {"timeout_ms"}
+//   ATTACHED {"generation","boot_id",         ATTACH    {"generation","wall_time_ns",
+//             "sessions","uptime_ms"}                    "entropy"}
 //   STDIN_CREDIT {"bytes"}                    CREDIT    {"bytes"}
+//
+// New frame types are appended at the end of their direction's range; numbers never change.
+//
+// Attach: the host sends ATTACH as its first frame on every connection it opens, after a
+// boot (following HELLO) or a restore (the agent may have been mid-stream when the
+// snapshot was taken and never learns that the host it talked to is gone). The agent
+// answers ATTACHED with the same generation, its boot id (random, drawn once when the agent
+// starts and kept in guest memory: a clone restored from a snapshot reports the snapshot's,
+// a fresh boot a new one) and its live sessions; then it steps the guest's wall clock to
+// wall_time_ns, mixes entropy (at least 32 bytes, hex) into the kernel's RNG (clones must
+// not share random streams) and flushes the neighbour (ARP) cache. The host compares the
+// boot id with the one it expects and refuses a clone that booted afresh.
+// Torn frames: whenever its connection to the host drops (hang-up, a new vsock
+// connection), the agent discards a partly received frame and sends a partly sent one
+// again from its start on the next connection, so every connection begins at a frame
+// boundary in both directions.
 //
 // Flow control, per session, so that one slow consumer stalls only its own session:
 // - Output: a Process with output_window = W > 0 (agent_plan.h) may have at most W bytes of
@@ -57,11 +78,14 @@
 namespace fcvm::agent {
 
 // Version of the framing and of every JSON schema below. Bumped on any incompatible change;
-// HELLO carries it and PLAN must name the same value.
-inline constexpr int kProtocolVersion = 1;
+// HELLO carries it and PLAN must name the same value. 2: boot ids and ATTACH.
+inline constexpr int kProtocolVersion = 2;
 
-// Name of the virtio-serial port (`-device virtserialport,name=...`).
+// Name of the virtio-serial port (`-device virtserialport,name=...`): shared by vmm-qemu,
+// which creates the port, and the agent, which looks for it.
 inline constexpr std::string_view kPortName = "fcvm.agent";
+// The AF_VSOCK port the agent listens on when it finds no virtio-serial port.
+inline constexpr std::uint32_t kVsockPort = 1024;
 
 inline constexpr std::size_t kFrameHeaderSize = 9;
 inline constexpr std::uint32_t kMaxPayloadSize = 1u << 20;
@@ -84,7 +108,8 @@ enum class FrameType : std::uint8_t {
   kStderr = 0x04,
   kExit = 0x05,
   kError = 0x06,
-  kStdinCredit = 0x07,
+  kAttached = 0x07,
+  kStdinCredit = 0x08,
   // host -> guest
   kPlan = 0x81,
   kExec = 0x82,
@@ -92,14 +117,15 @@ enum class FrameType : std::uint8_t {
   kStdinEof = 0x84,
   kSignal = 0x85,
   kShutdown = 0x86,
-  kCredit = 0x87,
+  kAttach = 0x87,
+  kCredit = 0x88,
 };
 
 // Which side sends a frame type; a decoder accepts only frames travelling its way.
 enum class Direction { kGuestToHost, kHostToGuest };
 
 inline bool is_known_frame_type(std::uint8_t raw) {
-  return (raw >= 0x01 && raw <= 0x07) || (raw >= 0x81 && raw <= 0x87);
+  return (raw >= 0x01 && raw <= 0x08) || (raw >= 0x81 && raw <= 0x88);
 }
 
 inline Direction direction_of(FrameType type) {
@@ -121,6 +147,8 @@ inline std::string_view frame_type_name(FrameType type) {
     case FrameType::kStdinEof: return "STDIN_EOF";
     case FrameType::kSignal: return "SIGNAL";
     case FrameType::kShutdown: return "SHUTDOWN";
+    case FrameType::kAttached: return "ATTACHED";
+    case FrameType::kAttach: return "ATTACH";
     case FrameType::kStdinCredit: return "STDIN_CREDIT";
     case FrameType::kCredit: return "CREDIT";
   }
@@ -295,17 +323,19 @@ inline bool reject_unknown_keys(const nlohmann::json& obj,
 }
 }  // namespace detail
 
-// HELLO: {"agent":"fc-agent","protocol":1,"kernel":"6.1.0","uptime_ms":612}
-// uptime_ms is the guest's uptime when the HELLO was written (boot-time measurement).
+// HELLO: {"agent":"fc-agent","protocol":2,"kernel":"6.1.0","uptime_ms":612,"boot_id":"..."}
+// uptime_ms is the guest's uptime when the HELLO was written (boot-time measurement);
+// boot_id is the agent's boot id (see Attach above).
 struct Hello {
   std::string agent = "fc-agent";
   int protocol = kProtocolVersion;
   std::string kernel;
   std::uint64_t uptime_ms = 0;
+  std::string boot_id;
 
   std::string to_payload() const {
     return detail::dump({{"agent", agent}, {"protocol", protocol}, {"kernel", kernel},
-                         {"uptime_ms", uptime_ms}});
+                         {"uptime_ms", uptime_ms}, {"boot_id", boot_id}});
   }
 };
 
@@ -326,6 +356,9 @@ inline std::optional<Hello> parse_hello(std::string_view payload, std::string* e
   }
   h.agent = agent->get<std::string>();
   if (kernel != j->end() && kernel->is_string()) h.kernel = kernel->get<std::string>();
+  if (auto boot = j->find("boot_id"); boot != j->end() && boot->is_string()) {
+    h.boot_id = boot->get<std::string>();
+  }
   h.protocol = static_cast<int>(protocol);
   h.uptime_ms = static_cast<std::uint64_t>(uptime);
   return h;
@@ -449,6 +482,107 @@ inline std::optional<Credit> parse_credit(std::string_view payload, std::string*
     return std::nullopt;
   }
   return Credit{static_cast<std::uint32_t>(bytes)};
+}
+
+// Boot ids and entropy travel as lowercase hex.
+namespace detail {
+inline bool is_hex(std::string_view s) {
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+}  // namespace detail
+
+// Minimum entropy an ATTACH carries, in bytes.
+inline constexpr std::size_t kMinAttachEntropy = 32;
+// Boot ids are 16 random bytes (32 hex digits).
+inline constexpr std::size_t kBootIdHexDigits = 32;
+
+// ATTACH: {"generation":N,"wall_time_ns":T,"entropy":"<hex, 32..512 bytes>"}.
+// generation: the host's count of attaches to this guest, echoed in ATTACHED so an answer
+// is matched to its request. wall_time_ns: the host's CLOCK_REALTIME in ns since the epoch.
+struct AttachRequest {
+  std::uint64_t generation = 0;
+  std::int64_t wall_time_ns = 0;
+  std::string entropy_hex;
+
+  std::string to_payload() const {
+    return detail::dump({{"generation", generation}, {"wall_time_ns", wall_time_ns},
+                         {"entropy", entropy_hex}});
+  }
+};
+
+inline std::optional<AttachRequest> parse_attach_request(std::string_view payload,
+                                                         std::string* error) {
+  auto j = detail::parse_object(payload, "ATTACH", error);
+  if (!j) return std::nullopt;
+  std::int64_t generation = 0, wall = 0;
+  if (!detail::reject_unknown_keys(*j, {"generation", "wall_time_ns", "entropy"}, "ATTACH", error) ||
+      !detail::read_int(*j, "generation", 0, INT64_MAX, true, generation, "ATTACH", error) ||
+      !detail::read_int(*j, "wall_time_ns", 1, INT64_MAX, true, wall, "ATTACH", error)) {
+    return std::nullopt;
+  }
+  auto entropy = j->find("entropy");
+  if (entropy == j->end() || !entropy->is_string()) {
+    if (error) *error = "ATTACH.entropy: expected a hex string";
+    return std::nullopt;
+  }
+  const auto& hex = entropy->get_ref<const std::string&>();
+  if (hex.size() % 2 != 0 || hex.size() < 2 * kMinAttachEntropy || hex.size() > 1024 ||
+      !detail::is_hex(hex)) {
+    if (error) *error = "ATTACH.entropy: expected 32 to 512 bytes as lowercase hex";
+    return std::nullopt;
+  }
+  return AttachRequest{static_cast<std::uint64_t>(generation), wall, hex};
+}
+
+// ATTACHED: {"generation":N,"boot_id":"<32 hex>","sessions":[ids],"uptime_ms":U}.
+// sessions: the sessions whose process has not exited yet, ascending.
+struct Attached {
+  std::uint64_t generation = 0;
+  std::string boot_id;
+  std::vector<std::uint32_t> sessions;
+  std::uint64_t uptime_ms = 0;
+
+  std::string to_payload() const {
+    return detail::dump({{"generation", generation}, {"boot_id", boot_id},
+                         {"sessions", sessions}, {"uptime_ms", uptime_ms}});
+  }
+};
+
+inline std::optional<Attached> parse_attached(std::string_view payload, std::string* error) {
+  auto j = detail::parse_object(payload, "ATTACHED", error);
+  if (!j) return std::nullopt;
+  std::int64_t generation = 0, uptime = 0;
+  if (!detail::read_int(*j, "generation", 0, INT64_MAX, true, generation, "ATTACHED", error) ||
+      !detail::read_int(*j, "uptime_ms", 0, INT64_MAX, false, uptime, "ATTACHED", error)) {
+    return std::nullopt;
+  }
+  auto boot = j->find("boot_id");
+  if (boot == j->end() || !boot->is_string() ||
+      boot->get_ref<const std::string&>().size() != kBootIdHexDigits ||
+      !detail::is_hex(boot->get_ref<const std::string&>())) {
+    if (error) *error = "ATTACHED.boot_id: expected 32 lowercase hex digits";
+    return std::nullopt;
+  }
+  Attached a;
+  a.generation = static_cast<std::uint64_t>(generation);
+  a.uptime_ms = static_cast<std::uint64_t>(uptime);
+  a.boot_id = boot->get<std::string>();
+  auto sessions = j->find("sessions");
+  if (sessions == j->end() || !sessions->is_array()) {
+    if (error) *error = "ATTACHED.sessions: expected an array of session ids";
+    return std::nullopt;
+  }
+  for (const auto& s : *sessions) {
+    if (!s.is_number_unsigned() || s.get<std::uint64_t>() > UINT32_MAX) {
+      if (error) *error = "ATTACHED.sessions: expected session ids";
+      return std::nullopt;
+    }
+    a.sessions.push_back(s.get<std::uint32_t>());
+  }
+  return a;
 }
 
 }  // namespace fcvm::agent

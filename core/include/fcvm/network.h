@@ -59,27 +59,36 @@ struct NetworkLease {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(NetworkLease, plugin, namespaces, tap, guest,
                                                 ports, extra)
 
+// Common to every method: thread-safe across different vm_ids (one VM's calls come from
+// one thread); never throws (failures are Status values naming the device or rule and the
+// fix); bounded in time (each call runs a few netlink/nft operations or starts a helper and
+// waits at most a few seconds for it). The caller owns every lease returned: it persists
+// the lease before the VMM uses the network and calls teardown() once done. A backend
+// refuses (invalid_argument) a lease whose `plugin` is another backend's.
 class FCVM_SDK_API NetworkBackend : public Backend {
  public:
   PluginKind kind() const final { return PluginKind::network; }
 
   // Creates the VM's network before its VMM starts. On failure everything created so far
-  // is removed. Thread-safe across different vm_ids.
+  // is removed. Not idempotent: a second setup for a vm_id whose network exists fails with
+  // already_exists.
   virtual Result<NetworkLease> setup(const NetworkRequest& request) = 0;
 
   // Called once the VMM process `vmm_pid` exists (and joined lease.namespaces), for
   // backends that attach to it (slirp4netns). May add to lease.extra, which core then
-  // persists. A no-op for backends that need nothing.
+  // persists; whatever it starts is named there, so teardown() ends it. A no-op for
+  // backends that need nothing. On failure the lease still describes what exists.
   virtual Status attach(NetworkLease& lease, pid_t vmm_pid) = 0;
 
   // Creates a clone's network from the lease recorded in a snapshot: the guest keeps the
   // snapshot's address and MAC (they are baked into guest memory); the clone gets its own
-  // namespace holding a tap of the same name, and its own host-side ports.
+  // namespace holding a tap of the same name, and its own host-side ports. Same failure
+  // rule as setup().
   virtual Result<NetworkLease> setup_clone(const NetworkLease& snapshot_lease,
                                            const NetworkRequest& request) = 0;
 
   // Removes everything the lease names. Idempotent: parts already gone are not errors, so
-  // it may run after a crash, twice, or from `fcvm gc`.
+  // it may run after a crash, twice, or from `fcvm gc` in another process.
   virtual Status teardown(const NetworkLease& lease) = 0;
 };
 

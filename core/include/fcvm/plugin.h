@@ -8,8 +8,13 @@
 // and host must share compiler, standard library ABI, Boost and nlohmann_json); the kind
 // is known; the name is not taken. Only then is `create` called.
 //
-// The host never unloads a plugin library, and every object a plugin creates is held by a
-// deleter that keeps the library loaded.
+// What keeps a plugin library loaded: (1) the host's registry keeps every library it opened
+// in a process-wide keeper until the process exits, so no library is ever unloaded while
+// the process runs; (2) each backend the registry creates is a shared_ptr whose deleter
+// also holds the library, so a backend stays usable after the registry that made it is
+// gone. Objects a backend hands out (a Vm from launch/restore, a MemoryServer) are plain
+// unique_ptrs whose code lives in the library: (1) is what makes them safe, and they must
+// be destroyed before the process exits (not from a static destructor).
 #pragma once
 
 #include <boost/config.hpp>

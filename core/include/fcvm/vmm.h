@@ -17,8 +17,28 @@
 #include "fcvm/child_process.h"
 #include "fcvm/plugin.h"
 #include "fcvm/result.h"
+#include "fcvm/unique_fd.h"
 
 namespace fcvm {
+
+// How the host reaches the guest agent. Either way the connected socket carries the agent
+// protocol (agent/protocol/fcvm/agent_protocol.h); only the way there differs.
+//   virtio_serial: a virtio-serial port the guest finds by name; the VMM exposes it on the
+//                  host as a unix socket (vmm-qemu).
+//   vsock:         the agent listens on AF_VSOCK port 1024 (agent::kVsockPort); the host
+//                  connects through the VMM's vsock unix socket (Firecracker: "CONNECT 1024").
+enum class AgentTransport { virtio_serial, vsock };
+
+// What a VMM backend can do, so core refuses an impossible combination before it creates
+// anything (check_capabilities in core/src/plugin/capability_check.h).
+struct VmmCapabilities {
+  bool snapshot = false;             // Vm::snapshot works on a booted VM
+  bool restore_file_memory = false;  // restore with MemorySourceKind::file
+  bool restore_uffd_memory = false;  // restore with MemorySourceKind::uffd
+  bool dirty_page_tracking = false;  // diff snapshots
+  bool mmds = false;                 // VmSpec::mmds is served to the guest
+  AgentTransport agent_transport = AgentTransport::virtio_serial;
+};
 
 struct Drive {
   std::string id;  // stable name; the guest finds the disk by it (virtio-blk serial)
@@ -43,7 +63,10 @@ struct VmSpec {
   std::string cmdline;
   std::vector<Drive> drives;     // in order; the guest sees them as vda, vdb, ...
   std::vector<Nic> nics;
-  // Unix socket the VMM listens on for the guest agent's serial port ("fcvm.agent").
+  // Unix socket through which the host reaches the guest agent (Vm::connect_agent). What
+  // listens there depends on the VMM's AgentTransport: vmm-qemu's virtio-serial chardev,
+  // or Firecracker's vsock device (whose guest-initiated connections land on
+  // "<agent_socket>_<port>"). Empty: no agent channel.
   std::filesystem::path agent_socket;
   // File the guest's serial console is appended to.
   std::filesystem::path console_log;
@@ -79,18 +102,11 @@ struct RestoreSpec {
   bool resume = true;  // resume the guest once loaded
 };
 
-enum class AgentTransport { virtio_serial, vsock };
-struct VmmCapabilities {
-  bool snapshot = false;             // Vm::snapshot works on a booted VM
-  bool restore_file_memory = false;  // restore with MemorySourceKind::file
-  bool restore_uffd_memory = false;  // restore with MemorySourceKind::uffd
-  bool dirty_page_tracking = false;  // diff snapshots
-  bool mmds = false;                 // VmSpec::mmds is served to the guest
-  AgentTransport agent_transport = AgentTransport::virtio_serial;
-};
-
-// A running (or paused) VM. Owns its VMM process: destroying the handle kills the VMM.
-// Threading: one thread at a time; every call may block up to its stated bound.
+// A running (or paused) VM. Owns its VMM process: destroying the handle kills the VMM
+// and removes the runtime files it made in VmSpec::dir (sockets, its own RAM file), never
+// the directory itself or files the caller put there.
+// Threading: one thread at a time; every call may block up to its stated bound. Nothing
+// here throws: failures are Status values.
 class FCVM_SDK_API Vm {
  public:
   virtual ~Vm() = default;
@@ -104,22 +120,28 @@ class FCVM_SDK_API Vm {
 
   // Pauses all vCPUs. Idempotent. Fails if the VMM is gone or does not answer in 10 s.
   virtual Status pause() = 0;
-  // Resumes vCPUs. Idempotent.
+  // Resumes vCPUs. Idempotent. Same failure and time bound as pause().
   virtual Status resume() = 0;
   // Writes a full snapshot while paused (precondition; fails with invalid_argument
   // otherwise). Writes to temp names and renames, so `files` are whole or absent. A VMM
   // that cannot snapshot this VM (vmm-qemu: one restored from a private memory mapping)
-  // fails with unavailable.
+  // fails with unavailable. Bounded by the plugin's snapshot timeout (vmm-qemu: 60 s plus
+  // the memory copy). The files are the caller's; the VM stays paused either way.
   virtual Status snapshot(const SnapshotFiles& files) = 0;
   // Asks the guest to power off (ACPI), waits up to `timeout`, then kills the VMM. Returns
   // once the VMM has exited. Idempotent.
   virtual Status shutdown(std::chrono::milliseconds timeout) = 0;
   // Kills the VMM at once and reaps it. Idempotent.
   virtual void kill() = 0;
+
   // Connects to the guest agent's channel and returns a stream socket carrying the agent
   // protocol, after any transport handshake (vsock: Firecracker's "CONNECT <port>\n" /
   // "OK <port>\n"). Retries until `deadline` while the guest is not listening yet. The
   // caller owns the fd.
+  // The fd is blocking, close-on-exec, and nothing has been read from it beyond the
+  // transport handshake. Errors: timeout (the deadline passed; the message names the
+  // socket), unavailable (the VMM exited meanwhile, or the spec had no agent_socket),
+  // io. May be called again after the previous connection closed (a restored VM).
   virtual Result<UniqueFd> connect_agent(std::chrono::steady_clock::time_point deadline) = 0;
 };
 
@@ -127,15 +149,23 @@ class FCVM_SDK_API VmmBackend : public Backend {
  public:
   PluginKind kind() const final { return PluginKind::vmm; }
 
+  // What this backend can do on any host (probe() says whether it runs on this one).
+  // Constant for the backend's life; cheap; never fails; thread-safe.
+  virtual VmmCapabilities capabilities() const = 0;
+
   // Starts a VM and returns once the VMM process runs and its control socket answers (the
-  // guest may still be booting). On failure nothing is left running and the message
-  // names the cause (missing kernel, VMM binary, bad spec). Thread-safe.
+  // guest may still be booting); bounded by the plugin's control timeout (vmm-qemu: 10 s).
+  // The caller owns the returned handle, and with it the process. On failure nothing is
+  // left running, runtime files are removed, and the message names the cause (missing
+  // kernel, VMM binary, bad spec). Thread-safe; never throws.
   virtual Result<std::unique_ptr<Vm>> launch(const VmSpec& spec) = 0;
 
-  // Starts a VMM from a snapshot, with memory from `spec.memory`. Same failure rules.
-  // Thread-safe.
+  // Starts a VMM from a snapshot, with memory from `spec.memory`, and returns once the
+  // snapshot is loaded (and the guest resumed, if asked); bounded by the plugin's load
+  // timeout (vmm-qemu: 60 s). A memory source the backend cannot use (see capabilities())
+  // fails with unavailable before anything starts. Same ownership and failure rules as
+  // launch(). Thread-safe; never throws.
   virtual Result<std::unique_ptr<Vm>> restore(const RestoreSpec& spec) = 0;
-  virtual VmmCapabilities capabilities() const = 0;
 };
 
 }  // namespace fcvm

@@ -3,13 +3,11 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 
 #include <cerrno>
-#include <cstring>
-#include <thread>
 
 namespace fcvm {
 namespace {
@@ -26,36 +24,6 @@ int remaining_ms(Clock::time_point deadline) {
 }
 
 }  // namespace
-
-Result<AgentChannel> AgentChannel::connect(const std::filesystem::path& socket,
-                                           std::chrono::milliseconds timeout) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  const std::string path = socket.string();
-  if (path.size() >= sizeof addr.sun_path) {
-    return error(Errc::invalid_argument, "agent socket path is too long for a unix socket (" +
-                                             std::to_string(path.size()) + " bytes): " + path);
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  const auto deadline = Clock::now() + timeout;
-  int last_errno = 0;
-  for (;;) {
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!fd) return errno_status("socket(AF_UNIX)");
-    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
-      return adopt(std::move(fd));
-    }
-    last_errno = errno;
-    if (last_errno != ENOENT && last_errno != ECONNREFUSED && last_errno != EINTR) {
-      return errno_status("connect to agent socket " + path, last_errno);
-    }
-    if (Clock::now() >= deadline) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return error(Errc::timeout, "agent socket " + path + " did not accept a connection within " +
-                                  std::to_string(timeout.count()) + " ms (" +
-                                  std::strerror(last_errno) + "): did the VMM start?");
-}
 
 Result<AgentChannel> AgentChannel::adopt(UniqueFd fd) {
   const int flags = ::fcntl(fd.get(), F_GETFL);
@@ -181,6 +149,71 @@ Status AgentChannel::send_shutdown(std::chrono::milliseconds timeout) {
   agent::ShutdownRequest req;
   req.timeout_ms = static_cast<std::uint32_t>(std::max<long long>(0, timeout.count()));
   return send(agent::FrameType::kShutdown, agent::kMainSession, req.to_payload());
+}
+
+Status AgentChannel::send_attach(std::uint64_t generation) {
+  unsigned char bytes[agent::kMinAttachEntropy];
+  std::size_t got = 0;
+  while (got < sizeof bytes) {
+    const ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_status("getrandom for the guest's entropy");
+    got += static_cast<std::size_t>(n);
+  }
+  static constexpr char kDigits[] = "0123456789abcdef";
+  agent::AttachRequest req;
+  req.generation = generation;
+  for (unsigned char b : bytes) {
+    req.entropy_hex += kDigits[b >> 4];
+    req.entropy_hex += kDigits[b & 0xf];
+  }
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  req.wall_time_ns = static_cast<std::int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+  return send(agent::FrameType::kAttach, agent::kMainSession, req.to_payload());
+}
+
+Status AgentChannel::check_boot_id(const agent::Attached& attached, const std::string& expected) {
+  if (attached.boot_id == expected) return ok_status();
+  return error(Errc::protocol,
+               "the guest reports boot id " + attached.boot_id + ", not the snapshot's " + expected +
+                   ": it booted afresh instead of resuming the snapshot (its memory did not come "
+                   "from the snapshot's memory file); check the memory backend and the snapshot files");
+}
+
+Result<agent::Attached> AgentChannel::attach(std::uint64_t generation,
+                                             const std::optional<std::string>& expected_boot_id,
+                                             std::chrono::milliseconds timeout) {
+  FCVM_RETURN_IF_ERROR(send_attach(generation));
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    FCVM_RETURN_IF_ERROR(on_writable());
+    for (auto it = backlog_.begin(); it != backlog_.end();) {
+      if (it->type != agent::FrameType::kAttached) {
+        ++it;
+        continue;
+      }
+      std::string why;
+      auto attached = agent::parse_attached(it->payload, &why);
+      if (!attached) return error(Errc::protocol, "fc-agent sent a malformed ATTACHED: " + why);
+      it = backlog_.erase(it);
+      if (attached->generation != generation) continue;  // a stale answer to an earlier attach
+      if (expected_boot_id) FCVM_RETURN_IF_ERROR(check_boot_id(*attached, *expected_boot_id));
+      return *attached;
+    }
+    if (closed_) return error(Errc::io, "fc-agent closed the channel before answering ATTACH");
+    if (Clock::now() >= deadline) {
+      return error(Errc::timeout, "no ATTACHED from fc-agent within " +
+                                      std::to_string(timeout.count()) +
+                                      " ms (an agent older than protocol 2 ignores ATTACH)");
+    }
+    auto ready = wait_for(POLLIN, deadline);
+    if (!ready) return ready.status();
+    if (!*ready) continue;
+    auto frames = on_readable();
+    if (!frames) return frames.status();
+    for (auto& f : *frames) backlog_.push_back(std::move(f));
+  }
 }
 
 Result<bool> AgentChannel::wait_for(short events, Clock::time_point deadline) const {

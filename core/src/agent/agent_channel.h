@@ -1,5 +1,5 @@
-// AgentChannel: the host end of the fc-agent protocol (fcvm/agent_protocol.h), over the
-// unix socket QEMU exposes for the guest's "fcvm.agent" virtio-serial port.
+// AgentChannel: the host end of the fc-agent protocol (fcvm/agent_protocol.h), over a
+// connected stream socket from Vm::connect_agent (the transport is the VMM's business).
 //
 // Use from an event loop: register fd() with epoll_events(), call on_readable() when the
 // socket is readable and on_writable() when it is writable; send_*() queue frames and write
@@ -13,7 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
-#include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,12 +34,8 @@ class AgentChannel {
   AgentChannel& operator=(const AgentChannel&) = delete;
   ~AgentChannel() = default;
 
-  // Connects to the chardev socket at `socket`, retrying every 10 ms while it does not exist
-  // or refuses (QEMU still starting) until `timeout`. Errc::timeout names the socket.
-  static Result<AgentChannel> connect(const std::filesystem::path& socket,
-                                      std::chrono::milliseconds timeout);
-
-  // Wraps an already connected stream socket (a socketpair in tests). Makes it non-blocking.
+  // Wraps a connected stream socket (Vm::connect_agent's, or a socketpair in tests) and
+  // makes it non-blocking. Errc::io when fcntl fails.
   static Result<AgentChannel> adopt(UniqueFd fd);
 
   // The socket, for epoll. Owned by this object.
@@ -73,6 +69,20 @@ class AgentChannel {
   Status send_stdin_eof(std::uint32_t session);
   Status send_signal(std::uint32_t session, int signal);
   Status send_shutdown(std::chrono::milliseconds timeout);
+  // Queues ATTACH for `generation` with this host's wall clock and 32 bytes from its RNG.
+  Status send_attach(std::uint64_t generation);
+
+  // Blocks: sends ATTACH, then waits up to `timeout` for the ATTACHED answering
+  // `generation` (other frames received meanwhile are kept for on_readable/next_frame;
+  // ATTACHED answers to earlier generations are dropped).
+  // With `expected_boot_id`, an agent reporting another boot id is refused with
+  // Errc::protocol: after a restore that means the guest booted afresh instead of
+  // continuing the snapshot (its memory did not come through).
+  Result<agent::Attached> attach(std::uint64_t generation,
+                                 const std::optional<std::string>& expected_boot_id,
+                                 std::chrono::milliseconds timeout);
+  // The boot id check of attach(), for callers that read ATTACHED in their own loop.
+  static Status check_boot_id(const agent::Attached& attached, const std::string& expected);
 
   // Blocks until the first HELLO arrives and checks its protocol version. Other frames
   // received meanwhile are kept for on_readable()/next_frame().

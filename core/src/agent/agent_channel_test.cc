@@ -109,12 +109,13 @@ TEST(AgentChannel, WaitHelloKeepsOtherFramesAndDropsRepeats) {
 TEST(AgentChannel, WaitHelloRejectsOtherProtocolVersions) {
   Pair p = make_pair();
   agent::Hello h;
-  h.protocol = 2;
+  h.protocol = agent::kProtocolVersion + 1;
   guest_write(p, frame(FrameType::kHello, 0, h.to_payload()));
   auto r = p.channel.wait_hello(1000ms);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Errc::protocol);
-  EXPECT_NE(r.status().message().find("protocol 2"), std::string::npos);
+  EXPECT_NE(r.status().message().find("protocol " + std::to_string(agent::kProtocolVersion + 1)),
+            std::string::npos);
 }
 
 TEST(AgentChannel, WaitHelloTimesOutAndReportsClose) {
@@ -210,46 +211,44 @@ TEST(AgentChannel, ReportsCloseAfterTheLastFrames) {
   EXPECT_EQ(p.channel.send_signal(0, 9).code(), Errc::io);
 }
 
-class SocketDir : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string tmpl = "/tmp/fcvm-agent-channel-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::filesystem::path dir_;
-};
+TEST(AgentChannel, AttachMatchesTheGenerationAndChecksTheBootId) {
+  Pair p = make_pair();
+  const std::string boot = std::string(31, 'a') + "b";
+  // The agent's answers to an older attach and to this one, plus a frame for later.
+  guest_write(p, frame(FrameType::kAttached, 0, agent::Attached{1, boot, {}, 5}.to_payload()));
+  guest_write(p, frame(FrameType::kStdout, 0, "later"));
+  guest_write(p, frame(FrameType::kAttached, 0, agent::Attached{2, boot, {0}, 6}.to_payload()));
+  auto attached = p.channel.attach(2, boot, 1000ms);
+  ASSERT_TRUE(attached.ok()) << attached.status().message();
+  EXPECT_EQ(attached->sessions, std::vector<std::uint32_t>{0});
+  auto kept = p.channel.next_frame(100ms);
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(kept->type, FrameType::kStdout);
 
-TEST_F(SocketDir, ConnectTimesOutWhenNoSocketAppears) {
-  const auto start = std::chrono::steady_clock::now();
-  auto r = AgentChannel::connect(dir_ / "agent.sock", 100ms);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Errc::timeout);
-  EXPECT_NE(r.status().message().find("agent.sock"), std::string::npos);
-  EXPECT_GE(std::chrono::steady_clock::now() - start, 100ms);
+  // What the host sent: one ATTACH with 32 bytes of entropy and a current wall clock.
+  char buf[4096];
+  const ssize_t n = ::read(p.guest.get(), buf, sizeof buf);
+  ASSERT_GT(n, 0);
+  agent::FrameDecoder d(agent::Direction::kHostToGuest);
+  std::vector<Frame> sent;
+  ASSERT_TRUE(d.feed(std::string_view(buf, static_cast<std::size_t>(n)), sent));
+  ASSERT_EQ(sent.size(), 1u);
+  std::string why;
+  auto req = agent::parse_attach_request(sent[0].payload, &why);
+  ASSERT_TRUE(req) << why;
+  EXPECT_EQ(req->generation, 2u);
+  EXPECT_EQ(req->entropy_hex.size(), 2 * agent::kMinAttachEntropy);
+  EXPECT_GT(req->wall_time_ns, 1600000000LL * 1000000000LL);
 }
 
-TEST_F(SocketDir, ConnectRetriesUntilTheSocketListens) {
-  const auto path = dir_ / "agent.sock";
-  UniqueFd listener;
-  std::thread server([&] {
-    std::this_thread::sleep_for(100ms);
-    listener.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strcpy(addr.sun_path, path.c_str());
-    ::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    ::listen(listener.get(), 1);
-  });
-  auto r = AgentChannel::connect(path, 3000ms);
-  server.join();
-  ASSERT_TRUE(r.ok()) << r.status().message();
-  UniqueFd accepted(::accept(listener.get(), nullptr, nullptr));
-  ASSERT_TRUE(accepted.valid());
-  ASSERT_EQ(::write(accepted.get(), hello().data(), hello().size()),
-            static_cast<ssize_t>(hello().size()));
-  EXPECT_TRUE(r->wait_hello(1000ms).ok());
+TEST(AgentChannel, AttachRefusesAGuestThatBootedAfresh) {
+  Pair p = make_pair();
+  guest_write(p, frame(FrameType::kAttached, 0,
+                       agent::Attached{1, std::string(32, 'c'), {}, 1}.to_payload()));
+  auto refused = p.channel.attach(1, std::string(32, 'd'), 1000ms);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Errc::protocol);
+  EXPECT_NE(refused.status().message().find("booted afresh"), std::string::npos);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include "cli/command.h"
 #include "cli/commands.h"
+#include "fcvm/program_path.h"
 #include "fcvm/unique_fd.h"
 
 namespace po = boost::program_options;
@@ -41,24 +42,6 @@ std::optional<std::string> read_line(const std::filesystem::path& p) {
   std::string line;
   if (!in || !std::getline(in, line)) return std::nullopt;
   return line;
-}
-
-// The executable `name` in PATH or an sbin directory (root's tools are often not in a
-// user's PATH), else empty.
-std::filesystem::path find_tool(const std::string& name) {
-  const char* env_path = std::getenv("PATH");
-  std::string dirs = std::string(env_path ? env_path : "") + ":/usr/local/sbin:/usr/sbin:/sbin";
-  std::stringstream ss(dirs);
-  std::string dir;
-  while (std::getline(ss, dir, ':')) {
-    if (dir.empty()) continue;
-    const auto candidate = std::filesystem::path(dir) / name;
-    std::error_code ec;
-    if (std::filesystem::is_regular_file(candidate, ec) && ::access(candidate.c_str(), X_OK) == 0) {
-      return candidate;
-    }
-  }
-  return {};
 }
 
 bool kernel_has_filesystem(const std::string& fs) {
@@ -130,7 +113,7 @@ Check check_userfaultfd() {
 
 Check check_btrfs() {
   Check c{"btrfs", false, "", ""};
-  const bool tools = !find_tool("mkfs.btrfs").empty();
+  const bool tools = !find_program("mkfs.btrfs", ProgramSearch::path_and_sbin).empty();
   const bool loaded = kernel_has_filesystem("btrfs");
   const bool module = kernel_module_available("fs/btrfs");
   c.ok = tools && (loaded || module);
@@ -187,7 +170,7 @@ constexpr Tool kTools[] = {
 
 Check check_tool(const Tool& t) {
   Check c{t.name, false, "", ""};
-  const auto path = find_tool(t.name);
+  const auto path = find_program(t.name, ProgramSearch::path_and_sbin);
   c.ok = !path.empty();
   c.detail = c.ok ? path.string() : std::string("not found; used for ") + t.used_for;
   if (!c.ok) c.fix = std::string("apt-get install ") + t.package;
@@ -213,7 +196,7 @@ Check check_kernel_build_deps() {
   Check c{"kernel build deps", false, "", ""};
   std::string missing;
   for (const char* tool : {"make", "gcc", "bc", "bison", "flex", "perl"}) {
-    if (find_tool(tool).empty()) missing += std::string(missing.empty() ? "" : ", ") + tool;
+    if (find_program(tool, ProgramSearch::path_and_sbin).empty()) missing += std::string(missing.empty() ? "" : ", ") + tool;
   }
   for (const char* header : {"libelf.h", "openssl/ssl.h"}) {
     if (!path_exists(std::filesystem::path("/usr/include") / header)) {

@@ -19,6 +19,7 @@
 #include "log/logging.h"
 #include "plugin/plugin_registry.h"
 #include "state/state_store.h"
+#include "fcvm/temp_dir.h"
 
 namespace fcvm {
 namespace {
@@ -60,15 +61,15 @@ class StateCommandsTest : public ::testing::Test {
   void SetUp() override {
     fcvm_ = binary_dir() / "bin" / "fcvm";
     ASSERT_TRUE(fs::exists(fcvm_)) << fcvm_ << " is missing: build the fcvm target first";
-    char tmpl[] = "/tmp/fcvm-cli-test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    tmp_ = tmpl;
+    auto made = TempDir::create("fcvm-cli-test-");
+    ASSERT_TRUE(made.ok()) << made.status().message();
+    tmp_dir_ = std::move(*made);
+    tmp_ = tmp_dir_.path();
     data_dir_ = tmp_ / "data";
     fs::create_directories(data_dir_);
     config_ = tmp_ / "config.json";
     std::ofstream(config_) << "{}";
   }
-  void TearDown() override { fs::remove_all(tmp_); }
 
   // Runs fcvm with `args` after the global --config (so no host config leaks in). FCVM_*
   // variables are blanked (empty counts as unset) unless `env` sets them.
@@ -129,6 +130,7 @@ class StateCommandsTest : public ::testing::Test {
     return r;
   }
 
+  TempDir tmp_dir_;
   fs::path fcvm_, tmp_, data_dir_, config_;
 };
 

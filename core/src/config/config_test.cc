@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <map>
+#include "fcvm/temp_dir.h"
 
 namespace fcvm {
 namespace {
@@ -14,11 +15,11 @@ namespace fs = std::filesystem;
 class ConfigTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/fcvm-config-test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    auto made = TempDir::create("fcvm-config-test-");
+    ASSERT_TRUE(made.ok()) << made.status().message();
+    tmp_dir_ = std::move(*made);
+    dir_ = tmp_dir_.path();
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   fs::path write(const std::string& name, const std::string& text) {
     const fs::path p = dir_ / name;
@@ -43,6 +44,7 @@ class ConfigTest : public ::testing::Test {
     return cfg.ok() ? std::string() : cfg.status().message();
   }
 
+  TempDir tmp_dir_;
   fs::path dir_;
   std::map<std::string, std::string> env_;
 };

@@ -7,7 +7,7 @@
 
 #include <cstring>
 
-#include "fs/temp_dir.h"
+#include "fcvm/temp_dir.h"
 
 namespace fcvm::control {
 namespace {

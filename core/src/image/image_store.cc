@@ -20,19 +20,18 @@
 #include "fcvm/atomic_file.h"
 #include "fcvm/child_process.h"
 #include "fcvm/unique_fd.h"
-#include "fs/file_lock.h"
-#include "fs/temp_dir.h"
+#include "fcvm/file_lock.h"
+#include "fcvm/temp_dir.h"
+#include "image/image_index.h"
 
 namespace fcvm {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-using RefMap = std::map<std::string, std::string>;  // reference -> "sha256:<hex>"
 
 constexpr std::string_view kTempPrefix = ".tmp-";
 constexpr std::string_view kLayoutTag = "img";  // tag of the image in a pull's temp layout
-constexpr int kRecordVersion = 1;
 
 struct Transport {
   std::string_view prefix;
@@ -47,24 +46,6 @@ constexpr std::array<Transport, 7> kTransports{{
     {"docker-daemon:", false},
     {"docker://", false},
 }};
-
-constexpr const char* kAcceptedForms =
-    "oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF], dir:DIR, "
-    "containers-storage:NAME, docker-daemon:NAME or docker://NAME[:TAG]";
-
-bool is_hex(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-  });
-}
-
-// "sha256:<64 hex>" -> the hex; anything else -> empty.
-std::string digest_hex(std::string_view digest) {
-  constexpr std::string_view kAlgo = "sha256:";
-  if (digest.substr(0, kAlgo.size()) != kAlgo) return {};
-  std::string_view hex = digest.substr(kAlgo.size());
-  return hex.size() == 64 && is_hex(hex) ? std::string(hex) : std::string();
-}
 
 std::string now_rfc3339() {
   std::time_t t = std::time(nullptr);
@@ -107,14 +88,6 @@ std::string tool_problem(const Status& st, const std::string& tool, const std::s
   return out;
 }
 
-Result<json> read_json(const fs::path& path) {
-  auto text = read_file(path);
-  if (!text) return text.status();
-  json doc = json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return error(Errc::protocol, path.string() + ": not valid JSON");
-  return doc;
-}
-
 // The path of a blob in an OCI layout, for a digest taken from the layout itself.
 Result<fs::path> blob_path(const fs::path& layout, const json& descriptor, const char* what) {
   std::string digest = descriptor.is_object() ? descriptor.value("digest", "") : "";
@@ -144,109 +117,6 @@ Status sync_filesystem_of(const fs::path& path) {
   if (::syncfs(fd.get()) != 0) return errno_status("syncfs " + path.string());
   return ok_status();
 }
-
-class Store {
- public:
-  explicit Store(const fs::path& root) : root_(root) {}
-
-  fs::path lock_path() const { return root_ / ".lock"; }
-  fs::path refs_path() const { return root_ / "refs.json"; }
-  fs::path image_dir(const std::string& hex) const { return root_ / hex; }
-
-  Status ensure_root() const {
-    std::error_code ec;
-    fs::create_directories(root_, ec);
-    if (ec) return error(Errc::io, "create " + root_.string() + ": " + ec.message());
-    return ok_status();
-  }
-
-  Result<RefMap> read_refs() const {
-    if (!fs::exists(refs_path())) return RefMap{};
-    auto doc = read_json(refs_path());
-    if (!doc) return doc.status();
-    try {
-      return doc->at("refs").get<RefMap>();
-    } catch (const json::exception& e) {
-      return error(Errc::protocol, refs_path().string() + " is malformed (" + json_error_text(e) +
-                                       "); remove it and pull your images again");
-    }
-  }
-
-  Status write_refs(const RefMap& refs) const {
-    json doc = {{"version", kRecordVersion}, {"refs", refs}};
-    return write_file_atomic(refs_path(), doc.dump(2) + "\n");
-  }
-
-  // Reads <hex>/image.json and attaches the references pointing at it.
-  Result<StoredImage> load(const std::string& hex, const RefMap& refs) const {
-    const fs::path dir = image_dir(hex);
-    auto doc = read_json(dir / "image.json");
-    if (!doc) return doc.status();
-    StoredImage image;
-    try {
-      image.digest = doc->at("digest").get<std::string>();
-      image.size_bytes = doc->value("size_bytes", std::uint64_t{0});
-      image.pulled = doc->value("pulled", "");
-      image.config = doc->value("config", ImageConfig{});
-    } catch (const json::exception& e) {
-      return error(Errc::protocol, (dir / "image.json").string() + " is malformed (" +
-                                       json_error_text(e) + "); remove " + dir.string() +
-                                       " and pull the image again");
-    }
-    image.dir = dir;
-    for (const auto& [ref, digest] : refs) {
-      if (digest == image.digest) image.refs.push_back(ref);
-    }
-    return image;
-  }
-
-  // Hex names of stored images starting with `prefix`.
-  std::vector<std::string> find_by_prefix(std::string_view prefix) const {
-    std::vector<std::string> out;
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(root_, ec)) {
-      std::string name = entry.path().filename().string();
-      if (name.size() == 64 && is_hex(name) && name.compare(0, prefix.size(), prefix) == 0 &&
-          entry.is_directory()) {
-        out.push_back(std::move(name));
-      }
-    }
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-
-  // What `ref_or_digest` names: a reference's digest, or a stored image found by prefix.
-  struct Target {
-    std::string hex;
-    std::string reference;  // set when found as a reference
-  };
-  Result<Target> find(const std::string& ref_or_digest, const RefMap& refs) const {
-    if (auto canon = ImageStore::canonical_reference(ref_or_digest)) {
-      auto it = refs.find(*canon);
-      if (it == refs.end()) return error(Errc::not_found, "no image is stored for " + *canon);
-      return Target{digest_hex(it->second), *canon};
-    }
-    std::string_view prefix = ref_or_digest;
-    if (prefix.substr(0, 7) == "sha256:") prefix.remove_prefix(7);
-    if (!is_hex(prefix)) {
-      return error(Errc::not_found, "no image matches \"" + ref_or_digest +
-                                        "\": give a reference (" + kAcceptedForms +
-                                        ") or a digest prefix");
-    }
-    auto matches = find_by_prefix(prefix);
-    if (matches.empty())
-      return error(Errc::not_found, "no image has a digest starting with " + std::string(prefix));
-    if (matches.size() > 1) {
-      return error(Errc::invalid_argument, "digest prefix " + std::string(prefix) + " matches " +
-                                               std::to_string(matches.size()) +
-                                               " images; give more digits");
-    }
-    return Target{matches.front(), {}};
-  }
-
- private:
-  fs::path root_;
-};
 
 }  // namespace
 
@@ -279,7 +149,7 @@ Result<std::string> ImageStore::canonical_reference(const std::string& reference
     return std::string(t.prefix) + p + suffix;
   }
   return error(Errc::invalid_argument,
-               "image reference \"" + reference + "\" has no transport; use " + kAcceptedForms);
+               "image reference \"" + reference + "\" has no transport; use " + kImageReferenceForms);
 }
 
 Result<PullPolicy> parse_pull_policy(std::string_view text) {
@@ -318,19 +188,19 @@ Result<PullResult> ImageStore::pull(const std::string& reference, PullPolicy pol
     }
   }
   const auto started = std::chrono::steady_clock::now();
-  Store store(root_);
+  ImageIndex images(root_);
 
   if (root_.string().find(':') != std::string::npos) {
     return error(Errc::invalid_argument,
                  context + "the data dir " + root_.string() +
                      " contains ':', which skopeo's oci: syntax cannot carry");
   }
-  FCVM_RETURN_IF_ERROR(store.ensure_root().with_context(context));
+  FCVM_RETURN_IF_ERROR(images.ensure_root().with_context(context));
 
   TempDir tmp;
   {
     // Sweep and create under the store lock, so a sweeper never sees our dir unlocked.
-    auto lock = FileLock::acquire(store.lock_path(), FileLock::Mode::exclusive);
+    auto lock = FileLock::acquire(images.lock_path(), FileLock::Mode::exclusive);
     if (!lock) return lock.status().with_context(context);
     TempDir::remove_stale(root_, kTempPrefix);
     auto created = TempDir::create(root_, kTempPrefix);
@@ -369,7 +239,7 @@ Result<PullResult> ImageStore::pull(const std::string& reference, PullPolicy pol
   const double copy_seconds = seconds_since(started);
 
   // The manifest skopeo wrote: its digest names the image.
-  auto index = read_json(layout / "index.json");
+  auto index = read_json_file(layout / "index.json");
   if (!index) return index.status().with_context(context);
   const json* manifest_desc = nullptr;
   if (index->contains("manifests") && (*index)["manifests"].is_array()) {
@@ -390,7 +260,7 @@ Result<PullResult> ImageStore::pull(const std::string& reference, PullPolicy pol
   if (hex.empty()) {
     return error(Errc::protocol, context + "manifest digest \"" + digest + "\" is not sha256");
   }
-  const fs::path final_dir = store.image_dir(hex);
+  const fs::path final_dir = images.image_dir(hex);
 
   bool unpacked = false;
   double unpack_seconds = 0;
@@ -400,7 +270,7 @@ Result<PullResult> ImageStore::pull(const std::string& reference, PullPolicy pol
     // merges entrypoint and cmd.
     auto manifest_path = blob_path(layout, *manifest_desc, "manifest");
     if (!manifest_path) return manifest_path.status();
-    auto manifest = read_json(*manifest_path);
+    auto manifest = read_json_file(*manifest_path);
     if (!manifest) return manifest.status();
     auto config_path = blob_path(layout, manifest->value("config", json()), "config");
     if (!config_path) return config_path.status();
@@ -426,7 +296,7 @@ Result<PullResult> ImageStore::pull(const std::string& reference, PullPolicy pol
     fs::rename(bundle / "rootfs", staged / "rootfs", ec);
     if (ec) return error(Errc::io, "move the unpacked rootfs: " + ec.message());
 
-    json record = {{"version", kRecordVersion},
+    json record = {{"version", kImageRecordVersion},
                    {"digest", digest},
                    {"size_bytes", tree_size(staged / "rootfs")},
                    {"pulled", now_rfc3339()},
@@ -445,7 +315,7 @@ Result<PullResult> ImageStore::pull(const std::string& reference, PullPolicy pol
   for (;;) {
     if (!unpacked && !fs::is_directory(final_dir))
       FCVM_RETURN_IF_ERROR(unpack().with_context(context));
-    auto lock = FileLock::acquire(store.lock_path(), FileLock::Mode::exclusive);
+    auto lock = FileLock::acquire(images.lock_path(), FileLock::Mode::exclusive);
     if (!lock) return lock.status().with_context(context);
     const bool stored = fs::is_directory(final_dir);
     if (!stored && !unpacked) continue;
@@ -455,7 +325,7 @@ Result<PullResult> ImageStore::pull(const std::string& reference, PullPolicy pol
       }
       FCVM_RETURN_IF_ERROR(fsync_dir(root_).with_context(context));
     }
-    auto refs = store.read_refs();
+    auto refs = images.read_refs();
     if (!refs) return refs.status().with_context(context);
     auto previous = refs->find(ref);
     if (previous != refs->end() && previous->second != digest) {
@@ -463,9 +333,9 @@ Result<PullResult> ImageStore::pull(const std::string& reference, PullPolicy pol
     }
     if (previous == refs->end() || previous->second != digest) {
       (*refs)[ref] = digest;
-      FCVM_RETURN_IF_ERROR(store.write_refs(*refs).with_context(context));
+      FCVM_RETURN_IF_ERROR(images.write_refs(*refs).with_context(context));
     }
-    auto image = store.load(hex, *refs);
+    auto image = images.load(hex, *refs);
     if (!image) return image.status().with_context(context);
     PullResult result{std::move(*image), stored};
     lock->release();
@@ -483,33 +353,33 @@ Result<PullResult> ImageStore::pull(const std::string& reference, PullPolicy pol
 }
 
 Result<StoredImage> ImageStore::resolve(const std::string& ref_or_digest) const {
-  Store store(root_);
+  ImageIndex images(root_);
   if (!fs::exists(root_))
     return error(Errc::not_found,
                  "no image matches \"" + ref_or_digest + "\": no images are stored");
-  auto lock = FileLock::acquire(store.lock_path(), FileLock::Mode::shared);
+  auto lock = FileLock::acquire(images.lock_path(), FileLock::Mode::shared);
   if (!lock) return lock.status();
-  auto refs = store.read_refs();
+  auto refs = images.read_refs();
   if (!refs) return refs.status();
-  auto target = store.find(ref_or_digest, *refs);
+  auto target = images.find(ref_or_digest, *refs);
   if (!target) return target.status();
-  if (!fs::is_directory(store.image_dir(target->hex))) {
+  if (!fs::is_directory(images.image_dir(target->hex))) {
     return error(Errc::not_found, target->reference + " points at sha256:" + target->hex +
                                       ", which is no longer stored; pull it again");
   }
-  return store.load(target->hex, *refs);
+  return images.load(target->hex, *refs);
 }
 
 Result<std::vector<StoredImage>> ImageStore::list() const {
-  Store store(root_);
+  ImageIndex images(root_);
   std::vector<StoredImage> out;
   if (!fs::exists(root_)) return out;
-  auto lock = FileLock::acquire(store.lock_path(), FileLock::Mode::shared);
+  auto lock = FileLock::acquire(images.lock_path(), FileLock::Mode::shared);
   if (!lock) return lock.status();
-  auto refs = store.read_refs();
+  auto refs = images.read_refs();
   if (!refs) return refs.status();
-  for (const auto& hex : store.find_by_prefix("")) {
-    auto image = store.load(hex, *refs);
+  for (const auto& hex : images.find_by_prefix("")) {
+    auto image = images.load(hex, *refs);
     if (!image) {
       log_->warn("skipping sha256:" + hex + ": " + image.status().message());
       continue;
@@ -525,16 +395,16 @@ Result<std::vector<StoredImage>> ImageStore::list() const {
 }
 
 Status ImageStore::remove(const std::string& ref_or_digest) const {
-  Store store(root_);
+  ImageIndex images(root_);
   if (!fs::exists(root_))
     return error(Errc::not_found,
                  "no image matches \"" + ref_or_digest + "\": no images are stored");
   TempDir trash;  // declared before the lock: emptied after the lock is released
-  auto lock = FileLock::acquire(store.lock_path(), FileLock::Mode::exclusive);
+  auto lock = FileLock::acquire(images.lock_path(), FileLock::Mode::exclusive);
   if (!lock) return lock.status();
-  auto refs = store.read_refs();
+  auto refs = images.read_refs();
   if (!refs) return refs.status();
-  auto target = store.find(ref_or_digest, *refs);
+  auto target = images.find(ref_or_digest, *refs);
   if (!target) return target.status();
   const std::string digest = "sha256:" + target->hex;
 
@@ -545,7 +415,7 @@ Status ImageStore::remove(const std::string& ref_or_digest) const {
   }
   const bool still_referenced = std::any_of(
       refs->begin(), refs->end(), [&](const auto& entry) { return entry.second == digest; });
-  const fs::path dir = store.image_dir(target->hex);
+  const fs::path dir = images.image_dir(target->hex);
   if (!still_referenced && fs::is_directory(dir)) {
     auto created = TempDir::create(root_, kTempPrefix);
     if (!created) return created.status();
@@ -555,7 +425,7 @@ Status ImageStore::remove(const std::string& ref_or_digest) const {
       return errno_status("move " + dir.string() + " away");
     }
   }
-  if (Status written = store.write_refs(*refs); !written.ok()) {
+  if (Status written = images.write_refs(*refs); !written.ok()) {
     if (!trash.path().empty()) ::rename((trash.path() / "image").c_str(), dir.c_str());
     return written;
   }

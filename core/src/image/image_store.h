@@ -32,6 +32,11 @@
 
 namespace fcvm {
 
+// The reference forms pull() accepts, for messages.
+inline constexpr const char* kImageReferenceForms =
+    "oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF], dir:DIR, "
+    "containers-storage:NAME, docker-daemon:NAME or docker://NAME[:TAG]";
+
 struct StoredImage {
   std::string digest;             // manifest digest, "sha256:<hex>"
   std::vector<std::string> refs;  // references that point at it, sorted; may be empty

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "fcvm/child_process.h"
+#include "fcvm/temp_dir.h"
 
 namespace fcvm {
 namespace {
@@ -27,10 +28,10 @@ fs::path source_dir() {
 #endif
 }
 
-fs::path make_temp_dir(const std::string& name) {
-  std::string pattern = (fs::temp_directory_path() / (name + ".XXXXXX")).string();
-  if (::mkdtemp(pattern.data()) == nullptr) std::abort();
-  return pattern;
+TempDir make_temp_dir(const std::string& prefix) {
+  auto made = TempDir::create(prefix);
+  if (!made.ok()) throw std::runtime_error(made.status().message());
+  return std::move(*made);
 }
 
 // Names in `dir`, sorted.
@@ -52,7 +53,8 @@ ino_t inode_of(const fs::path& path) {
 class ImageStoreTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    fixtures_ = new fs::path(make_temp_dir("fcvm-image-fixtures"));
+    fixtures_dir_ = new TempDir(make_temp_dir("fcvm-image-fixtures-"));
+    fixtures_ = new fs::path(fixtures_dir_->path());
     auto built = run_command(
         {(source_dir() / "examples/hello/build.sh").string(), (*fixtures_ / "hello").string()});
     ASSERT_TRUE(built.ok()) << built.status().message();
@@ -63,21 +65,26 @@ class ImageStoreTest : public ::testing::Test {
     ASSERT_TRUE(changed.ok()) << changed.status().message();
   }
   static void TearDownTestSuite() {
-    fs::remove_all(*fixtures_);
     delete fixtures_;
+    delete fixtures_dir_;
   }
 
-  void SetUp() override { data_ = make_temp_dir("fcvm-image-test"); }
-  void TearDown() override { fs::remove_all(data_); }
+  void SetUp() override {
+    data_dir_ = make_temp_dir("fcvm-image-test-");
+    data_ = data_dir_.path();
+  }
 
   static std::string hello_ref() { return "oci:" + (*fixtures_ / "hello").string() + ":hello"; }
   static std::string hello2_ref() { return "oci:" + (*fixtures_ / "hello2").string() + ":hello"; }
   fs::path images() const { return data_ / "images"; }
 
+  static TempDir* fixtures_dir_;
   static fs::path* fixtures_;
+  TempDir data_dir_;
   fs::path data_;
 };
 
+TempDir* ImageStoreTest::fixtures_dir_ = nullptr;
 fs::path* ImageStoreTest::fixtures_ = nullptr;
 
 TEST_F(ImageStoreTest, PullsUnpacksAndParsesConfig) {

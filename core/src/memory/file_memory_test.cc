@@ -10,6 +10,7 @@
 
 #include "fcvm/atomic_file.h"
 #include "fcvm/unique_fd.h"
+#include "fcvm/temp_dir.h"
 
 namespace fcvm {
 namespace {
@@ -19,11 +20,11 @@ namespace fs = std::filesystem;
 class FileMemoryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "fcvm-file-memory.XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    auto made = TempDir::create("fcvm-file-memory-test-");
+    ASSERT_TRUE(made.ok()) << made.status().message();
+    tmp_dir_ = std::move(*made);
+    dir_ = tmp_dir_.path();
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   static struct stat stat_of(const fs::path& p) {
     struct stat st {};
@@ -31,6 +32,7 @@ class FileMemoryTest : public ::testing::Test {
     return st;
   }
 
+  TempDir tmp_dir_;
   fs::path dir_;
   FileMemory memory_;
 };

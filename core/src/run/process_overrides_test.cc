@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include "fcvm/temp_dir.h"
 
 namespace fcvm {
 namespace {
@@ -14,8 +15,10 @@ const char* host_env(const char* key) { return std::string(key) == "FROM_HOST" ?
 class ProcessOverridesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/fcvm-overrides-XXXXXX";
-    root_ = ::mkdtemp(tmpl);
+    auto made = TempDir::create("fcvm-overrides-test-");
+    ASSERT_TRUE(made.ok()) << made.status().message();
+    tmp_dir_ = std::move(*made);
+    root_ = tmp_dir_.path();
     std::filesystem::create_directories(root_ / "etc");
     std::ofstream(root_ / "etc/passwd") << "root:x:0:0:root:/root:/bin/sh\nwww:x:33:34:www:/var/www:/bin/sh\n";
     std::ofstream(root_ / "etc/group") << "root:x:0:\nstaff:x:50:\n";
@@ -24,8 +27,8 @@ class ProcessOverridesTest : public ::testing::Test {
     image_.env = {"PATH=/bin", "A=image"};
     image_.working_dir = "/srv";
   }
-  void TearDown() override { std::filesystem::remove_all(root_); }
 
+  TempDir tmp_dir_;
   std::filesystem::path root_;
   ImageConfig image_;
 };

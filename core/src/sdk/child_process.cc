@@ -1,4 +1,5 @@
 #include "fcvm/child_process.h"
+#include "fcvm/program_path.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -24,20 +25,6 @@ struct ChildFailure {
 };
 constexpr std::array<const char*, 6> kStages = {"join namespace", "redirect stdio", "chdir",
                                                 "exec", "set parent-death signal", "setsid"};
-
-std::string find_in_path(const std::string& name) {
-  if (name.find('/') != std::string::npos) return name;
-  const char* path = std::getenv("PATH");
-  std::string_view dirs = path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-  while (!dirs.empty()) {
-    auto colon = dirs.find(':');
-    std::string dir(dirs.substr(0, colon));
-    dirs = colon == std::string_view::npos ? std::string_view{} : dirs.substr(colon + 1);
-    std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return {};
-}
 
 std::vector<std::string> build_env(const std::vector<std::string>& add) {
   std::vector<std::string> env;
@@ -96,7 +83,7 @@ ChildProcess::~ChildProcess() {
 
 Result<ChildProcess> ChildProcess::spawn(const SpawnOptions& options) {
   if (options.argv.empty()) return error(Errc::invalid_argument, "spawn: empty argv");
-  const std::string program = find_in_path(options.argv[0]);
+  const std::string program = find_program(options.argv[0]).string();
   if (program.empty()) return error(Errc::unavailable, options.argv[0] + ": not found in PATH");
 
   // Everything the child needs is built before fork: after it only async-signal-safe calls.

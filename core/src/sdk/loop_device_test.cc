@@ -6,7 +6,7 @@
 
 #include "fcvm/child_process.h"
 #include "fcvm/mount.h"
-#include "fs/temp_dir.h"
+#include "fcvm/temp_dir.h"
 #include "loop_filesystem.h"
 
 namespace fcvm {

@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "fcvm/unique_fd.h"
-#include "fs/temp_dir.h"
+#include "fcvm/temp_dir.h"
 
 namespace fcvm {
 namespace {

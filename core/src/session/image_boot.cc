@@ -54,7 +54,7 @@ std::optional<agent::Plan> ImageBoot::plan(const std::string& hostname, const Di
     }
     return ref;
   };
-  if (disks.root.mode == "overlay") {
+  if (disks.root.mode == RootPlan::Mode::overlay) {
     plan.root.mode = agent::RootMode::kOverlay;
     plan.root.lower = drive_ref(disks.root.lower_drive, disks.root.lower_fstype);
     plan.root.upper = drive_ref(disks.root.upper_drive, disks.root.upper_fstype);

@@ -230,8 +230,10 @@ VmSpec VmSession::layout() const {
   return spec;
 }
 
-Result<AgentChannel> VmSession::connect_agent(const VmSpec& layout) {
-  return AgentChannel::connect(layout.agent_socket, kAgentConnectTimeout);
+Result<AgentChannel> VmSession::connect_agent(const VmSpec&) {
+  auto fd = vm_->connect_agent(std::chrono::steady_clock::now() + kAgentConnectTimeout);
+  if (!fd) return fd.status();
+  return AgentChannel::adopt(std::move(*fd));
 }
 
 void VmSession::teardown() {

@@ -9,7 +9,7 @@
 
 #include <fstream>
 
-#include "fs/temp_dir.h"
+#include "fcvm/temp_dir.h"
 #include "plugin/plugin_registry.h"
 #include "session/image_boot.h"
 #include "session/snapshot_restore.h"

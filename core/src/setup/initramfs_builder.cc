@@ -13,8 +13,8 @@
 #include "fcvm/atomic_file.h"
 #include "fcvm/child_process.h"
 #include "fcvm/unique_fd.h"
-#include "fs/file_lock.h"
-#include "fs/temp_dir.h"
+#include "fcvm/file_lock.h"
+#include "fcvm/temp_dir.h"
 #include "setup/sha256.h"
 
 namespace fcvm {

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "fcvm/child_process.h"
-#include "fs/temp_dir.h"
+#include "fcvm/temp_dir.h"
 
 namespace fcvm {
 namespace {

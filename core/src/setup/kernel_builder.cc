@@ -21,127 +21,18 @@
 
 #include "fcvm/atomic_file.h"
 #include "fcvm/child_process.h"
+#include "fcvm/program_path.h"
 #include "fcvm/unique_fd.h"
 #include "fcvm_guest_kernel_config.h"
-#include "fs/file_lock.h"
-#include "fs/temp_dir.h"
-#include "setup/sha256.h"
+#include "fcvm/file_lock.h"
+#include "fcvm/temp_dir.h"
+#include "setup/kernel_build_step.h"
+#include "setup/kernel_fragment.h"
 
 namespace fcvm {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-// ---------------------------------------------------------------------------------------
-// Pure helpers
-// ---------------------------------------------------------------------------------------
-
-namespace kernel_build {
-
-namespace {
-
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
-
-// Calls `fn` for each line of `text` (without the newline).
-template <class Fn>
-void for_each_line(std::string_view text, Fn&& fn) {
-  while (!text.empty()) {
-    const auto nl = text.find('\n');
-    fn(text.substr(0, nl));
-    if (nl == std::string_view::npos) break;
-    text.remove_prefix(nl + 1);
-  }
-}
-
-// "CONFIG_X=v" -> {X, v}; "# CONFIG_X is not set" -> {X, ""}; anything else -> nullopt.
-std::optional<ConfigRequirement> parse_config_line(std::string_view line) {
-  line = trim(line);
-  constexpr std::string_view kPrefix = "CONFIG_";
-  if (line.starts_with(kPrefix)) {
-    const auto eq = line.find('=');
-    if (eq == std::string_view::npos || eq == kPrefix.size()) return std::nullopt;
-    return ConfigRequirement{std::string(line.substr(kPrefix.size(), eq - kPrefix.size())),
-                             std::string(trim(line.substr(eq + 1)))};
-  }
-  constexpr std::string_view kUnsetHead = "# CONFIG_";
-  constexpr std::string_view kUnsetTail = " is not set";
-  if (line.starts_with(kUnsetHead) && line.ends_with(kUnsetTail) &&
-      line.size() > kUnsetHead.size() + kUnsetTail.size()) {
-    return ConfigRequirement{
-        std::string(line.substr(kUnsetHead.size(),
-                                line.size() - kUnsetHead.size() - kUnsetTail.size())),
-        ""};
-  }
-  return std::nullopt;
-}
-
-}  // namespace
-
-std::string cache_key(std::string_view source_version, std::string_view fragment) {
-  std::string input;
-  input.reserve(source_version.size() + 1 + fragment.size());
-  input.append(source_version).append("\n").append(fragment);
-  return sha256_hex(input).substr(0, 16);
-}
-
-std::vector<ConfigRequirement> parse_fragment(std::string_view fragment) {
-  std::vector<ConfigRequirement> reqs;
-  std::map<std::string, std::size_t> index;
-  for_each_line(fragment, [&](std::string_view line) {
-    auto req = parse_config_line(line);
-    if (!req) return;
-    auto [it, inserted] = index.try_emplace(req->name, reqs.size());
-    if (inserted) {
-      reqs.push_back(std::move(*req));
-    } else {
-      reqs[it->second] = std::move(*req);
-    }
-  });
-  return reqs;
-}
-
-std::vector<std::string> unmet_requirements(std::string_view fragment,
-                                            std::string_view dot_config) {
-  std::map<std::string, std::string> set;  // only options with a value; "not set" is absence
-  for_each_line(dot_config, [&](std::string_view line) {
-    auto entry = parse_config_line(line);
-    if (!entry) return;
-    if (entry->value.empty()) {
-      set.erase(entry->name);
-    } else {
-      set[entry->name] = entry->value;
-    }
-  });
-  std::vector<std::string> unmet;
-  for (const auto& req : parse_fragment(fragment)) {
-    const auto it = set.find(req.name);
-    if (req.value.empty()) {
-      if (it != set.end()) unmet.push_back("CONFIG_" + req.name + " unset (is " + it->second + ")");
-    } else if (it == set.end()) {
-      unmet.push_back("CONFIG_" + req.name + "=" + req.value + " (is not set)");
-    } else if (it->second != req.value) {
-      unmet.push_back("CONFIG_" + req.name + "=" + req.value + " (is " + it->second + ")");
-    }
-  }
-  return unmet;
-}
-
-bool is_compile_step(std::string_view line) {
-  // kbuild's quiet output: two spaces, the tool tag, padding, the target.
-  return line.starts_with("  CC ") || line.starts_with("  AS ");
-}
-
-unsigned progress_percent(unsigned steps, unsigned expected) {
-  if (expected == 0) return 99;
-  return static_cast<unsigned>(std::min<std::uint64_t>(99, std::uint64_t{steps} * 100 / expected));
-}
-
-}  // namespace kernel_build
 
 // ---------------------------------------------------------------------------------------
 // Build machinery
@@ -184,19 +75,6 @@ KernelPaths paths_in(const fs::path& dir, std::string key, std::string version) 
                      std::move(key), std::move(version)};
 }
 
-bool in_path(const std::string& program) {
-  const char* path = std::getenv("PATH");
-  std::string_view rest = path ? path : "/usr/local/bin:/usr/bin:/bin";
-  while (true) {
-    const auto colon = rest.find(':');
-    const std::string_view dir = rest.substr(0, colon);
-    const fs::path candidate = fs::path(dir.empty() ? "." : std::string(dir)) / program;
-    if (::access(candidate.c_str(), X_OK) == 0 && is_regular(candidate)) return true;
-    if (colon == std::string_view::npos) return false;
-    rest.remove_prefix(colon + 1);
-  }
-}
-
 unsigned usable_cpus() {
   cpu_set_t set;
   if (::sched_getaffinity(0, sizeof set, &set) == 0) {
@@ -205,19 +83,6 @@ unsigned usable_cpus() {
   }
   const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? static_cast<unsigned>(n) : 1;
-}
-
-Status write_all(int fd, const char* data, std::size_t size) {
-  while (size > 0) {
-    const ssize_t n = ::write(fd, data, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_status("write");
-    }
-    data += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return ok_status();
 }
 
 // Copies a file and fsyncs the copy, so the rename that publishes it publishes its data.
@@ -282,110 +147,6 @@ class Progress {
   unsigned last_pct_ = ~0u;
   bool drawn_ = false;
 };
-
-// The environment every build step runs with: a plain C locale for parsing, and settings
-// that keep a caller's environment (ARCH, MAKEFLAGS from an outer make, ...) out.
-std::vector<std::string> build_environment() {
-  return {"LC_ALL=C",           "ARCH=x86",           "CROSS_COMPILE=",    "MAKEFLAGS=",
-          "MAKELEVEL=",         "KCONFIG_CONFIG=.config", "KBUILD_BUILD_USER=fcvm",
-          "KBUILD_BUILD_HOST=fcvm"};
-}
-
-// The most telling line of a failed step's output: the last compiler-style "error:" line,
-// else the last other line mentioning an error (make's own "*** [...] Error 2" lines say
-// only that something failed), else the last non-empty line.
-std::string telling_line(const std::deque<std::string>& tail) {
-  for (auto it = tail.rbegin(); it != tail.rend(); ++it) {
-    if (it->find("error:") != std::string::npos) return *it;
-  }
-  for (auto it = tail.rbegin(); it != tail.rend(); ++it) {
-    if (it->starts_with("make: ***") || (it->starts_with("make[") && it->find("***") != std::string::npos)) {
-      continue;
-    }
-    std::string lower = *it;
-    std::transform(lower.begin(), lower.end(), lower.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    if (lower.find("error") != std::string::npos) return *it;
-  }
-  for (auto it = tail.rbegin(); it != tail.rend(); ++it) {
-    if (!it->empty()) return *it;
-  }
-  return "no output";
-}
-
-// Runs one build step. Its stdout and stderr (merged) are appended to `log_fd`; each output
-// line goes to `on_line`, and `on_tick` runs about once a second while the step is quiet.
-Status run_step(const std::string& what, const std::vector<std::string>& argv, const fs::path& cwd,
-                int log_fd, const fs::path& failed_log,
-                const std::function<void(std::string_view)>& on_line = {},
-                const std::function<void()>& on_tick = {}) {
-  const std::string header = "$ " + [&] {
-    std::string joined;
-    for (const auto& a : argv) joined += (joined.empty() ? "" : " ") + a;
-    return joined;
-  }() + "\n";
-  (void)write_all(log_fd, header.data(), header.size());
-
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return errno_status(what + ": pipe");
-  UniqueFd read_end(fds[0]);
-  UniqueFd write_end(fds[1]);
-
-  SpawnOptions options;
-  options.argv = argv;
-  options.cwd = cwd;
-  options.env_add = build_environment();
-  options.stdout_fd = write_end.get();
-  options.stderr_fd = write_end.get();
-  auto child = ChildProcess::spawn(options);
-  write_end.reset();  // the child holds the only write end now: EOF when it is done
-  if (!child) return child.status().with_context(what + ": ");
-
-  std::deque<std::string> tail;
-  std::string pending;
-  std::array<char, 65536> buf;
-  Status log_status;
-  auto take_line = [&](std::string line) {
-    if (on_line) on_line(line);
-    tail.push_back(std::move(line));
-    if (tail.size() > 40) tail.pop_front();
-  };
-  while (true) {
-    pollfd pfd{read_end.get(), POLLIN, 0};
-    const int ready = ::poll(&pfd, 1, 1000);
-    if (ready < 0 && errno != EINTR) return errno_status(what + ": poll");
-    if (ready <= 0) {
-      if (on_tick) on_tick();
-      continue;
-    }
-    const ssize_t n = ::read(read_end.get(), buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;
-      return errno_status(what + ": read output");
-    }
-    if (n == 0) break;
-    if (log_status.ok()) log_status = write_all(log_fd, buf.data(), static_cast<std::size_t>(n));
-    pending.append(buf.data(), static_cast<std::size_t>(n));
-    std::size_t start = 0;
-    for (auto nl = pending.find('\n'); nl != std::string::npos; nl = pending.find('\n', start)) {
-      take_line(pending.substr(start, nl - start));
-      start = nl + 1;
-    }
-    pending.erase(0, start);
-  }
-  if (!pending.empty()) take_line(std::move(pending));
-
-  const auto exit = child->wait();
-  if (!exit) return error(Errc::internal, what + ": child did not exit after closing its output");
-  if (!exit->success()) {
-    const std::string how = exit->signal ? "killed by signal " + std::to_string(exit->signal)
-                                         : "exit code " + std::to_string(exit->code);
-    return error(Errc::io, what + " failed (" + how + "): " + telling_line(tail) +
-                               " (full log: " + failed_log.string() + ")");
-  }
-  if (!log_status.ok()) return log_status.with_context(what + ": build log: ");
-  return ok_status();
-}
 
 // Removes a finished build's tree (~1.6 GiB, tens of thousands of files: minutes on a
 // loaded disk mounted with `discard`) without making the caller wait: renames it to `trash`
@@ -485,7 +246,7 @@ Status KernelBuilder::preflight() const {
   }
   std::vector<std::string> missing;
   for (const char* tool : {"make", "gcc", "ld", "bc", "bison", "flex", "tar", "xz"}) {
-    if (!in_path(tool)) missing.emplace_back(tool);
+    if (find_program(tool).empty()) missing.emplace_back(tool);
   }
   if (!is_regular("/usr/include/libelf.h") && !is_regular("/usr/include/elfutils/libelf.h")) {
     missing.emplace_back("libelf.h");
@@ -565,7 +326,7 @@ Result<KernelPaths> KernelBuilder::build(const std::string& key, const std::stri
   auto step = [&](const std::string& what, const std::vector<std::string>& argv,
                   const std::function<void(std::string_view)>& on_line = {},
                   const std::function<void()>& on_tick = {}) {
-    return run_step(what, argv, src, log_fd.get(), failed_log, on_line, on_tick);
+    return run_build_step(what, argv, src, log_fd.get(), failed_log, on_line, on_tick);
   };
 
   const auto started = Clock::now();

@@ -1,4 +1,5 @@
 #include "setup/kernel_builder.h"
+#include "setup/kernel_fragment.h"
 #include "setup/sha256.h"
 
 #include <gtest/gtest.h>

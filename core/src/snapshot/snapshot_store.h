@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "fcvm/result.h"
-#include "fs/temp_dir.h"
+#include "fcvm/temp_dir.h"
 #include "snapshot/snapshot_manifest.h"
 
 namespace fcvm {

@@ -8,6 +8,7 @@
 #include <system_error>
 
 #include "fcvm/atomic_file.h"
+#include "fcvm/file_lock.h"
 
 namespace fcvm {
 namespace {

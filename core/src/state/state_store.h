@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "fcvm/log.h"
-#include "fs/file_lock.h"
+#include "fcvm/file_lock.h"
 #include "fcvm/result.h"
 #include "state/vm_record.h"
 

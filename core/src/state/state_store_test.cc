@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fcvm/atomic_file.h"
+#include "fcvm/temp_dir.h"
 
 namespace fcvm {
 namespace {
@@ -39,11 +40,11 @@ ProcessIdentity dead_identity() {
 class StateStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/fcvm-state-test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    data_dir_ = tmpl;
+    auto made = TempDir::create("fcvm-state-test-");
+    ASSERT_TRUE(made.ok()) << made.status().message();
+    tmp_dir_ = std::move(*made);
+    data_dir_ = tmp_dir_.path();
   }
-  void TearDown() override { fs::remove_all(data_dir_); }
 
   VmRecord record(const std::string& name, ProcessIdentity process = ProcessIdentity::self()) {
     VmRecord r;
@@ -53,6 +54,7 @@ class StateStoreTest : public ::testing::Test {
     return r;
   }
 
+  TempDir tmp_dir_;
   fs::path data_dir_;
 };
 

@@ -29,7 +29,7 @@ VmRecord full_record() {
   DiskLease disk;
   disk.plugin = "storage-squashfs";
   disk.drives = {Drive{"root", "/var/lib/fcvm/vms/x/root.sqfs", true}};
-  disk.root.mode = "overlay";
+  disk.root.mode = RootPlan::Mode::overlay;
   r.disk = disk;
   r.vm_dir = "/var/lib/fcvm/vms/0123456789ab";
   r.created = "2024-05-01T12:00:00Z";
@@ -109,6 +109,17 @@ TEST(VmRecord, WrongFieldsAreNamed) {
   j = to_json(full_record());
   j["id"] = "../../etc";
   EXPECT_EQ(vm_record_from_json(j).status().message(), "bad id '../../etc'");
+}
+
+TEST(VmRecord, RootModeIsTypedAndAnUnknownOneIsRefused) {
+  auto j = to_json(full_record());
+  EXPECT_EQ(j["disk"]["root"]["mode"], "overlay");
+  j["disk"]["root"]["mode"] = "zfs";
+  auto refused = vm_record_from_json(j);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("root mode must be \"direct\" or \"overlay\", not \"zfs\""),
+            std::string::npos)
+      << refused.status().message();
 }
 
 TEST(VmName, ValidationTable) {

@@ -65,6 +65,7 @@ class FixtureVmm final : public fcvm::VmmBackend {
     if (FIXTURE_VMM_AVAILABLE) return fcvm::Probe::yes(FIXTURE_NAME " fixture is available");
     return fcvm::Probe::no(FIXTURE_NAME " fixture: no hypervisor here");
   }
+  fcvm::VmmCapabilities capabilities() const override { return {}; }
   fcvm::Result<std::unique_ptr<fcvm::Vm>> launch(const fcvm::VmSpec&) override {
     return fcvm::error(fcvm::Errc::unavailable, "fixture cannot launch");
   }

@@ -1,4 +1,4 @@
-#include "fs/temp_dir.h"
+#include "fcvm/temp_dir.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -37,6 +37,13 @@ Result<TempDir> TempDir::create(const std::filesystem::path& parent, std::string
     return errno_status("lock temp dir " + dir.path_.string());  // `dir` removes it
   }
   return dir;
+}
+
+Result<TempDir> TempDir::create(std::string_view prefix) {
+  std::error_code ec;
+  const auto parent = std::filesystem::temp_directory_path(ec);
+  if (ec) return error(Errc::io, "find the temp directory: " + ec.message() + "; set TMPDIR");
+  return create(parent, prefix);
 }
 
 void TempDir::remove() {
