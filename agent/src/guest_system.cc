@@ -4,6 +4,7 @@
 #include <sys/reboot.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "console_log.h"
@@ -42,9 +43,26 @@ void DryRunGuest::resync(const AttachRequest& request) {
            " would step the clock, reseed the RNG and flush the neighbour cache");
 }
 
+namespace {
+volatile int g_halt_command = RB_POWER_OFF;
+}  // namespace
+
+int halt_command_for(std::string_view kernel_cmdline) {
+  std::size_t pos = 0;
+  while (pos < kernel_cmdline.size()) {
+    const std::size_t end = std::min(kernel_cmdline.find(' ', pos), kernel_cmdline.size());
+    if (kernel_cmdline.substr(pos, end - pos) == "fcvm.halt=reboot") return RB_AUTOBOOT;
+    pos = end + 1;
+  }
+  return RB_POWER_OFF;
+}
+
+void set_halt_command(int command) { g_halt_command = command; }
+int halt_command() { return g_halt_command; }
+
 void LinuxGuest::power_off() {
   root_.prepare_power_off();
-  ::reboot(RB_POWER_OFF);
+  ::reboot(halt_command());
   log_line("power off failed: " + errno_text(errno) + "; halting");
   ::reboot(RB_HALT_SYSTEM);
   for (;;) ::pause();  // PID 1 must not exit: that would panic the kernel

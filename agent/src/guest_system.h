@@ -5,12 +5,22 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "fcvm/agent_plan.h"
 #include "guest_root.h"
 #include "owned_fd.h"
 
 namespace fcvm::agent {
+
+// The reboot(2) command that ends this VM, from the kernel command line. Firecracker on x86
+// cannot power a guest off: its plugin passes "fcvm.halt=reboot" (beside reboot=k), and a
+// reboot then ends the Firecracker process. Anything else powers off.
+int halt_command_for(std::string_view kernel_cmdline);
+// The command chosen for this boot: set once by set_halt_command at start, read by the
+// crash handler too (so a plain int, async-signal-safe to read).
+void set_halt_command(int command);
+int halt_command();
 
 class GuestSystem {
  public:

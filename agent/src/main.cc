@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <fstream>
 #include <optional>
 #include <string>
 
@@ -37,7 +38,7 @@ constexpr int kPortPollMs = 10;
 
 [[noreturn]] void emergency_power_off() {
   ::sync();
-  ::reboot(RB_POWER_OFF);
+  ::reboot(fcvm::agent::halt_command());
   for (;;) ::pause();
 }
 
@@ -47,7 +48,7 @@ void on_crash(int) {
   static const char kMessage[] = "fc-agent: crashed; powering off\n";
   [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
   ::sync();
-  ::reboot(RB_POWER_OFF);
+  ::reboot(fcvm::agent::halt_command());
   for (;;) ::pause();
 }
 
@@ -108,6 +109,12 @@ fcvm::agent::HostLink find_host_link() {
   fcvm::agent::LinuxGuest guest;
   try {
     fcvm::agent::GuestRoot::mount_api_filesystems();
+    {
+      std::ifstream cmdline("/proc/cmdline");
+      std::string text;
+      std::getline(cmdline, text);
+      fcvm::agent::set_halt_command(fcvm::agent::halt_command_for(text));
+    }
     open_standard_fds();
     fcvm::agent::open_console_log();
     ::reboot(RB_DISABLE_CAD);  // Ctrl-Alt-Del becomes SIGINT: a clean shutdown

@@ -170,7 +170,8 @@ TEST(FirecrackerRequests, BootOrderAndContent) {
   EXPECT_EQ(r[2].body["track_dirty_pages"], false);
   EXPECT_EQ(r[3].body["initrd_path"], "/var/lib/fcvm/initramfs.cpio.gz");
   EXPECT_EQ(r[3].body["boot_args"],
-            "console=ttyS0 quiet panic=-1 reboot=k i8042.noaux i8042.nomux i8042.dumbkbd");
+            "console=ttyS0 quiet panic=-1 reboot=k fcvm.halt=reboot i8042.noaux i8042.nomux "
+            "i8042.dumbkbd");
   // A drive outside the VM dir keeps its absolute path; one inside is relative to it.
   EXPECT_EQ(r[4].body["path_on_host"], "/var/lib/fcvm/storage/base.sqfs");
   EXPECT_EQ(r[4].body["is_read_only"], true);
@@ -262,9 +263,10 @@ TEST(FirecrackerRequests, RestoreRefusesAMissingPiece) {
 }
 
 TEST(FirecrackerRequests, BootArgsKeepWhatTheCallerSet) {
-  EXPECT_EQ(FirecrackerRequests::boot_args(""), "reboot=k i8042.noaux i8042.nomux i8042.dumbkbd");
+  EXPECT_EQ(FirecrackerRequests::boot_args(""),
+            "reboot=k fcvm.halt=reboot i8042.noaux i8042.nomux i8042.dumbkbd");
   EXPECT_EQ(FirecrackerRequests::boot_args("console=ttyS0 reboot=t i8042.noaux"),
-            "console=ttyS0 reboot=t i8042.noaux i8042.nomux i8042.dumbkbd");
+            "console=ttyS0 reboot=t fcvm.halt=reboot i8042.noaux i8042.nomux i8042.dumbkbd");
   // Firecracker declares its virtio-mmio devices itself: the plugin adds none.
   EXPECT_EQ(FirecrackerRequests::boot_args("a").find("virtio_mmio"), std::string::npos);
 }

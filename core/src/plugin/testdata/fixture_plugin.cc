@@ -72,7 +72,6 @@ class FixtureVmm final : public fcvm::VmmBackend {
   fcvm::Result<std::unique_ptr<fcvm::Vm>> restore(const fcvm::RestoreSpec&) override {
     return fcvm::error(fcvm::Errc::unavailable, "fixture cannot restore");
   }
-  fcvm::VmmCapabilities capabilities() const override { return {}; }
 };
 
 fcvm::Result<std::unique_ptr<fcvm::Backend>> create(const fcvm::PluginContext& ctx) {
