@@ -412,6 +412,7 @@ TEST(AgentDryRun, StdinIsCreditedAndWindowed) {
   }
   ASSERT_TRUE(a.channel().send_signal(0, SIGKILL).ok());
   EXPECT_EQ(a.wait_exit(10000ms), 0);
+}
 
 // fc-agent listening for its host (the path a vsock guest takes), here on a unix socket.
 class ListeningAgent {

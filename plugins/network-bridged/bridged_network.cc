@@ -286,6 +286,8 @@ Result<NetworkLease> BridgedNetwork::create(const NetworkRequest& request, Guest
 Status BridgedNetwork::attach(NetworkLease&, pid_t) { return ok_status(); }
 
 Status BridgedNetwork::teardown(const NetworkLease& lease) {
+  // A lease whose setup never recorded anything holds nothing.
+  if (lease.extra.empty()) return ok_status();
   BridgedState st;
   std::string vm_id;
   try {

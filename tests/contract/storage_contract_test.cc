@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 
 #include "fcvm/backend_wrapper.h"
 #include "fcvm/storage.h"
+#include "loop_filesystem.h"
 #include "plugin_contract.h"
 
 namespace fcvm::contract {
@@ -32,7 +34,18 @@ class StorageContract : public ::testing::TestWithParam<std::string> {
     auto dir = TempDir::create("fcvm-storage-contract-");
     ASSERT_TRUE(dir.ok()) << dir.status().message();
     dir_ = std::move(*dir);
-    auto storage = load<StorageBackend>(GetParam(), PluginKind::storage, dir_.path() / "data");
+    fs::path data_dir = dir_.path() / "data";
+    // storage-btrfs needs its data dir on btrfs: give it a real one on a loop device.
+    if (GetParam() == "storage-btrfs") {
+      if (auto why = testing::LoopFilesystem::missing_prerequisite("btrfs"); !why.empty()) {
+        GTEST_SKIP() << GetParam() << " needs a btrfs: " << why;
+      }
+      auto btrfs = testing::LoopFilesystem::create("btrfs", 512);
+      ASSERT_TRUE(btrfs.ok()) << btrfs.status().message();
+      btrfs_ = std::move(*btrfs);
+      data_dir = btrfs_->mount_point() / "data";
+    }
+    auto storage = load<StorageBackend>(GetParam(), PluginKind::storage, data_dir);
     ASSERT_TRUE(storage.ok()) << storage.status().message();
     storage_ = std::move(*storage);
     const Probe probe = storage_->probe();
@@ -50,7 +63,8 @@ class StorageContract : public ::testing::TestWithParam<std::string> {
 
   TempDir dir_;
   fs::path rootfs_;
-  std::shared_ptr<StorageBackend> storage_;
+  std::optional<testing::LoopFilesystem> btrfs_;
+  std::shared_ptr<StorageBackend> storage_;  // declared last: released before the filesystem
 };
 
 TEST_P(StorageContract, PrepareBaseIsIdempotent) {

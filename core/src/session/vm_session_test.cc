@@ -183,6 +183,7 @@ class VmSessionTest : public ::testing::Test {
     VmSessionOptions options;
     options.name = "session-test-" + std::to_string(::getpid());
     options.forward_output = false;
+    options.keep_exited = false;  // as with --rm: a failed run gives everything back
     VmSession session(SessionServices{*state_, data_dir_, null_logger()}, std::move(backends), options);
     return session.run(origin);
   }

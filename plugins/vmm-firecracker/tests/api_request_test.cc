@@ -266,7 +266,7 @@ TEST(FirecrackerRequests, BootArgsKeepWhatTheCallerSet) {
   EXPECT_EQ(FirecrackerRequests::boot_args(""),
             "reboot=k fcvm.halt=reboot i8042.noaux i8042.nomux i8042.dumbkbd");
   EXPECT_EQ(FirecrackerRequests::boot_args("console=ttyS0 reboot=t i8042.noaux"),
-            "console=ttyS0 reboot=t fcvm.halt=reboot i8042.noaux i8042.nomux i8042.dumbkbd");
+            "console=ttyS0 reboot=t i8042.noaux fcvm.halt=reboot i8042.nomux i8042.dumbkbd");
   // Firecracker declares its virtio-mmio devices itself: the plugin adds none.
   EXPECT_EQ(FirecrackerRequests::boot_args("a").find("virtio_mmio"), std::string::npos);
 }
