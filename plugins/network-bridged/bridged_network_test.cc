@@ -66,7 +66,9 @@ class BridgedNetworkTest : public ::testing::Test {
     ASSERT_TRUE(chains.ok());
     for (const auto& c : *chains) EXPECT_EQ(c.find(id), std::string::npos) << c;
     auto alloc = read_file(dir_ / "subnets.json");
-    if (alloc.ok()) EXPECT_EQ(alloc->find(id), std::string::npos) << *alloc;
+    if (alloc.ok()) {
+      EXPECT_EQ(alloc->find(id), std::string::npos) << *alloc;
+    }
   }
 
   // Replaces the VM's tap with a veth "tap0" whose peer eth0 sits in `guest` as the guest

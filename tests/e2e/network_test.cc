@@ -95,7 +95,9 @@ class NetworkVmTest : public ::testing::TestWithParam<std::string> {
     }
     for (const auto& file : {"network-bridged/subnets.json", "network-slirp/loopback.json"}) {
       auto text = read_file(cli_->data_dir() / file);
-      if (text.ok()) EXPECT_EQ(text->find("\"slot\""), std::string::npos) << file << ": " << *text;
+      if (text.ok()) {
+        EXPECT_EQ(text->find("\"slot\""), std::string::npos) << file << ": " << *text;
+      }
     }
   }
 
@@ -133,7 +135,9 @@ TEST_P(NetworkVmTest, HttpdAnswersOnPublishedPortsOfTwoVmsAndTheGuestReachesItsG
   auto ping = cli_->run({"exec", "web-a", "--", "ping", "-c", "1", "-W", "10", "10.0.2.2"});
   EXPECT_EQ(ping.code, 0) << ping.out << ping.err;
   auto resolv = cli_->run({"exec", "web-a", "--", "cat", "/etc/resolv.conf"});
-  if (GetParam() == "network-slirp") EXPECT_EQ(resolv.out, "nameserver 10.0.2.3\n");
+  if (GetParam() == "network-slirp") {
+    EXPECT_EQ(resolv.out, "nameserver 10.0.2.3\n");
+  }
 
   EXPECT_EQ(cli_->run({"stop", "web-a"}).code, 0);
   EXPECT_EQ(cli_->run({"stop", "web-b"}).code, 0);
@@ -199,7 +203,7 @@ TEST(RootlessNetworkVmTest, HttpdAnswersOnAPortPublishedWithoutRoot) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Plugins, NetworkVmTest, ::testing::Values("network-bridged", "network-slirp"),
-                         [](const auto& info) { return info.param == "network-bridged" ? std::string("Bridged")
+                         [](const auto& p) { return p.param == "network-bridged" ? std::string("Bridged")
                                                                                         : std::string("Slirp"); });
 
 }  // namespace

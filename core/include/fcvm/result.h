@@ -89,8 +89,13 @@ class [[nodiscard]] Result {
 }  // namespace fcvm
 
 // Returns early from a function returning Status or Result<U> when `expr` (a Status) fails.
-#define FCVM_RETURN_IF_ERROR(expr)            \
-  do {                                        \
-    ::fcvm::Status fcvm_status_ = (expr);     \
-    if (!fcvm_status_.ok()) return fcvm_status_; \
+// Each use gets its own variable name, so uses nest (inside a lambda in `expr`) unshadowed.
+#define FCVM_RETURN_IF_ERROR(expr) \
+  FCVM_RETURN_IF_ERROR_AS(FCVM_RESULT_CONCAT(fcvm_status_, __COUNTER__), expr)
+#define FCVM_RETURN_IF_ERROR_AS(var, expr) \
+  do {                                     \
+    ::fcvm::Status var = (expr);           \
+    if (!var.ok()) return var;             \
   } while (0)
+#define FCVM_RESULT_CONCAT(a, b) FCVM_RESULT_CONCAT_INNER(a, b)
+#define FCVM_RESULT_CONCAT_INNER(a, b) a##b
