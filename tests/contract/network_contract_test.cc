@@ -23,7 +23,10 @@ class NetworkContract : public ::testing::TestWithParam<std::string> {
     auto dir = TempDir::create("fcvm-network-contract-");
     ASSERT_TRUE(dir.ok()) << dir.status().message();
     dir_ = std::move(*dir);
-    auto net = load<NetworkBackend>(GetParam(), PluginKind::network, dir_.path() / "data");
+    // Tests leave the host's ip_forward as they found it (network-bridged turns it on by default).
+    const auto config = GetParam() == "network-bridged" ? nlohmann::json{{"ip_forward", false}}
+                                                        : nlohmann::json::object();
+    auto net = load<NetworkBackend>(GetParam(), PluginKind::network, dir_.path() / "data", config);
     ASSERT_TRUE(net.ok()) << net.status().message();
     net_ = std::move(*net);
     const Probe probe = net_->probe();

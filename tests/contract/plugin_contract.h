@@ -22,13 +22,13 @@ std::vector<std::string> plugins_of(PluginKind kind);
 std::string param_name(const ::testing::TestParamInfo<std::string>& info);
 
 // Creates plugin `name` as interface T through a PluginRegistry over the build's plugin
-// directory, with an empty config and `data_dir`.
+// directory, with `config` (the plugin's own object) and `data_dir`.
 template <class T>
 Result<std::shared_ptr<T>> load(const std::string& name, PluginKind kind,
-                                const std::filesystem::path& data_dir) {
+                                const std::filesystem::path& data_dir,
+                                nlohmann::json config = nlohmann::json::object()) {
   PluginRegistry registry({FCVM_PLUGIN_DIR}, nullptr);
-  return registry.create_as<T>(name, kind,
-                               PluginContext{null_logger(), nlohmann::json::object(), data_dir});
+  return registry.create_as<T>(name, kind, PluginContext{null_logger(), std::move(config), data_dir});
 }
 
 // PIDs of this process's live children (all threads). Contract tests run no other children

@@ -252,7 +252,8 @@ TEST_F(VmSessionTest, NetworkAttachFailureStopsTheVmmAndGivesBackNetworkDisksAnd
   if (!fs::exists(plugin_dir() / "fcvm-network-bridged.so")) {
     GTEST_SKIP() << "the network-bridged plugin is not built in " << plugin_dir();
   }
-  PluginContext ctx{null_logger(), nlohmann::json::object(), data_dir_};
+  // ip_forward off: the test leaves the host's setting as it found it.
+  PluginContext ctx{null_logger(), nlohmann::json{{"ip_forward", false}}, data_dir_};
   auto bridged = registry_->create_as<NetworkBackend>("network-bridged", PluginKind::network, ctx);
   ASSERT_TRUE(bridged.ok()) << bridged.status().message();
   if (Probe p = (*bridged)->probe(); !p.available) GTEST_SKIP() << p.reason;
