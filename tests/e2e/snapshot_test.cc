@@ -85,6 +85,11 @@ TEST_F(SnapshotTest, CloneContinuesTheSourcesDiskAndMemoryAndCleansUp) {
   EXPECT_EQ(list[0]["tag"], "cont");
   EXPECT_EQ(list[0]["source_name"], "src");
   EXPECT_FALSE(list[0]["boot_id"].get<std::string>().empty());
+  // Who wrote it and for which machine: a clone is refused by another VMM version.
+  EXPECT_FALSE(list[0]["vmm_version"].get<std::string>().empty()) << ls.out;
+  EXPECT_GT(list[0]["machine"]["memory_mib"].get<unsigned>(), 0u) << ls.out;
+  EXPECT_EQ(list[0]["machine"]["image_digest"].get<std::string>().rfind("sha256:", 0), 0u) << ls.out;
+  EXPECT_FALSE(list[0]["machine"]["kernel"].get<std::string>().empty()) << ls.out;
 
   const auto before = vm_dirs();
   auto clone = cli_->run({"snapshot", "run", "--snapshot", "cont", "--exec", "cat", "/root/disk-mark", "/tmp/mem-mark"});

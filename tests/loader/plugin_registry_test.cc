@@ -88,6 +88,8 @@ TEST(PluginRegistry, TellsWhichPluginMadeABackend) {
     backend = *made;
   }
   EXPECT_EQ(PluginRegistry::plugin_name_of(backend), "fixture-good");
+  EXPECT_EQ(PluginRegistry::plugin_version_of(backend), "1.2.3");
+  EXPECT_EQ(PluginRegistry::plugin_version_of(std::make_shared<FileMemory>()), "");
   EXPECT_EQ(PluginRegistry::plugin_name_of(std::make_shared<FileMemory>()), "");
   EXPECT_EQ(PluginRegistry::plugin_name_of(nullptr), "");
 }

@@ -13,6 +13,7 @@
 #include "cli/vm_target.h"
 #include "config/config.h"
 #include "fcvm/memory.h"
+#include "plugin/plugin_registry.h"
 #include "run/container_request.h"
 #include "run/container_run.h"
 #include "run/container_supervisor.h"
@@ -28,9 +29,9 @@ namespace {
 
 constexpr auto kStopWait = std::chrono::seconds(60);
 
-// Runs `args` in the VM's container through its control socket. Output goes to `capture`
-// when given, else to our stdout/stderr. Returns the command's exit code.
-int exec_in_vm(const VmRecord& record, const std::vector<std::string>& args, std::string* capture) {
+// Runs `args` in the VM's container through its control socket, its output to ours.
+// Returns the command's exit code.
+int exec_in_vm(const VmRecord& record, const std::vector<std::string>& args) {
   auto client = check(connect_control(record), kRunFailedExit);
   control::ExecRequest request;
   request.args = args;
@@ -40,16 +41,15 @@ int exec_in_vm(const VmRecord& record, const std::vector<std::string>& args, std
     for (const auto& m : check(client.receive(), kRunFailedExit)) {
       switch (m.type) {
         case control::MessageType::kStdout:
-          if (capture) *capture += m.payload;
-          else std::cout << m.payload << std::flush;
+          std::cout << m.payload << std::flush;
           break;
         case control::MessageType::kStderr:
-          if (!capture) std::cerr << m.payload << std::flush;
+          std::cerr << m.payload << std::flush;
           break;
         case control::MessageType::kReply: {
           auto reply = check(control::parse_reply(m.payload), kRunFailedExit);
           if (!reply.ok()) {
-            if (!capture) std::cerr << "fcvm: exec: " << *reply.error << "\n";
+            std::cerr << "fcvm: exec: " << *reply.error << "\n";
             refused = true;
           }
           break;
@@ -107,15 +107,6 @@ int run_create(CommandContext& ctx, const std::vector<std::string>& args) {
   request.tag = vm.count("tag") ? vm["tag"].as<std::string>() : record.name;
   check(SnapshotStore::validate_tag(request.tag), kUsageExit);
   request.disk_only = vm.count("disk-only") > 0;
-  if (!request.disk_only) {
-    std::string boot_id;
-    if (exec_in_vm(record, {"cat", "/proc/sys/kernel/random/boot_id"}, &boot_id) == 0) {
-      while (!boot_id.empty() && (boot_id.back() == '\n' || boot_id.back() == ' ')) boot_id.pop_back();
-      request.boot_id = boot_id;
-    } else {
-      ctx.log()->warn("the image has no 'cat'; clones of this snapshot cannot be checked for continuity");
-    }
-  }
   auto reply = check(request_snapshot(record.vm_dir / "snapshot.sock", request));
   std::cout << request.tag << "\n";
   ctx.log()->info("snapshot " + request.tag + ": the VM was paused " +
@@ -323,6 +314,13 @@ int run_clone(CommandContext& ctx, const std::vector<std::string>& args) {
                      (wanted.empty() ? "none" : wanted), kUsageExit);
     }
   }
+  // VMM state files are only promised to load into the VMM version that wrote them.
+  if (const auto version = PluginRegistry::plugin_version_of(backends.vmm);
+      !m.vmm_version.empty() && version != m.vmm_version) {
+    throw CliError("snapshot '" + tag + "' was written by " + backends.names[PluginKind::vmm] + " " +
+                   m.vmm_version + ", this is " + version +
+                   "; take a new snapshot with 'fcvm snapshot create'");
+  }
 
   SnapshotRestoreSpec spec;
   spec.snapshot_name = tag;
@@ -334,6 +332,7 @@ int run_clone(CommandContext& ctx, const std::vector<std::string>& args) {
   spec.exec = ExecDefaults{m.main_process, m.rootfs};
   spec.serve = serve;
   spec.boot_id = m.boot_id;
+  spec.machine = m.machine;
   SnapshotRestore origin(std::move(spec));
 
   VmSessionOptions options;
@@ -360,7 +359,7 @@ int run_clone(CommandContext& ctx, const std::vector<std::string>& args) {
   const VmRecord clone = check(ctx.state().find_by_name(session.name()), kRunFailedExit);
   int code = kRunFailedExit;
   try {
-    code = exec_in_vm(clone, command, nullptr);
+    code = exec_in_vm(clone, command);
   } catch (...) {
     stop_process(clone.process);
     throw;

@@ -57,6 +57,7 @@ class LibraryKeeper {
 struct BackendDeleter {
   std::shared_ptr<Library> library;  // null for a built-in
   std::string plugin;
+  std::string version;
   void operator()(Backend* b) const { delete b; }
 };
 
@@ -290,7 +291,7 @@ Result<std::shared_ptr<Backend>> PluginRegistry::create(std::string_view name,
                                      "): its factory returned no backend; report this to the "
                                      "plugin's author");
   }
-  std::shared_ptr<Backend> backend(raw.release(), BackendDeleter{entry.library, pname});
+  std::shared_ptr<Backend> backend(raw.release(), BackendDeleter{entry.library, pname, entry.info.version});
   if (backend->kind() != entry.info.kind) {
     return error(Errc::internal, "plugin '" + pname + "' (" + where + ") declares kind " +
                                      to_string(entry.info.kind) + " but made a " +
@@ -303,6 +304,11 @@ Result<std::shared_ptr<Backend>> PluginRegistry::create(std::string_view name,
 std::string PluginRegistry::plugin_name_of(const std::shared_ptr<const Backend>& backend) {
   const auto* deleter = std::get_deleter<BackendDeleter>(backend);
   return deleter ? deleter->plugin : std::string();
+}
+
+std::string PluginRegistry::plugin_version_of(const std::shared_ptr<const Backend>& backend) {
+  const auto* deleter = std::get_deleter<BackendDeleter>(backend);
+  return deleter ? deleter->version : std::string();
 }
 
 }  // namespace fcvm

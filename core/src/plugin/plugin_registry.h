@@ -83,6 +83,8 @@ class PluginRegistry {
   // The name of the plugin that made `backend` (a pointer create() returned, or any copy
   // or cast of it); empty for a pointer from anywhere else. Works after the registry is gone.
   static std::string plugin_name_of(const std::shared_ptr<const Backend>& backend);
+  // That plugin's own version (its descriptor's), likewise.
+  static std::string plugin_version_of(const std::shared_ptr<const Backend>& backend);
 
   template <class T>
   Result<std::shared_ptr<T>> create_as(std::string_view name, PluginKind kind,

@@ -284,6 +284,7 @@ void ContainerSupervisor::handle_hello(const agent::Frame& frame) {
                           " but fcvm speaks " + std::to_string(agent::kProtocolVersion) +
                           "; rebuild the initramfs with 'fcvm setup initramfs'"));
   }
+  options_.guest_boot_id = hello->boot_id;
   log_->debug("agent up: kernel " + hello->kernel + ", " + std::to_string(hello->uptime_ms) + " ms");
   if (Status st = agent_.send_plan(*options_.plan); !st.ok()) return fail(st);
   phase_ = Phase::starting;

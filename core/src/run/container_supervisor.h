@@ -47,6 +47,9 @@ struct SupervisorOptions {
   std::chrono::milliseconds stop_timeout{10000};  // SIGTERM → SIGKILL inside the guest
   // Called once the container's process has started (detached runs report success here).
   std::function<void()> on_started;
+  // The guest agent's boot id when known before the loop (a clone's, from ATTACHED); a
+  // booting guest's comes with its HELLO.
+  std::string guest_boot_id;
   // More fds the loop watches for its session (EPOLLIN), each with a handler run on the
   // loop's thread; a handler returning true asks for a graceful stop (a clone whose serve
   // process died). The fds are borrowed and must outlive run().
@@ -74,6 +77,10 @@ class ContainerSupervisor {
   // never ran (invalid_argument, the agent's reason)
   // or the VM died under it.
   Result<int> run();
+
+  // The guest agent's boot id (drawn once per agent start): what a snapshot records and its
+  // clones must report. Empty before the HELLO of a booting guest.
+  const std::string& guest_boot_id() const { return options_.guest_boot_id; }
 
  private:
   struct ControlClient;

@@ -21,6 +21,10 @@ void ImageBoot::describe(VmRecord& record) const {
   record.image = spec_.image_ref;
 }
 
+GuestMachine ImageBoot::machine() const {
+  return {spec_.vcpus, spec_.memory_mib, spec_.assets.kernel, spec_.assets.initrd, spec_.rootfs.digest};
+}
+
 Result<DiskLease> ImageBoot::create_disks(StorageBackend& storage, const std::filesystem::path& vm_dir) {
   auto base = storage.prepare_base(spec_.rootfs);
   if (!base) return base.status();

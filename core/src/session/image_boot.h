@@ -31,6 +31,7 @@ class ImageBoot final : public VmOrigin {
   std::optional<agent::Plan> plan(const std::string& hostname, const DiskLease& disks,
                                   const std::optional<NetworkLease>& network) const override;
   ExecDefaults exec_defaults() const override;
+  GuestMachine machine() const override;
 
  private:
   ImageBootSpec spec_;

@@ -1,12 +1,14 @@
 #include "session/snapshot_restore.h"
 
+#include <time.h>
+
 #include <chrono>
 
 namespace fcvm {
 namespace {
 
-constexpr std::uint32_t kVerifySession = 0x7fffffff;
-constexpr auto kVerifyTimeout = std::chrono::seconds(30);
+// How long a restored guest has to answer ATTACH (TCG restores of a loaded host are slow).
+constexpr auto kAttachTimeout = std::chrono::seconds(30);
 
 }  // namespace
 
@@ -30,42 +32,20 @@ Status SnapshotRestore::agent_unreachable(Status why) const {
                                    why.message() + "): wrong or damaged memory file; refused");
 }
 
-Status SnapshotRestore::verify_guest(AgentChannel& agent) {
-  if (spec_.boot_id.empty()) return ok_status();
-  agent::Process p = spec_.exec.main_process;
-  p.args = {"cat", "/proc/sys/kernel/random/boot_id"};
-  p.stdin = false;
-  FCVM_RETURN_IF_ERROR(agent.send_exec(kVerifySession, p));
-  const auto deadline = std::chrono::steady_clock::now() + kVerifyTimeout;
-  std::string out;
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    auto frame = agent.next_frame(left);
-    if (!frame) {
-      return error(Errc::protocol, "clone of " + spec_.snapshot_name +
-                                       ": the restored guest did not answer (" +
-                                       frame.status().message() +
-                                       "): wrong or damaged memory file; refused");
-    }
-    if (frame->type == agent::FrameType::kHello) {
-      return error(Errc::protocol, "clone of " + spec_.snapshot_name +
-                                       ": the guest booted afresh instead of continuing the "
-                                       "snapshot (wrong or damaged memory file); refused");
-    }
-    if (frame->session != kVerifySession) continue;
-    if (frame->type == agent::FrameType::kStdout) out += frame->payload;
-    if (frame->type != agent::FrameType::kExit) continue;
-    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-    if (out != spec_.boot_id) {
-      return error(Errc::protocol, "clone of " + spec_.snapshot_name + ": the guest's boot id is '" +
-                                       out.substr(0, 64) + "', not the snapshot's " + spec_.boot_id +
-                                       " (wrong memory file); refused");
-    }
-    return ok_status();
+Result<std::string> SnapshotRestore::verify_guest(AgentChannel& agent) {
+  // The wall clock at restore is unique per clone and grows across restores of a snapshot:
+  // an ATTACHED answering an earlier attach is never taken for this one.
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  const auto generation = static_cast<std::uint64_t>(now.tv_sec) * 1000000000u +
+                          static_cast<std::uint64_t>(now.tv_nsec);
+  std::optional<std::string> expected;
+  if (!spec_.boot_id.empty()) expected = spec_.boot_id;
+  auto attached = agent.attach(generation, expected, kAttachTimeout);
+  if (!attached) {
+    return attached.status().with_context("clone of " + spec_.snapshot_name + " refused: ");
   }
-  return error(Errc::timeout, "clone of " + spec_.snapshot_name +
-                                  ": the guest did not report its boot id within 30 s; refused");
+  return attached->boot_id;
 }
 
 Result<DiskLease> SnapshotRestore::create_disks(StorageBackend& storage,

@@ -26,6 +26,7 @@ struct SnapshotRestoreSpec {
   std::optional<ProcessIdentity> serve;        // the serve process the clone depends on
   // The guest's boot id at snapshot time; empty: not known (the clone is not checked).
   std::string boot_id;
+  GuestMachine machine;  // the snapshot's, passed on to snapshots of the clone
 };
 
 class SnapshotRestore final : public VmOrigin {
@@ -43,10 +44,11 @@ class SnapshotRestore final : public VmOrigin {
   std::optional<agent::Plan> plan(const std::string& hostname, const DiskLease& disks,
                                   const std::optional<NetworkLease>& network) const override;
   ExecDefaults exec_defaults() const override { return spec_.exec; }
-  // Asks the guest for its boot id (an exec of `cat`); a different one, or a HELLO (a
-  // guest that booted afresh), is a protocol error: the clone did not get the snapshot's
-  // memory.
-  Status verify_guest(AgentChannel& agent) override;
+  GuestMachine machine() const override { return spec_.machine; }
+  // The restore-aware attach (agent_channel.h): the guest answers ATTACH with its boot id,
+  // then steps its clock, reseeds its RNG and flushes its neighbour table. A boot id other
+  // than the snapshot's (a guest that booted afresh: wrong memory) is a protocol error.
+  Result<std::string> verify_guest(AgentChannel& agent) override;
   // A restored guest that never answers did not get the snapshot's memory: refused.
   Status agent_unreachable(Status why) const override;
 

@@ -3,6 +3,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "plugin/plugin_registry.h"
 #include "run/container_supervisor.h"
 #include "snapshot/snapshot_builder.h"
 #include "snapshot/snapshot_control.h"
@@ -155,7 +156,8 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
     }
     return origin.agent_unreachable(channel.status());
   }
-  FCVM_RETURN_IF_ERROR(origin.verify_guest(*channel));
+  auto boot_id = origin.verify_guest(*channel);
+  if (!boot_id) return boot_id.status();
 
   const ExecDefaults exec = origin.exec_defaults();
   SupervisorOptions opts;
@@ -167,15 +169,26 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   opts.console_log = spec.console_log;
   opts.plan = origin.plan(name_, *disks_, network_.get());
   opts.on_started = on_started_;
+  opts.guest_boot_id = *boot_id;
 
   // `fcvm snapshot create` asks this process, which owns the VM, for a snapshot.
   SnapshotStore snapshots(services_.data_dir);
-  SnapshotSource source{name_, record_->id(), image_, backends_.names, *disks_,
+  SnapshotSource source{name_,
+                        record_->id(),
+                        image_,
+                        backends_.names,
+                        PluginRegistry::plugin_version_of(backends_.vmm),
+                        origin.machine(),
+                        *disks_,
                         network_ ? std::optional<NetworkLease>(*network_) : std::nullopt,
-                        exec.main_process, exec.rootfs};
+                        exec.main_process,
+                        exec.rootfs,
+                        {}};
+  const ContainerSupervisor* running = nullptr;
   auto snapshot_server = SnapshotControlServer::listen(
       vm_dir_ / "snapshot.sock",
       [&](const SnapshotRequest& request, const std::function<bool()>& still_wanted) {
+        source.boot_id = running ? running->guest_boot_id() : std::string();
         return create_snapshot(*vm_, *backends_.storage, snapshots, source, request,
                                still_wanted, log_);
       });
@@ -198,6 +211,7 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
                             }});
   }
   ContainerSupervisor supervisor(*vm_, *channel, opts, log_);
+  running = &supervisor;
   auto code = supervisor.run();
   if (!code && code.status().code() == Errc::invalid_argument) {
     return code.status().with_context("the container did not start: ");

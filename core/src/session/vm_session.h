@@ -32,6 +32,7 @@
 #include "fcvm/storage.h"
 #include "fcvm/vmm.h"
 #include "session/lease_guard.h"
+#include "snapshot/snapshot_manifest.h"
 #include "state/vm_record.h"
 
 namespace fcvm {
@@ -87,12 +88,15 @@ class VmOrigin {
   virtual std::optional<agent::Plan> plan(const std::string& hostname, const DiskLease& disks,
                                           const std::optional<NetworkLease>& network) const = 0;
   virtual ExecDefaults exec_defaults() const = 0;
+  // The guest machine this origin builds, for snapshots of the VM; empty when not known.
+  virtual GuestMachine machine() const { return {}; }
   // Checks, once the agent channel is up and before the VM counts as started, that the
   // guest is the one this origin promised (a clone: the snapshot's guest continuing, not a
-  // fresh boot). May exchange frames on `agent`; the default accepts any guest.
-  virtual Status verify_guest(AgentChannel& agent) {
+  // fresh boot), and returns the guest agent's boot id ("" until its HELLO tells it). May
+  // exchange frames on `agent`; the default accepts any guest.
+  virtual Result<std::string> verify_guest(AgentChannel& agent) {
     (void)agent;
-    return ok_status();
+    return std::string();
   }
   // The error to report when the guest's agent could not be reached at all (`why`), e.g.
   // because the VMM exited at once; the default reports `why` as it is.

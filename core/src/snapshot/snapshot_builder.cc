@@ -36,7 +36,7 @@ class ResumeGuard {
 }  // namespace
 
 nlohmann::json to_json(const SnapshotRequest& r) {
-  return {{"version", 1}, {"tag", r.tag}, {"disk_only", r.disk_only}, {"boot_id", r.boot_id}};
+  return {{"version", 1}, {"tag", r.tag}, {"disk_only", r.disk_only}};
 }
 
 Result<SnapshotRequest> parse_snapshot_request(const std::string& line) {
@@ -50,10 +50,6 @@ Result<SnapshotRequest> parse_snapshot_request(const std::string& line) {
   if (auto it = doc.find("disk_only"); it != doc.end()) {
     if (!it->is_boolean()) return error(Errc::invalid_argument, "snapshot request: disk_only must be a boolean");
     r.disk_only = it->get<bool>();
-  }
-  if (auto it = doc.find("boot_id"); it != doc.end()) {
-    if (!it->is_string()) return error(Errc::invalid_argument, "snapshot request: boot_id must be a string");
-    r.boot_id = it->get<std::string>();
   }
   FCVM_RETURN_IF_ERROR(SnapshotStore::validate_tag(r.tag));
   return r;
@@ -76,10 +72,12 @@ Result<SnapshotManifest> create_snapshot(Vm& vm, StorageBackend& storage, Snapsh
   m.image = source.image;
   m.disk_only = request.disk_only;
   m.plugins = source.plugins;
+  m.vmm_version = source.vmm_version;
+  m.machine = source.machine;
   m.network = source.network;
   m.main_process = source.main_process;
   m.rootfs = source.rootfs;
-  m.boot_id = request.boot_id;
+  m.boot_id = source.boot_id;
 
   const auto paused_at = Clock::now();
   FCVM_RETURN_IF_ERROR(vm.pause().with_context("snapshot: pause: "));

@@ -27,16 +27,18 @@ struct SnapshotSource {
   std::string id;
   std::string image;
   std::map<PluginKind, std::string> plugins;
+  std::string vmm_version;
+  GuestMachine machine;
   DiskLease disks;
   std::optional<NetworkLease> network;
   agent::Process main_process;
   std::filesystem::path rootfs;
+  std::string boot_id;  // the guest agent's, from its HELLO or ATTACHED; empty: unknown
 };
 
 struct SnapshotRequest {
   std::string tag;
   bool disk_only = false;
-  std::string boot_id;  // the guest's, read by the client just before
 };
 
 // The request as one JSON line on <vm dir>/snapshot.sock, and its reply. Strict parse.

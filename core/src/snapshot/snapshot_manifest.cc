@@ -53,6 +53,13 @@ json to_json(const SnapshotManifest& m) {
           {"image", m.image},
           {"disk_only", m.disk_only},
           {"plugins", std::move(plugins)},
+          {"vmm_version", m.vmm_version},
+          {"machine",
+           {{"vcpus", m.machine.vcpus},
+            {"memory_mib", m.machine.memory_mib},
+            {"kernel", m.machine.kernel.string()},
+            {"initrd", m.machine.initrd.string()},
+            {"image_digest", m.machine.image_digest}}},
           {"state_file", m.state_file.string()},
           {"memory_file", m.memory_file.string()},
           {"disks", m.disks},
@@ -88,6 +95,19 @@ Result<SnapshotManifest> snapshot_manifest_from_json(const json& doc) {
       auto kind = parse_plugin_kind(kind_text);
       if (!kind) throw std::runtime_error("field 'plugins': unknown kind '" + kind_text + "'");
       m.plugins[*kind] = name;
+    }
+    read(doc, "vmm_version", m.vmm_version);
+    if (auto it = doc.find("machine"); it != doc.end()) {
+      if (!it->is_object()) throw std::runtime_error("field 'machine': not an object");
+      read(*it, "vcpus", m.machine.vcpus);
+      read(*it, "memory_mib", m.machine.memory_mib);
+      std::string file;
+      read(*it, "kernel", file);
+      m.machine.kernel = file;
+      file.clear();
+      read(*it, "initrd", file);
+      m.machine.initrd = file;
+      read(*it, "image_digest", m.machine.image_digest);
     }
     std::string path;
     read(doc, "state_file", path);

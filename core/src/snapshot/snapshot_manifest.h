@@ -21,9 +21,21 @@
 
 namespace fcvm {
 
+// The guest machine a VM was built as: what a restore must reproduce, and what tells two
+// snapshots of different kernels or images apart.
+struct GuestMachine {
+  unsigned vcpus = 0;        // 0: not known (a manifest of version 1)
+  unsigned memory_mib = 0;
+  std::filesystem::path kernel;
+  std::filesystem::path initrd;
+  std::string image_digest;  // "sha256:..." of the image the rootfs came from
+  bool operator==(const GuestMachine&) const = default;
+};
+
 struct SnapshotManifest {
   // The format written by this build; newer versions are refused with the upgrade to make.
-  static constexpr int kVersion = 1;
+  // Version 2 added vmm_version and machine; version 1 manifests read with them empty.
+  static constexpr int kVersion = 2;
 
   std::string tag;
   std::string created;        // RFC3339 UTC
@@ -32,6 +44,8 @@ struct SnapshotManifest {
   std::string image;          // the source's image reference
   bool disk_only = false;     // no VMM state or memory: clones cold-boot
   std::map<PluginKind, std::string> plugins;  // backends the source ran on; clones use them
+  std::string vmm_version;    // the VMM plugin's own version, which wrote the state file
+  GuestMachine machine;
   // Relative to the snapshot directory; empty for disk-only snapshots.
   std::filesystem::path state_file;
   std::filesystem::path memory_file;

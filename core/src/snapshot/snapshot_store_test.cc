@@ -27,6 +27,8 @@ class SnapshotStoreTest : public ::testing::Test {
     m.main_process.args = {"sh"};
     m.plugins[PluginKind::vmm] = "vmm-qemu";
     m.boot_id = "b1";
+    m.vmm_version = "0.1.0";
+    m.machine = GuestMachine{2, 512, "/k/vmlinux", "/k/initrd", "sha256:ab"};
     return m;
   }
   TempDir data_;
@@ -39,11 +41,28 @@ TEST_F(SnapshotStoreTest, ManifestRoundTripsAndResolvesPathsInItsDirectory) {
   ASSERT_TRUE(back.ok()) << back.status().message();
   EXPECT_EQ(back->tag, "t");
   EXPECT_EQ(back->plugins.at(PluginKind::vmm), "vmm-qemu");
+  EXPECT_EQ(back->vmm_version, "0.1.0");
+  EXPECT_EQ(back->machine, m.machine);
   EXPECT_TRUE(back->network.has_value());
   EXPECT_EQ(back->files("/s/t").memory, fs::path("/s/t/mem"));
   auto disks = back->disks_in("/s/t");
   EXPECT_EQ(disks.drives[0].path, fs::path("/bases/x.sqfs"));  // absolute stays
   EXPECT_EQ(disks.drives[1].path, fs::path("/s/t/scratch.ext4"));
+}
+
+TEST_F(SnapshotStoreTest, VersionOneManifestsReadWithoutTheMachine) {
+  auto j = to_json(manifest("t"));
+  j["version"] = 1;
+  j.erase("machine");
+  j.erase("vmm_version");
+  auto back = snapshot_manifest_from_json(j);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->machine, GuestMachine{});
+  j = to_json(manifest("t"));
+  j["machine"]["vcpus"] = "two";
+  auto typed = snapshot_manifest_from_json(j);
+  ASSERT_FALSE(typed.ok());
+  EXPECT_NE(typed.status().message().find("vcpus"), std::string::npos);
 }
 
 TEST_F(SnapshotStoreTest, ManifestRefusesNewerVersionsAndPathsOutsideTheSnapshot) {
@@ -102,11 +121,10 @@ TEST_F(SnapshotStoreTest, BadTagsAreRefusedWithTheRule) {
 }
 
 TEST_F(SnapshotStoreTest, SnapshotRequestParseIsStrict) {
-  SnapshotRequest r{"t", true, "b"};
+  SnapshotRequest r{"t", true};
   auto back = parse_snapshot_request(to_json(r).dump());
   ASSERT_TRUE(back.ok());
   EXPECT_TRUE(back->disk_only);
-  EXPECT_EQ(back->boot_id, "b");
   EXPECT_FALSE(parse_snapshot_request("not json").ok());
   EXPECT_FALSE(parse_snapshot_request(R"({"version":2,"tag":"t"})").ok());
   EXPECT_FALSE(parse_snapshot_request(R"({"version":1,"tag":"../t"})").ok());
