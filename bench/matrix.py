@@ -6,8 +6,9 @@ document with every measurement, the machine and the skipped combinations with t
 reasons, then renders it with report.py.
 
 The axes: VMM x storage x network x memory. The memory backend only matters for clones, so
-measurements that do not restore a snapshot run once per VMM x storage x network and are
-shared by the memory variants; suites that need snapshot commands say why they did not run.
+the boot suite (fcvm_combination_bench) runs once per VMM x storage x network and the clone
+suite (fcvm_clone_bench) once per full combination. --quick runs the clone suite without a
+network, on storage-squashfs, with 3 clones per fleet.
 """
 import argparse
 import itertools
@@ -117,13 +118,20 @@ def main():
             seen.add(key)
             triples.append(key)
 
+    clone_combos = [c for c in doc["combinations"]
+                    if not args.quick or (c["network"] == "none" and c["storage"] == "storage-squashfs")]
+    vm_suites = {"fcvm_combination_bench", "fcvm_clone_bench"}
     micro = sorted(p for p in (build / "bench").glob("fcvm_*_bench")
-                   if p.name != "fcvm_combination_bench" and os.access(p, os.X_OK))
-    per_triple = 25 * reps + 20  # seconds under TCG on 2 cores; refined after the first
-    log(f"{len(triples)} VM combinations ({len(doc['skipped'])} skipped) and {len(micro)} "
-        f"micro suites, {reps} repetition(s); about {(len(triples) * per_triple + 60 * len(micro)) // 60 + 1} min")
+                   if p.name not in vm_suites and os.access(p, os.X_OK))
+    per_triple = 25 * reps + 20  # seconds under TCG on 2 cores
+    per_clone_combo = 60 + 15 * reps + (20 if args.quick else 60)
+    log(f"{len(triples)} VM combinations, {len(clone_combos)} clone combinations ({len(doc['skipped'])} skipped) "
+        f"and {len(micro)} micro suites, {reps} repetition(s); about "
+        f"{(len(triples) * per_triple + len(clone_combos) * per_clone_combo + 60 * len(micro)) // 60 + 1} min")
 
     env_base = dict(os.environ, FCVM_BENCH_KERNEL=args.kernel, FCVM_BENCH_REPS=str(reps))
+    if args.quick:
+        env_base["FCVM_BENCH_CLONES"] = "3"
     started = time.monotonic()
     for i, (vmm, storage, network) in enumerate(triples, 1):
         t0 = time.monotonic()
@@ -136,6 +144,18 @@ def main():
         took = time.monotonic() - t0
         left = (time.monotonic() - started) / i * (len(triples) - i)
         log(f"[{i}/{len(triples)}] {name}: {took:.0f} s{'; ' + err if err else ''}; about {left / 60:.1f} min left")
+
+    clones_started = time.monotonic()
+    for i, c in enumerate(clone_combos, 1):
+        name = f"clones:{c['vmm']}+{c['storage']}+{c['network']}+{c['memory']}"
+        log(f"[clones {i}/{len(clone_combos)}] {name}")
+        env = dict(env_base, FCVM_BENCH_VMM=c["vmm"], FCVM_BENCH_STORAGE=c["storage"],
+                   FCVM_BENCH_NETWORK=c["network"], FCVM_BENCH_MEMORY=c["memory"])
+        results, err = run_suite(build / "bench" / "fcvm_clone_bench", env,
+                                 scratch / f"{name.replace(':', '-')}.json")
+        doc["suites"][name] = {"clones": True, **c, "benchmarks": results or [], "error": err}
+        left = (time.monotonic() - clones_started) / i * (len(clone_combos) - i)
+        log(f"[clones {i}/{len(clone_combos)}] {name}{': ' + err if err else ''}; about {left / 60:.1f} min left")
 
     for i, binary in enumerate(micro, 1):
         log(f"[micro {i}/{len(micro)}] {binary.name}")

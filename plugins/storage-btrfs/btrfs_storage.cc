@@ -27,17 +27,6 @@ constexpr std::uint64_t kBlock = 4096;
 
 Status fail(Errc code, const std::string& message) { return error(code, kPrefix + message); }
 
-std::string digest_hex(std::string_view digest) {
-  constexpr std::string_view kAlgo = "sha256:";
-  if (digest.substr(0, kAlgo.size()) != kAlgo) return {};
-  std::string_view hex = digest.substr(kAlgo.size());
-  if (hex.size() != 64) return {};
-  for (char c : hex) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return {};
-  }
-  return std::string(hex);
-}
-
 Result<std::uint64_t> config_mib(const std::string& key, const nlohmann::json& value,
                                  std::uint64_t min) {
   // Parsed files give unsigned numbers, JSON built in code signed ones: take either.

@@ -32,17 +32,6 @@ constexpr std::uint64_t kMinScratchMib = 8;  // below this mkfs.ext4 leaves no r
 
 Status fail(Errc code, const std::string& message) { return error(code, kPrefix + message); }
 
-std::string digest_hex(std::string_view digest) {
-  constexpr std::string_view kAlgo = "sha256:";
-  if (digest.substr(0, kAlgo.size()) != kAlgo) return {};
-  std::string_view hex = digest.substr(kAlgo.size());
-  if (hex.size() != 64) return {};
-  for (char c : hex) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return {};
-  }
-  return std::string(hex);
-}
-
 Result<fs::path> require_tool(const std::string& name) {
   fs::path path = find_program(name, ProgramSearch::path_and_sbin);
   if (path.empty()) {

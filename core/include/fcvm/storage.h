@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fcvm/plugin.h"
@@ -23,6 +24,18 @@ inline void from_json(const nlohmann::json& j, Drive& d) {
   d.id = j.at("id").get<std::string>();
   d.path = j.at("path").get<std::string>();
   d.read_only = j.value("read_only", false);
+}
+
+// "sha256:<64 lowercase hex>" -> the hex, safe as a file name; anything else -> empty.
+inline std::string digest_hex(std::string_view digest) {
+  constexpr std::string_view kAlgo = "sha256:";
+  if (digest.substr(0, kAlgo.size()) != kAlgo) return {};
+  const std::string_view hex = digest.substr(kAlgo.size());
+  if (hex.size() != 64) return {};
+  for (char c : hex) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return {};
+  }
+  return std::string(hex);
 }
 
 // An image's root filesystem, unpacked on the host.

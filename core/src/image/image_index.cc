@@ -20,13 +20,6 @@ bool is_lower_hex(std::string_view s) {
   });
 }
 
-std::string digest_hex(std::string_view digest) {
-  constexpr std::string_view kAlgo = "sha256:";
-  if (digest.substr(0, kAlgo.size()) != kAlgo) return {};
-  std::string_view hex = digest.substr(kAlgo.size());
-  return hex.size() == 64 && is_lower_hex(hex) ? std::string(hex) : std::string();
-}
-
 Result<json> read_json_file(const fs::path& path) {
   auto text = read_file(path);
   if (!text) return text.status();

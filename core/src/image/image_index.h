@@ -24,8 +24,6 @@ inline constexpr int kImageRecordVersion = 1;
 
 // True for a non-empty run of lowercase hex digits.
 bool is_lower_hex(std::string_view s);
-// "sha256:<64 hex>" -> the hex; anything else -> empty.
-std::string digest_hex(std::string_view digest);
 // Parses a JSON file; Errc::protocol names a malformed one.
 Result<nlohmann::json> read_json_file(const std::filesystem::path& path);
 
