@@ -166,7 +166,7 @@ std::vector<pid_t> children_of(pid_t pid) {
   return out;
 }
 
-std::uint64_t allocated_bytes(const fs::path& dir) {
+std::uint64_t allocated_bytes(const fs::path& dir, bool owned_only) {
   std::uint64_t total = 0;
   std::set<std::pair<dev_t, ino_t>> seen;
   std::error_code ec;
@@ -174,6 +174,7 @@ std::uint64_t allocated_bytes(const fs::path& dir) {
        it.increment(ec)) {
     struct stat st{};
     if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (owned_only && st.st_nlink > 1) continue;
     if (!seen.insert({st.st_dev, st.st_ino}).second) continue;
     total += static_cast<std::uint64_t>(st.st_blocks) * 512;
   }

@@ -59,7 +59,9 @@ Pss pss_of(pid_t pid);
 // The direct children of `pid` (from /proc/PID/task/*/children).
 std::vector<pid_t> children_of(pid_t pid);
 
-// Bytes allocated on disk below `dir` (st_blocks * 512, hard links counted once).
-std::uint64_t allocated_bytes(const std::filesystem::path& dir);
+// Bytes allocated on disk below `dir` (st_blocks * 512, hard links counted once). With
+// `owned_only`, files also linked from elsewhere (a clone's name for its snapshot's memory
+// image) are left out: they cost the clone nothing.
+std::uint64_t allocated_bytes(const std::filesystem::path& dir, bool owned_only = false);
 
 }  // namespace fcvm::bench

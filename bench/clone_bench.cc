@@ -400,7 +400,9 @@ void BM_ClonePss(benchmark::State& state) {
       state.counters["clonesN_pss_shmem_mib"] = static_cast<double>(pn.shmem) / mib;
       state.counters["clonesN_vs_one_vm"] = static_cast<double>(pn.total()) / static_cast<double>(one_vm.total());
       double disk = 0;
-      for (const auto& n : one.names) disk += static_cast<double>(fb::allocated_bytes(record_of(n).at("vm_dir").get<std::string>()));
+      for (const auto& n : one.names) {
+        disk += static_cast<double>(fb::allocated_bytes(record_of(n).at("vm_dir").get<std::string>(), true));
+      }
       state.counters["clone_disk_mib"] = disk / mib;
       double faults = 0;
       bool counted = false;
