@@ -93,7 +93,7 @@ void Agent::run() {
       // Nothing in the loop is expected to throw; if it does, stop cleanly rather than
       // spin on the same failure.
       log_line(std::string("internal error: ") + e.what());
-      if (phase_ == Phase::kWaitingForPlan || phase_ == Phase::kRunning) {
+      if (phase_ == Phase::kWaitingForPlan || phase_ == Phase::kHolding || phase_ == Phase::kRunning) {
         send_error(kMainSession, std::string("fc-agent internal error: ") + e.what());
         begin_shutdown(options_.default_grace, "internal error");
       } else {
@@ -314,6 +314,7 @@ void Agent::handle_frame(const Frame& frame) {
     case FrameType::kShutdown: on_shutdown(frame); break;
     case FrameType::kCredit: on_credit(frame); break;
     case FrameType::kAttach: on_attach(frame); break;
+    case FrameType::kGo: on_go(frame); break;
     default: break;  // the decoder admits host->guest types only
   }
 }
@@ -337,6 +338,37 @@ void Agent::on_plan(const Frame& frame) {
     send_error(kMainSession, std::string("plan failed: ") + e.what());
     begin_shutdown(std::chrono::milliseconds(0), "plan failed");
     return;
+  }
+  if (plan_.hold) {
+    phase_ = Phase::kHolding;
+    queue_frame(FrameType::kReady, kMainSession, "{}");
+    return;
+  }
+  phase_ = Phase::kRunning;
+  start_session(kMainSession, plan_.process);
+}
+
+void Agent::on_go(const Frame& frame) {
+  if (phase_ != Phase::kHolding || frame.session != kMainSession) {
+    send_error(frame.session, "unexpected GO: only a held plan waits for it, on session 0");
+    return;
+  }
+  std::string error;
+  auto go = parse_go_request(frame.payload, &error);
+  if (!go) {
+    send_error(kMainSession, "invalid GO: " + error);
+    begin_shutdown(std::chrono::milliseconds(0), "invalid GO");
+    return;
+  }
+  if (go->hostname && *go->hostname != plan_.hostname) {
+    plan_.hostname = *go->hostname;
+    try {
+      system_.set_hostname(plan_);
+    } catch (const std::exception& e) {
+      send_error(kMainSession, std::string("plan failed: ") + e.what());
+      begin_shutdown(std::chrono::milliseconds(0), "plan failed");
+      return;
+    }
   }
   phase_ = Phase::kRunning;
   start_session(kMainSession, plan_.process);
@@ -364,7 +396,7 @@ void Agent::on_exec(const Frame& frame) {
     return;
   }
   if (phase_ != Phase::kRunning) {
-    send_error(frame.session, phase_ == Phase::kWaitingForPlan
+    send_error(frame.session, phase_ == Phase::kWaitingForPlan || phase_ == Phase::kHolding
                                   ? "EXEC before PLAN: the container is not running yet"
                                   : "EXEC refused: the VM is shutting down");
     queue_frame(FrameType::kExit, frame.session, Exit::exited(126).to_payload());

@@ -6,7 +6,7 @@
 // frame is discarded and a partly sent one is sent again from its start on the next
 // connection. ATTACH (any time) is answered with ATTACHED and resynchronises the guest.
 //
-// Lifecycle: HELLO (repeated every hello_interval) -> PLAN -> the main process runs on
+// Lifecycle: HELLO (repeated every hello_interval) -> PLAN [-> READY, held until GO] -> the main process runs on
 // session 0, EXEC adds sessions -> shutdown (main exit with shutdown_on_exit, SHUTDOWN,
 // a failed plan, a protocol error, SIGTERM/SIGINT/SIGPWR) -> SIGTERM to all, SIGKILL after
 // the grace period, queued frames flushed, GuestSystem::power_off().
@@ -61,7 +61,8 @@ class Agent {
  private:
   using Clock = std::chrono::steady_clock;
 
-  enum class Phase { kWaitingForPlan, kRunning, kTerminating, kKilling, kFlushing };
+  // kHolding: a plan with "hold" is applied; the main process starts on GO.
+  enum class Phase { kWaitingForPlan, kHolding, kRunning, kTerminating, kKilling, kFlushing };
 
   struct Session {
     std::uint32_t id = 0;
@@ -117,6 +118,7 @@ class Agent {
   void on_shutdown(const Frame& frame);
   void on_credit(const Frame& frame);
   void on_attach(const Frame& frame);
+  void on_go(const Frame& frame);
 
   // Sessions.
   void start_session(std::uint32_t id, const Process& process);

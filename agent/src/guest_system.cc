@@ -19,12 +19,16 @@ namespace fcvm::agent {
 void LinuxGuest::apply_plan(const Plan& plan) {
   DeviceFinder devices;
   root_.enter(plan.root, devices);
+  set_hostname(plan);
+  NetworkSetup::bring_up_loopback();
+  if (plan.network) NetworkSetup::configure(*plan.network, devices);
+}
+
+void LinuxGuest::set_hostname(const Plan& plan) {
   if (::sethostname(plan.hostname.data(), plan.hostname.size()) != 0) {
     throw_errno("set hostname " + plan.hostname);
   }
   if (!EtcFiles::write(plan)) log_line("root is read-only: /etc/hosts and friends left as in the image");
-  NetworkSetup::bring_up_loopback();
-  if (plan.network) NetworkSetup::configure(*plan.network, devices);
 }
 
 void LinuxGuest::signal_all(int sig) {

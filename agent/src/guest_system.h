@@ -30,6 +30,10 @@ class GuestSystem {
   // before the main process starts. Throws SetupError with a message for the user.
   virtual void apply_plan(const Plan& plan) = 0;
 
+  // Gives an applied plan's world the plan's hostname (kernel, /etc/hostname, /etc/hosts):
+  // a held start that got another name with GO. Throws SetupError.
+  virtual void set_hostname(const Plan& plan) = 0;
+
   // Sends `sig` to every process but the agent (the session processes are signalled by the
   // agent itself as well).
   virtual void signal_all(int sig) = 0;
@@ -46,6 +50,7 @@ class GuestSystem {
 class LinuxGuest final : public GuestSystem {
  public:
   void apply_plan(const Plan& plan) override;
+  void set_hostname(const Plan& plan) override;
   void signal_all(int sig) override;
   void resync(const AttachRequest& request) override;
   [[noreturn]] void power_off() override;
@@ -58,6 +63,7 @@ class DryRunGuest final : public GuestSystem {
  public:
   // Accepts only plans with root mode "initramfs" and applies nothing.
   void apply_plan(const Plan& plan) override;
+  void set_hostname(const Plan&) override {}
   void signal_all(int) override {}
   // Touches nothing on the development host: logs what it would do.
   void resync(const AttachRequest& request) override;

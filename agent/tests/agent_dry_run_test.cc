@@ -107,6 +107,35 @@ TEST(AgentDryRun, RunsThePlanAndPowersOffWhenMainExits) {
   EXPECT_TRUE(a.channel().closed());
 }
 
+TEST(AgentDryRun, AHeldPlanWaitsForGoBeforeTheProcessStarts) {
+  DryRunAgent a;
+  ASSERT_TRUE(a.channel().wait_hello(5000ms));
+  auto plan = shell_plan("echo started");
+  plan.hold = true;
+  ASSERT_TRUE(a.channel().send_plan(plan).ok());
+  auto ready = a.channel().next_frame(5000ms);
+  ASSERT_TRUE(ready) << ready.status().message();
+  EXPECT_EQ(ready->type, FrameType::kReady);
+  EXPECT_EQ(ready->session, agent::kMainSession);
+  // Held: an EXEC is refused and a GO on another session too; nothing has started.
+  ASSERT_TRUE(a.channel().send_exec(5, shell("echo no")).ok());
+  ASSERT_TRUE(a.channel().send(FrameType::kGo, 5, "{}").ok());
+  auto refused = collect(a.channel(), {5});
+  EXPECT_FALSE(refused[5].started);
+  ASSERT_TRUE(refused[5].exit);
+  EXPECT_EQ(refused[5].exit->code, 126);
+  auto error = a.channel().next_frame(5000ms);
+  ASSERT_TRUE(error) << error.status().message();
+  EXPECT_EQ(error->type, FrameType::kError);
+  EXPECT_NE(error->payload.find("GO"), std::string::npos) << error->payload;
+
+  ASSERT_TRUE(a.channel().send(FrameType::kGo, 0, agent::GoRequest{"web-2"}.to_payload()).ok());
+  auto logs = collect(a.channel(), {0});
+  EXPECT_TRUE(logs[0].started);
+  EXPECT_EQ(logs[0].out, "started\n");
+  EXPECT_EQ(a.wait_exit(), 0);
+}
+
 TEST(AgentDryRun, RepeatsHelloUntilPlan) {
   DryRunAgent a;
   agent::FrameDecoder decoder(agent::Direction::kGuestToHost);

@@ -97,6 +97,12 @@ TEST(PlanParser, RoundTripsThroughToJson) {
   auto direct_again = parse_plan(to_json(direct).dump(), &err);
   ASSERT_TRUE(direct_again) << err;
   EXPECT_EQ(direct, *direct_again);
+  // "hold" is written only when set, so plans without it read as before.
+  EXPECT_FALSE(to_json(direct).contains("hold"));
+  direct.hold = true;
+  auto held = parse_plan(to_json(direct).dump(), &err);
+  ASSERT_TRUE(held) << err;
+  EXPECT_TRUE(held->hold);
 }
 
 TEST(PlanParser, NamesTheFieldOfAWrongType) {

@@ -240,6 +240,24 @@ TEST(FrameCodec, AttachFramesTravelTheirOwnWay) {
   EXPECT_EQ(frame_type_name(FrameType::kAttached), "ATTACHED");
 }
 
+TEST(Payloads, GoCarriesAnOptionalValidHostname) {
+  std::string err;
+  auto bare = parse_go_request(GoRequest{}.to_payload(), &err);
+  ASSERT_TRUE(bare) << err;
+  EXPECT_FALSE(bare->hostname);
+  auto named = parse_go_request(GoRequest{"web-2.local"}.to_payload(), &err);
+  ASSERT_TRUE(named) << err;
+  EXPECT_EQ(named->hostname, "web-2.local");
+  for (const char* bad : {R"({"hostname":""})", R"({"hostname":"a b"})", R"({"hostname":7})",
+                          R"({"name":"x"})", "[]", "nope"}) {
+    EXPECT_FALSE(parse_go_request(bad, &err)) << bad;
+  }
+  EXPECT_EQ(direction_of(FrameType::kGo), Direction::kHostToGuest);
+  EXPECT_EQ(direction_of(FrameType::kReady), Direction::kGuestToHost);
+  EXPECT_TRUE(is_known_frame_type(0x09));
+  EXPECT_TRUE(is_known_frame_type(0x89));
+}
+
 TEST(Payloads, HelloCarriesTheBootId) {
   Hello h;
   h.boot_id = std::string(32, 'e');

@@ -155,6 +155,47 @@ TEST_P(NetworkVmTest, KillNineThenGcLeavesNoNetworkBehind) {
   EXPECT_TRUE(cli_->record("doomed").is_null());
 }
 
+// Clones under TCG are slow: the clone test runs with one network plugin.
+class CloneNetworkTest : public NetworkVmTest {};
+
+TEST_P(CloneNetworkTest, ThreeClonesOfOneServeEachAnswerHttpOnTheirOwnPublishedPort) {
+  auto src = cli_->run(run_args({"-d", "--no-snapshot", "--name", "web-src", FcvmCli::hello_image(), "httpd",
+                                 "-f", "-p", "80", "-h", "/www"}));
+  ASSERT_EQ(src.code, 0) << src.err;
+  remember("web-src");
+  // Written before the snapshot: each clone serves the source's state.
+  ASSERT_EQ(cli_->run({"exec", "web-src", "sh", "-c", "echo cloned-state >> /www/index.html"}).code, 0);
+  const std::vector<std::string> global = {"--config", (cli_->data_dir() / "config.json").string(),
+                                           "--network", GetParam()};
+  auto with_global = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), global.begin(), global.end());
+    return args;
+  };
+  auto created = cli_->run(with_global({"snapshot", "create", "web-src", "--tag", "web"}));
+  ASSERT_EQ(created.code, 0) << created.err;
+  auto serve = cli_->start(with_global({"snapshot", "serve", "web", "--name", "web-serve"}));
+  ASSERT_TRUE(cli_->wait_status("web-serve", "running", std::chrono::seconds(60)));
+  std::vector<std::pair<std::string, std::uint16_t>> clones;
+  for (const char* name : {"web-c1", "web-c2", "web-c3"}) {
+    const std::uint16_t port = fcvm::testing::free_tcp_port();
+    auto r = cli_->run(with_global({"snapshot", "run", "--pid", std::to_string(serve.pid()), "-d", "--name", name,
+                                    "-p", std::to_string(port) + ":80"}));
+    ASSERT_EQ(r.code, 0) << name << ": " << r.err;
+    remember(name);
+    clones.emplace_back(name, port);
+  }
+  for (const auto& [name, port] : clones) {
+    const std::string page = http_get(host_ip_of(name), port, std::chrono::seconds(60));
+    EXPECT_NE(page.find("Hello from fcvm!"), std::string::npos) << name << ": " << page;
+    EXPECT_NE(page.find("cloned-state"), std::string::npos) << name << ": " << page;
+  }
+  // The serve takes its clones with it.
+  ASSERT_TRUE(serve.signal(SIGTERM).ok());
+  ASSERT_TRUE(serve.wait(std::chrono::seconds(120)).has_value());
+  EXPECT_EQ(cli_->run({"stop", "web-src"}).code, 0);
+  EXPECT_EQ(cli_->run({"snapshot", "rm", "web"}).code, 0);
+}
+
 // The whole of `fcvm podman run --network network-slirp -p` as an unprivileged user created
 // for the test, with a data dir of its own.
 TEST(RootlessNetworkVmTest, HttpdAnswersOnAPortPublishedWithoutRoot) {
@@ -202,6 +243,8 @@ TEST(RootlessNetworkVmTest, HttpdAnswersOnAPortPublishedWithoutRoot) {
   std::filesystem::remove_all(dir);
 }
 
+INSTANTIATE_TEST_SUITE_P(Bridged, CloneNetworkTest, ::testing::Values("network-bridged"),
+                         [](const auto&) { return std::string("Bridged"); });
 INSTANTIATE_TEST_SUITE_P(Plugins, NetworkVmTest, ::testing::Values("network-bridged", "network-slirp"),
                          [](const auto& p) { return p.param == "network-bridged" ? std::string("Bridged")
                                                                                         : std::string("Slirp"); });

@@ -27,7 +27,8 @@ class SnapshotTest : public ::testing::Test {
     cli_ = new FcvmCli();
     // State on the disk (/root is the overlay on the scratch disk) and in memory (/tmp is
     // tmpfs in the guest), both written before any snapshot is taken.
-    auto r = cli_->run({"podman", "run", "-d", "--name", "src", "--kernel", FcvmCli::kernel().string(),
+    // --no-snapshot: the snapshots here are the tests' own; none of the run's startup cache.
+    auto r = cli_->run({"podman", "run", "-d", "--no-snapshot", "--name", "src", "--kernel", FcvmCli::kernel().string(),
                         FcvmCli::hello_image(), "sh", "-c",
                         "echo on-disk > /root/disk-mark; echo in-memory > /tmp/mem-mark; "
                         "while true; do sleep 1; done"});
@@ -167,6 +168,35 @@ TEST_F(SnapshotTest, ClonesOfAServeKilledWithSigkillStopThemselvesAndGcClearsUp)
   EXPECT_EQ(cli_->run({"snapshot", "rm", "orphan"}).code, 0);
 }
 
+TEST_F(SnapshotTest, ADiskOnlySnapshotIsClonedByColdBootingACopyOfItsDisks) {
+  // Written after the source's marks: one file on the disk, one only in guest memory.
+  ASSERT_EQ(cli_->run({"exec", "src", "sh", "-c", "echo later > /root/later; echo x > /tmp/only-in-memory"}).code, 0);
+  auto created = cli_->run({"snapshot", "create", "src", "--tag", "disks", "--disk-only"});
+  ASSERT_EQ(created.code, 0) << created.err;
+  const fs::path dir = cli_->data_dir() / "snapshots" / "disks";
+  EXPECT_FALSE(fs::exists(dir / "mem"));
+  auto ls = nlohmann::json::parse(cli_->run({"snapshot", "ls", "--json"}).out);
+  ASSERT_EQ(ls.size(), 1u) << ls.dump();
+  EXPECT_TRUE(ls[0]["disk_only"].get<bool>()) << ls.dump();
+
+  const auto before = vm_dirs();
+  auto clone = cli_->run({"snapshot", "run", "--snapshot", "disks", "--kernel", FcvmCli::kernel().string(), "--exec", "sh", "-c",
+                          "cat /root/later; test -e /tmp/only-in-memory && echo restored || echo cold-booted; echo x > /root/clone-wrote"});
+  EXPECT_EQ(clone.code, 0) << clone.err;
+  EXPECT_EQ(clone.out, "later\ncold-booted\n");
+  // A second clone starts from the snapshot's disks again, not from the first clone's.
+  auto second = cli_->run({"snapshot", "run", "--snapshot", "disks", "--kernel", FcvmCli::kernel().string(), "--exec", "sh", "-c",
+                           "test -e /root/clone-wrote && echo shared || echo own"});
+  EXPECT_EQ(second.out, "own\n") << second.err;
+  EXPECT_EQ(vm_dirs(), before);
+  for (const auto& rec : cli_->ls()) EXPECT_NE(rec["type"], "clone") << rec.dump();
+  // No memory to serve: refused with the way that works.
+  auto serve = cli_->run({"snapshot", "serve", "disks"});
+  EXPECT_NE(serve.code, 0);
+  EXPECT_NE(serve.err.find("--snapshot"), std::string::npos) << serve.err;
+  EXPECT_EQ(cli_->run({"snapshot", "rm", "disks"}).code, 0);
+}
+
 TEST_F(SnapshotTest, ACloneGivenTheWrongMemoryIsRefusedNotBootedAfresh) {
   ASSERT_EQ(cli_->run({"snapshot", "create", "src", "--tag", "bad"}).code, 0);
   const fs::path mem = cli_->data_dir() / "snapshots" / "bad" / "mem";
@@ -200,6 +230,23 @@ TEST_F(SnapshotTest, KilledCreateLeavesNothingHalfMadeAndTheSourceRuns) {
   EXPECT_EQ(cli_->run({"exec", "src", "cat", "/tmp/mem-mark"}).out, "in-memory\n");
   (void)cli_->run({"snapshot", "rm", "killed"});
   EXPECT_EQ(cli_->run({"snapshot", "rm", "after-kill"}).code, 0);
+}
+
+TEST_F(SnapshotTest, APausedVmRefusesExecUntilUnpausedAndStaysPausedThroughASnapshot) {
+  ASSERT_EQ(cli_->run({"pause", "src"}).code, 0);
+  ASSERT_EQ(cli_->run({"pause", "src"}).code, 0) << "pausing twice is fine";
+  auto refused = cli_->run({"exec", "src", "true"});
+  EXPECT_NE(refused.code, 0);
+  EXPECT_NE(refused.err.find("unpause"), std::string::npos) << refused.err;
+  auto created = cli_->run({"snapshot", "create", "src", "--tag", "paused"});
+  EXPECT_EQ(created.code, 0) << created.err;
+  EXPECT_NE(cli_->run({"exec", "src", "true"}).code, 0) << "the snapshot resumed a paused VM";
+  ASSERT_EQ(cli_->run({"unpause", "src"}).code, 0);
+  EXPECT_EQ(cli_->run({"exec", "src", "cat", "/tmp/mem-mark"}).out, "in-memory\n");
+  EXPECT_EQ(cli_->run({"snapshot", "rm", "paused"}).code, 0);
+  auto no_vm = cli_->run({"pause", "nosuchvm"});
+  EXPECT_NE(no_vm.code, 0);
+  EXPECT_EQ(std::count(no_vm.err.begin(), no_vm.err.end(), '\n'), 1) << no_vm.err;
 }
 
 TEST_F(SnapshotTest, BadInputIsAOneLineErrorAndLeavesNothing) {

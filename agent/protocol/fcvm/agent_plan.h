@@ -6,8 +6,11 @@
 //    "root": <Root>,                      required
 //    "process": <Process>,                required
 //    "network": <Network> | null,         optional, default null (only `lo` comes up)
-//    "shutdown_on_exit": true}            optional, default true: power off when the main
+//    "shutdown_on_exit": true,            optional, default true: power off when the main
 //                                         process exits
+//    "hold": false}                       optional, default false; true: set everything
+//                                         up, send READY and start the process on GO
+//                                         (agent_protocol.h, "Startup barrier")
 //   Root, one of:
 //    {"mode":"overlay", "lower":<Drive>, "upper":<Drive>}
 //        lower mounted read-only, upper holds overlayfs' upper/ and work/ directories
@@ -102,6 +105,7 @@ struct Plan {
   Process process;
   std::optional<Network> network;
   bool shutdown_on_exit = true;
+  bool hold = false;
   bool operator==(const Plan&) const = default;
 };
 
@@ -392,6 +396,7 @@ inline std::optional<Plan> parse_plan(std::string_view payload, std::string* err
       p.network = detail::read_network(*net, r.at("network"));
     }
     p.shutdown_on_exit = r.boolean("shutdown_on_exit", true);
+    p.hold = r.boolean("hold", false);
     r.finish();
     return p;
   } catch (const detail::SchemaError& e) {
@@ -450,9 +455,12 @@ inline nlohmann::json to_json(const Plan& p) {
     if (!n.gateway.empty()) net["gateway"] = n.gateway;
     if (n.mtu != 0) net["mtu"] = n.mtu;
   }
-  return {{"protocol", p.protocol}, {"hostname", p.hostname}, {"root", root},
-          {"process", to_json(p.process)}, {"network", net},
-          {"shutdown_on_exit", p.shutdown_on_exit}};
+  nlohmann::json plan = {{"protocol", p.protocol}, {"hostname", p.hostname}, {"root", root},
+                         {"process", to_json(p.process)}, {"network", net},
+                         {"shutdown_on_exit", p.shutdown_on_exit}};
+  // Written only when set: agents that predate it accept every other plan.
+  if (p.hold) plan["hold"] = true;
+  return plan;
 }
 
 }  // namespace fcvm::agent

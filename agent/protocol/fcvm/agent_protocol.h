@@ -21,6 +21,7 @@
 //   ATTACHED {"generation","boot_id",         ATTACH    {"generation","wall_time_ns",
 //             "sessions","uptime_ms"}                    "entropy"}
 //   STDIN_CREDIT {"bytes"}                    CREDIT    {"bytes"}
+//   READY    {} (plan held, session 0)        GO        {"hostname"?}, session 0
 //
 // New frame types are appended at the end of their direction's range; numbers never change.
 //
@@ -37,6 +38,14 @@
 // connection), the agent discards a partly received frame and sends a partly sent one
 // again from its start on the next connection, so every connection begins at a frame
 // boundary in both directions.
+//
+// Startup barrier (a plan with "hold": true, agent_plan.h): the agent applies the plan
+// (root, hostname, /etc files, network) and, instead of starting the main process, sends
+// READY and waits. The host may snapshot the VM there (a startup snapshot: later starts
+// restore it, ATTACH, and continue from this point). GO starts the main process; its
+// optional hostname replaces the plan's first (a restored start has its own name). GO is
+// refused with an ERROR unless the agent is holding. READY, GO and "hold" were added
+// without a version bump: a plan without "hold" behaves as before.
 //
 // Flow control, per session, so that one slow consumer stalls only its own session:
 // - Output: a Process with output_window = W > 0 (agent_plan.h) may have at most W bytes of
@@ -66,6 +75,7 @@
 // keeps every function inline.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -110,6 +120,7 @@ enum class FrameType : std::uint8_t {
   kError = 0x06,
   kAttached = 0x07,
   kStdinCredit = 0x08,
+  kReady = 0x09,
   // host -> guest
   kPlan = 0x81,
   kExec = 0x82,
@@ -119,13 +130,14 @@ enum class FrameType : std::uint8_t {
   kShutdown = 0x86,
   kAttach = 0x87,
   kCredit = 0x88,
+  kGo = 0x89,
 };
 
 // Which side sends a frame type; a decoder accepts only frames travelling its way.
 enum class Direction { kGuestToHost, kHostToGuest };
 
 inline bool is_known_frame_type(std::uint8_t raw) {
-  return (raw >= 0x01 && raw <= 0x08) || (raw >= 0x81 && raw <= 0x88);
+  return (raw >= 0x01 && raw <= 0x09) || (raw >= 0x81 && raw <= 0x89);
 }
 
 inline Direction direction_of(FrameType type) {
@@ -151,6 +163,8 @@ inline std::string_view frame_type_name(FrameType type) {
     case FrameType::kAttach: return "ATTACH";
     case FrameType::kStdinCredit: return "STDIN_CREDIT";
     case FrameType::kCredit: return "CREDIT";
+    case FrameType::kReady: return "READY";
+    case FrameType::kGo: return "GO";
   }
   return "UNKNOWN";
 }
@@ -482,6 +496,39 @@ inline std::optional<Credit> parse_credit(std::string_view payload, std::string*
     return std::nullopt;
   }
   return Credit{static_cast<std::uint32_t>(bytes)};
+}
+
+// GO: {} or {"hostname":"web2"} (1-64 of [A-Za-z0-9.-], as the plan's).
+struct GoRequest {
+  std::optional<std::string> hostname;
+
+  std::string to_payload() const {
+    nlohmann::json j = nlohmann::json::object();
+    if (hostname) j["hostname"] = *hostname;
+    return detail::dump(j);
+  }
+};
+
+inline std::optional<GoRequest> parse_go_request(std::string_view payload, std::string* error) {
+  auto j = detail::parse_object(payload, "GO", error);
+  if (!j) return std::nullopt;
+  if (!detail::reject_unknown_keys(*j, {"hostname"}, "GO", error)) return std::nullopt;
+  GoRequest r;
+  if (auto it = j->find("hostname"); it != j->end()) {
+    const bool valid = it->is_string() && !it->get_ref<const std::string&>().empty() &&
+                       it->get_ref<const std::string&>().size() <= 64 &&
+                       std::all_of(it->get_ref<const std::string&>().begin(),
+                                   it->get_ref<const std::string&>().end(), [](char c) {
+                                     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                                            (c >= '0' && c <= '9') || c == '.' || c == '-';
+                                   });
+    if (!valid) {
+      if (error) *error = "GO.hostname: must be 1-64 characters of [A-Za-z0-9.-]";
+      return std::nullopt;
+    }
+    r.hostname = it->get<std::string>();
+  }
+  return r;
 }
 
 // Boot ids and entropy travel as lowercase hex.

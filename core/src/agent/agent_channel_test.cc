@@ -78,11 +78,11 @@ TEST(AgentChannel, OversizeFrameIsAProtocolError) {
 
 TEST(AgentChannel, UnknownTypeIsAProtocolError) {
   Pair p = make_pair();
-  guest_write(p, std::string("\0\0\0\0\x09\0\0\0\0", 9));
+  guest_write(p, std::string("\0\0\0\0\x7e\0\0\0\0", 9));
   auto frames = p.channel.on_readable();
   ASSERT_FALSE(frames.ok());
   EXPECT_EQ(frames.status().code(), Errc::protocol);
-  EXPECT_NE(frames.status().message().find("unknown frame type 0x09"), std::string::npos);
+  EXPECT_NE(frames.status().message().find("unknown frame type 0x7e"), std::string::npos);
 }
 
 TEST(AgentChannel, HostBoundTypeFromGuestIsAProtocolError) {

@@ -9,6 +9,8 @@ const std::vector<Command>& command_table() {
       exec_command(),
       ls_command(),
       stop_command(),
+      pause_command(),
+      unpause_command(),
       logs_command(),
       inspect_command(),
       snapshot_create_command(),

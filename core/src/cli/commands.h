@@ -7,6 +7,8 @@ namespace fcvm::cli {
 
 Command podman_run_command();
 Command stop_command();
+Command pause_command();
+Command unpause_command();
 Command logs_command();
 Command inspect_command();
 Command exec_command();

@@ -4,7 +4,9 @@
 // gc retries them. Whole gc runs are serialised by a lock (a second gc waits, then finds
 // nothing left to do), and each run also sweeps the temp files of state writers that were
 // killed mid-write. Clones whose serve process died are stopped, and snapshot builds of
-// dead processes are swept.
+// dead processes are swept. With --cache, the startup snapshots of `podman run`
+// (run/startup_cache.h) are dropped too: the next run of each container boots and takes a
+// new one.
 #include <signal.h>
 
 #include <iostream>
@@ -23,8 +25,9 @@ namespace {
 
 int run_gc(CommandContext& ctx, const std::vector<std::string>& args) {
   po::options_description desc("Options");
-  desc.add_options()("json", "print {\"removed\": [...], \"kept\": [...]} as JSON");
-  auto vm = parse_command_line(ctx, "gc [--json]", desc, {}, args);
+  desc.add_options()("json", "print {\"removed\": [...], \"kept\": [...]} as JSON")(
+      "cache", "also remove the startup snapshots of 'podman run' (marked cache in 'fcvm snapshot ls')");
+  auto vm = parse_command_line(ctx, "gc [--json] [--cache]", desc, {}, args);
   const bool json = vm.count("json") > 0;
 
   FileLock collecting = check(ctx.state().lock_collection());
@@ -40,7 +43,21 @@ int run_gc(CommandContext& ctx, const std::vector<std::string>& args) {
       ::kill(r.process.pid, SIGTERM);
     }
   }
-  SnapshotStore(ctx.config().data_dir).sweep_stale();
+  SnapshotStore snapshots(ctx.config().data_dir);
+  snapshots.sweep_stale();
+  if (vm.count("cache")) {
+    // Runs restored from one keep its memory file open and have their own disks.
+    for (const auto& s : snapshots.list()) {
+      if (!s.manifest.is_cache()) continue;
+      if (Status st = snapshots.remove(s.manifest.tag); !st.ok()) {
+        kept.push_back({{"snapshot", s.manifest.tag}, {"reason", st.message()}});
+        ctx.log()->warn("gc: keeping snapshot " + s.manifest.tag + ": " + st.message());
+      } else {
+        removed.push_back({{"snapshot", s.manifest.tag}});
+        if (!json) std::cout << "removed startup snapshot " << s.manifest.tag << "\n";
+      }
+    }
+  }
   for (const auto& r : records) {
     if (r.alive()) continue;
     VmCleanup outcome = clean_up_vm(ctx, r);

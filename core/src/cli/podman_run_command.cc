@@ -28,6 +28,7 @@ Command podman_run_command() {
          "when to fetch the image: missing (use a stored copy), always, never, newer")
         ("rm", "remove the VM's record and files when it exits")
         ("detach,d", "run in the background and print the VM's name")
+        ("no-snapshot", "boot even when a startup snapshot of this container exists, and take none")
         ("kernel", po::value<std::filesystem::path>(), "boot this guest kernel instead of the one 'fcvm setup' built");
     // Everything after the image is the container's command, options included.
     auto [vm, command] = parse_until_target(ctx, "podman run [OPTIONS] IMAGE [COMMAND [ARG...]]", desc, "image", args);
@@ -55,6 +56,7 @@ Command podman_run_command() {
     req.pull = check(parse_pull_policy(vm["pull"].as<std::string>()), kUsageExit);
     req.remove = vm.count("rm") > 0;
     req.detach = vm.count("detach") > 0;
+    req.startup_snapshot = vm.count("no-snapshot") == 0;
     if (vm.count("kernel")) req.kernel = vm["kernel"].as<std::filesystem::path>();
 
     // Checked before anything is created: chosen plugins exist, the host has room.

@@ -17,8 +17,9 @@
 #include "run/container_request.h"
 #include "run/container_run.h"
 #include "run/container_supervisor.h"
+#include "run/guest_assets.h"
+#include "session/image_boot.h"
 #include "session/snapshot_restore.h"
-#include "snapshot/snapshot_control.h"
 #include "snapshot/snapshot_store.h"
 #include "state/state_store.h"
 
@@ -28,6 +29,8 @@ namespace fcvm::cli {
 namespace {
 
 constexpr auto kStopWait = std::chrono::seconds(60);
+// A snapshot copies the guest's memory and disks: minutes at worst, never forever.
+constexpr auto kSnapshotWait = std::chrono::minutes(10);
 
 // Runs `args` in the VM's container through its control socket, its output to ours.
 // Returns the command's exit code.
@@ -94,23 +97,24 @@ int run_create(CommandContext& ctx, const std::vector<std::string>& args) {
   hidden.add_options()("name", po::value<std::string>());
   auto vm = parse_command_line(ctx, "snapshot create NAME|--pid N [--tag TAG] [--disk-only]", desc,
                                pos, args, hidden);
-  std::optional<std::string> name;
-  std::optional<int> pid;
-  if (vm.count("name")) name = vm["name"].as<std::string>();
-  if (vm.count("pid")) pid = vm["pid"].as<int>();
-  const VmRecord record = find_vm(ctx, name, pid);
-  if (!record.alive() || record.status != VmStatus::running) throw CliError(record.name + " is not running");
+  const VmRecord record = find_running_vm(ctx, vm);
   if (record.type != VmType::vm) {
     throw CliError(record.name + " is a " + to_string(record.type) + "; snapshot the VM it came from");
   }
-  SnapshotRequest request;
+  control::SnapshotRequest request;
   request.tag = vm.count("tag") ? vm["tag"].as<std::string>() : record.name;
   check(SnapshotStore::validate_tag(request.tag), kUsageExit);
   request.disk_only = vm.count("disk-only") > 0;
-  auto reply = check(request_snapshot(record.vm_dir / "snapshot.sock", request));
+  if (request.disk_only && exec_in_vm(record, {"sync"}) != 0) {
+    // Only the disks are kept: what the guest has not written back yet would be lost.
+    ctx.log()->warn("could not run 'sync' in " + record.name + "; writes still in its page cache are not in the snapshot");
+  }
+  const auto reply = ask_vm(record, request, kSnapshotWait, "snapshot " + request.tag);
   std::cout << request.tag << "\n";
-  ctx.log()->info("snapshot " + request.tag + ": the VM was paused " +
-                  std::to_string(reply.value("pause_ms", 0)) + " ms");
+  if (reply.snapshot) {
+    ctx.log()->info("snapshot " + request.tag + ": the VM was paused " +
+                    std::to_string(reply.snapshot->pause_ms) + " ms");
+  }
   return 0;
 }
 
@@ -154,7 +158,7 @@ int run_ls(CommandContext& ctx, const std::vector<std::string>& args) {
     std::string pids;
     for (int p : serving(s.manifest.tag)) pids += (pids.empty() ? "" : ",") + std::to_string(p);
     std::cout << s.manifest.tag << "\t" << s.manifest.source_name << "\t" << s.manifest.image << "\t"
-              << (s.manifest.disk_only ? "disk" : "full") << "\t" << s.manifest.pause_ms << "\t"
+              << (s.manifest.disk_only ? "disk" : s.manifest.is_cache() ? "cache" : "full") << "\t" << s.manifest.pause_ms << "\t"
               << (pids.empty() ? "-" : pids) << "\t" << s.manifest.created << "\n";
   }
   return 0;
@@ -274,6 +278,7 @@ int run_clone(CommandContext& ctx, const std::vector<std::string>& args) {
       ("name", po::value<std::string>(), "name of the clone")
       ("publish,p", po::value<std::vector<std::string>>()->composing(), "publish a port: [HOST_IP:]HOST_PORT:GUEST_PORT")
       ("detach,d", "run in the background and print the clone's name")
+      ("kernel", po::value<std::filesystem::path>(), "disk-only snapshots: boot this guest kernel instead of the one 'fcvm setup' built")
       ("exec", "run the command after the options in a new clone, print its output, exit with its code, remove the clone");
   auto [vm, command] = parse_until_target(ctx, "snapshot run --pid SERVE_PID|--snapshot TAG [OPTIONS] [--exec COMMAND [ARG...]]", desc, "cmd", args);
   if (vm.count("cmd")) command.insert(command.begin(), vm["cmd"].as<std::string>());
@@ -297,7 +302,10 @@ int run_clone(CommandContext& ctx, const std::vector<std::string>& args) {
   }
   const auto snap = check(store.get(tag));
   const auto& m = snap.manifest;
-  if (m.disk_only) throw CliError("snapshot '" + tag + "' holds disks only; cold-booting clones of it is not implemented yet");
+  if (m.is_cache()) {
+    throw CliError("snapshot '" + tag + "' is a startup snapshot, held before its container starts; " +
+                   "'fcvm podman run' of that container restores it", kUsageExit);
+  }
 
   SessionBackends backends;
   backends.vmm = ctx.backend_as<VmmBackend>(PluginKind::vmm);
@@ -322,18 +330,40 @@ int run_clone(CommandContext& ctx, const std::vector<std::string>& args) {
                    "; take a new snapshot with 'fcvm snapshot create'");
   }
 
-  SnapshotRestoreSpec spec;
-  spec.snapshot_name = tag;
-  spec.disks = m.disks_in(snap.dir);
-  spec.network = m.network;
-  spec.files = m.files(snap.dir);
-  spec.memory = MemorySource{MemorySourceKind::file, spec.files.memory};
-  spec.memory_backend = ctx.backend_as<MemoryBackend>(PluginKind::memory);
-  spec.exec = ExecDefaults{m.main_process, m.rootfs};
-  spec.serve = serve;
-  spec.boot_id = m.boot_id;
-  spec.machine = m.machine;
-  SnapshotRestore origin(std::move(spec));
+  std::unique_ptr<VmOrigin> origin;
+  if (m.disk_only) {
+    // No memory: the clone boots the snapshot's container afresh from a copy of its disks,
+    // on the snapshot's machine where the manifest says what it was.
+    ImageBootSpec boot;
+    boot.image_ref = m.image;
+    std::optional<std::filesystem::path> kernel;
+    if (vm.count("kernel")) {
+      kernel = vm["kernel"].as<std::filesystem::path>();
+    } else if (!m.machine.kernel.empty() && std::filesystem::exists(m.machine.kernel)) {
+      kernel = m.machine.kernel;
+    }
+    boot.assets = check(find_guest_assets(ctx.config().data_dir, kernel, ctx.log()), kRunFailedExit);
+    if (m.machine.vcpus > 0) boot.vcpus = m.machine.vcpus;
+    if (m.machine.memory_mib > 0) boot.memory_mib = m.machine.memory_mib;
+    boot.rootfs = ImageRootfs{m.machine.image_digest, m.rootfs};
+    boot.process = m.main_process;
+    boot.snapshot_disks = m.disks_in(snap.dir);
+    boot.snapshot_name = tag;
+    origin = std::make_unique<ImageBoot>(std::move(boot));
+  } else {
+    SnapshotRestoreSpec spec;
+    spec.snapshot_name = tag;
+    spec.disks = m.disks_in(snap.dir);
+    spec.network = m.network;
+    spec.files = m.files(snap.dir);
+    spec.memory = MemorySource{MemorySourceKind::file, spec.files.memory};
+    spec.memory_backend = ctx.backend_as<MemoryBackend>(PluginKind::memory);
+    spec.exec = ExecDefaults{m.main_process, m.rootfs};
+    spec.serve = serve;
+    spec.boot_id = m.boot_id;
+    spec.machine = m.machine;
+    origin = std::make_unique<SnapshotRestore>(std::move(spec));
+  }
 
   VmSessionOptions options;
   if (vm.count("name")) options.name = vm["name"].as<std::string>();
@@ -350,8 +380,8 @@ int run_clone(CommandContext& ctx, const std::vector<std::string>& args) {
                     std::move(options));
   check(session.check(), kRunFailedExit);
   block_stop_signals();
-  if (!detach) return check(session.run(origin), kRunFailedExit);
-  check(run_detached(session, origin), kRunFailedExit);
+  if (!detach) return check(session.run(*origin), kRunFailedExit);
+  check(run_detached(session, *origin), kRunFailedExit);
   if (!exec) {
     std::cout << session.name() << "\n";
     return 0;

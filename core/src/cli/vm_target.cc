@@ -17,6 +17,16 @@ VmRecord find_vm(CommandContext& ctx, const std::optional<std::string>& name_or_
   return *record;
 }
 
+VmRecord find_running_vm(CommandContext& ctx, const boost::program_options::variables_map& options) {
+  std::optional<std::string> name;
+  std::optional<int> pid;
+  if (options.count("name")) name = options["name"].as<std::string>();
+  if (options.count("pid")) pid = options["pid"].as<int>();
+  VmRecord record = find_vm(ctx, name, pid);
+  if (!record.alive() || record.status != VmStatus::running) throw CliError(record.name + " is not running");
+  return record;
+}
+
 Result<control::ControlClient> connect_control(const VmRecord& record) {
   auto client = control::ControlClient::connect(record.vm_dir / "control.sock");
   if (!client) {
@@ -29,6 +39,15 @@ Result<control::ControlClient> connect_control(const VmRecord& record) {
                                         " (is its container still starting?): ");
   }
   return client;
+}
+
+control::Reply ask_vm(const VmRecord& record, const control::Request& request,
+                      std::chrono::milliseconds timeout, const std::string& what) {
+  auto client = check(connect_control(record));
+  check(client.send_request(request));
+  auto reply = check(client.wait_reply(timeout));
+  if (!reply.ok()) throw CliError(what + ": " + *reply.error);
+  return reply;
 }
 
 }  // namespace fcvm::cli

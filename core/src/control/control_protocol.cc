@@ -159,9 +159,18 @@ std::string to_payload(const Request& request) {
     if (exec->workdir) j["workdir"] = *exec->workdir;
     if (exec->user) j["user"] = *exec->user;
     j["stdin"] = exec->stdin;
-  } else {
+  } else if (const auto* stop = std::get_if<StopRequest>(&request)) {
     j["request"] = "stop";
-    j["timeout_ms"] = std::get<StopRequest>(request).timeout_ms;
+    j["timeout_ms"] = stop->timeout_ms;
+  } else if (std::holds_alternative<PauseRequest>(request)) {
+    j["request"] = "pause";
+  } else if (std::holds_alternative<ResumeRequest>(request)) {
+    j["request"] = "resume";
+  } else {
+    const auto& snapshot = std::get<SnapshotRequest>(request);
+    j["request"] = "snapshot";
+    j["tag"] = snapshot.tag;
+    j["disk_only"] = snapshot.disk_only;
   }
   return dump(j);
 }
@@ -195,12 +204,31 @@ Result<Request> parse_request(std::string_view payload) {
     r.timeout_ms = static_cast<std::uint32_t>(timeout);
     return Request{r};
   }
-  return invalid("control request", "unknown request '" + *kind + "' (this fcvm knows exec, stop)");
+  if (*kind == "pause" || *kind == "resume") {
+    FCVM_RETURN_IF_ERROR(reject_unknown(*j, {"version", "request"}, *kind));
+    return *kind == "pause" ? Request{PauseRequest{}} : Request{ResumeRequest{}};
+  }
+  if (*kind == "snapshot") {
+    SnapshotRequest r;
+    FCVM_RETURN_IF_ERROR(reject_unknown(*j, {"version", "request", "tag", "disk_only"}, "snapshot"));
+    std::optional<std::string> tag;
+    FCVM_RETURN_IF_ERROR(read_string(*j, "tag", "snapshot", true, tag));
+    if (tag->empty()) return invalid("snapshot", "tag must not be empty");
+    r.tag = *tag;
+    if (auto it = j->find("disk_only"); it != j->end()) {
+      if (!it->is_boolean()) return invalid("snapshot", "disk_only must be true or false");
+      r.disk_only = it->get<bool>();
+    }
+    return Request{std::move(r)};
+  }
+  return invalid("control request",
+                 "unknown request '" + *kind + "' (this fcvm knows exec, stop, pause, resume, snapshot)");
 }
 
 std::string to_payload(const Reply& reply) {
   json j = {{"version", kVersion}, {"ok", reply.ok()}};
   if (reply.error) j["error"] = *reply.error;
+  if (reply.snapshot) j["snapshot"] = {{"tag", reply.snapshot->tag}, {"pause_ms", reply.snapshot->pause_ms}};
   return dump(j);
 }
 
@@ -213,6 +241,14 @@ Result<Reply> parse_reply(std::string_view payload) {
   Reply r;
   if (!ok->get<bool>()) {
     FCVM_RETURN_IF_ERROR(read_string(*j, "error", "control reply", true, r.error));
+  }
+  if (auto it = j->find("snapshot"); it != j->end()) {
+    if (!it->is_object()) return invalid("control reply", "snapshot must be an object");
+    std::optional<std::string> tag;
+    std::int64_t pause_ms = 0;
+    FCVM_RETURN_IF_ERROR(read_string(*it, "tag", "control reply snapshot", true, tag));
+    FCVM_RETURN_IF_ERROR(read_int(*it, "pause_ms", "control reply snapshot", 0, INT64_MAX, true, pause_ms));
+    r.snapshot = SnapshotTaken{*tag, static_cast<std::uint64_t>(pause_ms)};
   }
   return r;
 }

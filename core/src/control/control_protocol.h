@@ -1,5 +1,5 @@
-// The host control protocol: how `fcvm exec` and `fcvm stop` (later pause and snapshot)
-// talk to the fcvm process that runs a VM, over the unix socket <vm dir>/control.sock.
+// The host control protocol: how `fcvm exec`, `stop`, `pause`, `unpause` and `snapshot
+// create` talk to the fcvm process that runs a VM, over the unix socket <vm dir>/control.sock.
 //
 // Separate from the guest agent's protocol (fcvm/agent_protocol.h): clients are host
 // processes, the server is the VM's event loop, and the schemas are this header's alone.
@@ -14,7 +14,10 @@
 //
 // Requests carry "version"; a server refuses one whose version it does not speak. Every
 // request gets one REPLY: {"ok":true} once the request took effect (exec: the command runs;
-// stop: the stop has begun), else {"ok":false,"error":"..."}. A refused exec request
+// stop: the stop has begun; pause/resume: the vCPUs stopped/run again; snapshot: the
+// snapshot is in the store, and the reply says how long the guest was paused), else
+// {"ok":false,"error":"..."}. Request kinds are added without a version bump: a server that
+// does not know a kind refuses it by name. A refused exec request
 // (malformed, wrong version, container not running) gets an error REPLY and the connection
 // closes; an exec whose command the guest could not start gets an error REPLY then EXIT
 // (126 cannot be run, 127 not found). A malformed frame closes the connection after an
@@ -99,16 +102,47 @@ struct StopRequest {
   bool operator==(const StopRequest&) const = default;
 };
 
-using Request = std::variant<ExecRequest, StopRequest>;
+// pause: stops the guest's vCPUs (the container's clocks stand still; exec is refused until
+// resume). Pausing a paused VM succeeds.
+struct PauseRequest {
+  bool operator==(const PauseRequest&) const = default;
+};
 
-// {"version":1,"request":"exec","args":[...],...} / {"version":1,"request":"stop",...}
+// resume: runs a paused guest again. Resuming a running VM succeeds.
+struct ResumeRequest {
+  bool operator==(const ResumeRequest&) const = default;
+};
+
+// snapshot: pause, VMM state and memory (unless disk_only), disks, manifest, resume (a VM
+// paused by a pause request stays paused). Served on the VM's event loop, which it blocks;
+// the reply comes once the snapshot is committed. A client that hangs up before then
+// abandons it: nothing is left in the store.
+struct SnapshotRequest {
+  std::string tag;         // non-empty; the store checks its spelling
+  bool disk_only = false;  // disks alone: clones cold-boot
+  bool operator==(const SnapshotRequest&) const = default;
+};
+
+using Request = std::variant<ExecRequest, StopRequest, PauseRequest, ResumeRequest, SnapshotRequest>;
+
+// {"version":1,"request":"exec","args":[...],...} / {"version":1,"request":"stop",...} /
+// {"version":1,"request":"pause"} / {"version":1,"request":"resume"} /
+// {"version":1,"request":"snapshot","tag":"t","disk_only":false}
 std::string to_payload(const Request& request);
 // Strict: unknown fields, wrong types, a missing or other version are invalid_argument
 // naming the field; never throws.
 Result<Request> parse_request(std::string_view payload);
 
+// What a successful snapshot request made.
+struct SnapshotTaken {
+  std::string tag;
+  std::uint64_t pause_ms = 0;  // how long the guest was paused for it
+  bool operator==(const SnapshotTaken&) const = default;
+};
+
 struct Reply {
-  std::optional<std::string> error;  // nullopt: ok
+  std::optional<std::string> error;      // nullopt: ok
+  std::optional<SnapshotTaken> snapshot;  // set in the ok reply to a snapshot request
   bool ok() const { return !error; }
   bool operator==(const Reply&) const = default;
 };

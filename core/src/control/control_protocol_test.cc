@@ -40,6 +40,30 @@ TEST(ControlProtocol, StopRequestRoundTripsAndDefaults) {
   EXPECT_EQ(std::get<StopRequest>(*parsed).timeout_ms, 10000u);
 }
 
+TEST(ControlProtocol, PauseResumeAndSnapshotRequestsRoundTrip) {
+  for (const Request& r : {Request{PauseRequest{}}, Request{ResumeRequest{}},
+                           Request{SnapshotRequest{"web-1", true}},
+                           Request{SnapshotRequest{"t", false}}}) {
+    auto parsed = parse_request(to_payload(r));
+    ASSERT_TRUE(parsed.ok()) << to_payload(r) << ": " << parsed.status().message();
+    EXPECT_EQ(*parsed, r) << to_payload(r);
+  }
+  auto minimal = parse_request(R"({"version":1,"request":"snapshot","tag":"x"})");
+  ASSERT_TRUE(minimal.ok()) << minimal.status().message();
+  EXPECT_EQ(std::get<SnapshotRequest>(*minimal), (SnapshotRequest{"x", false}));
+}
+
+TEST(ControlProtocol, SnapshotRepliesCarryWhatWasTaken) {
+  Reply taken;
+  taken.snapshot = SnapshotTaken{"web", 42};
+  auto parsed = parse_reply(to_payload(taken));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().message();
+  EXPECT_EQ(*parsed, taken);
+  EXPECT_FALSE(parse_reply(R"({"version":1,"ok":true,"snapshot":"web"})").ok());
+  EXPECT_FALSE(parse_reply(R"({"version":1,"ok":true,"snapshot":{"tag":"web","pause_ms":-1}})").ok());
+  EXPECT_FALSE(parse_reply(R"({"version":1,"ok":true,"snapshot":{"pause_ms":1}})").ok());
+}
+
 TEST(ControlProtocol, MalformedRequestsAreErrorsNamingTheProblem) {
   struct Case {
     const char* payload;
@@ -58,6 +82,14 @@ TEST(ControlProtocol, MalformedRequestsAreErrorsNamingTheProblem) {
       {R"({"version":1,"request":"stop","timeout_ms":4294968000})", "timeout_ms"},
       {R"({"version":1,"request":"stop","timeout_ms":1.5})", "timeout_ms"},
       {R"({"version":1,"request":"reboot"})", "reboot"},
+      {R"({"version":1,"request":"pause","now":true})", "now"},
+      {R"({"version":1,"request":"resume","timeout_ms":1})", "timeout_ms"},
+      {R"({"version":1,"request":"snapshot"})", "tag"},
+      {R"({"version":1,"request":"snapshot","tag":""})", "tag"},
+      {R"({"version":1,"request":"snapshot","tag":5})", "tag"},
+      {R"({"version":1,"request":"snapshot","tag":"t","disk_only":1})", "disk_only"},
+      {R"({"version":1,"request":"snapshot","tag":"t","boot_id":"x"})", "boot_id"},
+      {R"({"version":1,"request":"snapshot","tag":"t","memory":"uffd"})", "memory"},
       {R"({"version":1,"request":7})", "request"},
       {R"([1,2])", "object"},
       {R"(not json)", "JSON"},

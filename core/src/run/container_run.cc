@@ -9,7 +9,10 @@
 #include "image/image_store.h"
 #include "run/container_supervisor.h"
 #include "run/guest_assets.h"
+#include "run/startup_cache.h"
 #include "session/image_boot.h"
+#include "session/snapshot_restore.h"
+#include "snapshot/snapshot_store.h"
 
 namespace fcvm {
 
@@ -65,6 +68,35 @@ Result<int> run_detached(VmSession& session, VmOrigin& origin) {
   return error(Errc::io, message.empty() ? "the detached VM process died while starting" : message);
 }
 
+namespace {
+
+// The restore of the startup snapshot of `key`, or null when there is none (a miss).
+std::unique_ptr<VmOrigin> cached_start(const SnapshotStore& store, const std::string& key,
+                                       const std::string& image_ref, const LoggerPtr& log) {
+  const std::string tag = startup_cache_tag(key);
+  auto snap = store.get(tag);
+  if (!snap) return nullptr;
+  const SnapshotManifest& m = snap->manifest;
+  if (m.cache_key != key || m.disk_only || m.boot_id.empty()) {
+    log->warn("snapshot " + tag + " is not the startup snapshot of this run; booting");
+    return nullptr;
+  }
+  log->info("restoring startup snapshot " + tag + " instead of booting");
+  SnapshotRestoreSpec spec;
+  spec.snapshot_name = tag;
+  spec.disks = m.disks_in(snap->dir);
+  spec.network = m.network;
+  spec.files = m.files(snap->dir);
+  spec.memory = MemorySource{MemorySourceKind::file, spec.files.memory};
+  spec.exec = ExecDefaults{m.main_process, m.rootfs};
+  spec.boot_id = m.boot_id;
+  spec.machine = m.machine;
+  spec.startup = SnapshotRestoreSpec::Startup{image_ref};
+  return std::make_unique<SnapshotRestore>(std::move(spec));
+}
+
+}  // namespace
+
 Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServices services,
                                        SessionBackends backends) {
   VmSessionOptions options;
@@ -74,6 +106,9 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
   options.forward_output = !req.detach;
   const std::filesystem::path data_dir = services.data_dir;
   const LoggerPtr log = services.log;
+  const auto backend_names = backends.names;
+  const auto caps = backends.vmm->capabilities();
+  const bool can_snapshot = caps.snapshot && caps.restore_file_memory;
   VmSession session(std::move(services), std::move(backends), std::move(options));
   FCVM_RETURN_IF_ERROR(session.check());
 
@@ -93,11 +128,20 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
                                  [](const char* k) -> const char* { return std::getenv(k); });
   if (!process) return process.status();
   boot.process = *process;
-  ImageBoot origin(std::move(boot));
+
+  std::unique_ptr<VmOrigin> origin;
+  if (req.startup_snapshot && can_snapshot) {
+    auto key = startup_cache_key(StartupInputs{image.digest, *process, req.vcpus, req.memory_mib,
+                                               boot.assets, backend_names});
+    if (!key) return key.status();
+    origin = cached_start(SnapshotStore(data_dir), *key, req.image, log);
+    if (!origin) session.set_startup_snapshot(*key);
+  }
+  if (!origin) origin = std::make_unique<ImageBoot>(std::move(boot));
 
   block_stop_signals();
   ContainerOutcome outcome{session.name(), 0};
-  auto code = req.detach ? run_detached(session, origin) : session.run(origin);
+  auto code = req.detach ? run_detached(session, *origin) : session.run(*origin);
   if (!code) return code.status();
   outcome.exit_code = *code;
   return outcome;

@@ -133,6 +133,12 @@ Result<int> ContainerSupervisor::run() {
   if (options_.plan) {
     phase_ = Phase::booting;
     deadline_ = Clock::now() + options_.boot_timeout;
+  } else if (options_.go) {
+    // A restored guest holding at its startup barrier: the container starts now.
+    if (Status st = agent_.send(agent::FrameType::kGo, agent::kMainSession, options_.go->to_payload()); !st.ok()) {
+      return st;
+    }
+    phase_ = Phase::starting;
   } else {
     phase_ = Phase::running;
     // A restored guest already runs its container; exec is served from here on.
@@ -240,6 +246,7 @@ Status ContainerSupervisor::handle_agent() {
     }
     std::string err;
     switch (f.type) {
+      case agent::FrameType::kReady: handle_ready(); break;
       case agent::FrameType::kStarted:
         if (phase_ == Phase::starting) phase_ = Phase::running;
         if (options_.on_started) options_.on_started();
@@ -291,6 +298,17 @@ void ContainerSupervisor::handle_hello(const agent::Frame& frame) {
   deadline_.reset();
 }
 
+void ContainerSupervisor::handle_ready() {
+  if (phase_ != Phase::starting || !options_.plan || !options_.plan->hold) {
+    log_->warn("fc-agent sent READY for a plan that does not hold; ignored");
+    return;
+  }
+  if (options_.at_barrier) options_.at_barrier(options_.guest_boot_id);
+  if (Status st = agent_.send(agent::FrameType::kGo, agent::kMainSession, agent::GoRequest{}.to_payload()); !st.ok()) {
+    fail(st);
+  }
+}
+
 Status ContainerSupervisor::handle_signal() {
   signalfd_siginfo info{};
   while (::read(signals_.get(), &info, sizeof info) == sizeof info) {
@@ -302,6 +320,8 @@ Status ContainerSupervisor::handle_signal() {
 }
 
 void ContainerSupervisor::begin_stop(std::chrono::milliseconds grace) {
+  // A paused guest cannot stop its container.
+  if (paused_ && vm_.resume().ok()) paused_ = false;
   if (++stop_requests_ > 1) {
     // A second request: no more grace.
     vm_.kill();
@@ -379,6 +399,10 @@ void ContainerSupervisor::handle_request(std::uint32_t session, ControlClient& c
     log_->info("refused a control request: " + request.status().message());
     return c.refuse(request.status().message());
   }
+  if (!std::holds_alternative<control::ExecRequest>(*request) &&
+      !std::holds_alternative<control::StopRequest>(*request)) {
+    return handle_vm_request(c, *request);
+  }
   if (const auto* stop = std::get_if<control::StopRequest>(&*request)) {
     log_->info("stop requested on the control socket");
     c.reply({});
@@ -391,6 +415,7 @@ void ContainerSupervisor::handle_request(std::uint32_t session, ControlClient& c
     return c.refuse(phase_ == Phase::stopping ? "the container is stopping"
                                               : "the container is not running yet; try again");
   }
+  if (paused_) return c.refuse("the VM is paused; resume it with 'fcvm unpause'");
   // Unset fields come from the container's main process.
   ImageConfig defaults;
   defaults.env = options_.main_process.env;
@@ -408,6 +433,37 @@ void ContainerSupervisor::handle_request(std::uint32_t session, ControlClient& c
   process->stdin = exec.stdin;
   if (Status st = agent_.send_exec(session, *process); !st.ok()) return c.refuse(st.message());
   c.exec_running = true;
+}
+
+void ContainerSupervisor::handle_vm_request(ControlClient& c, const control::Request& request) {
+  if (phase_ != Phase::running) {
+    return c.refuse(phase_ == Phase::stopping ? "the container is stopping"
+                                              : "the container is not running yet; try again");
+  }
+  if (!std::holds_alternative<control::SnapshotRequest>(request)) {
+    const bool pause = std::holds_alternative<control::PauseRequest>(request);
+    if (paused_ != pause) {
+      if (Status st = pause ? vm_.pause() : vm_.resume(); !st.ok()) return c.refuse(st.message());
+      paused_ = pause;
+      log_->info(pause ? "paused on the control socket" : "resumed on the control socket");
+    }
+    c.reply({});
+    c.finished = true;
+    return;
+  }
+  if (!options_.take_snapshot) return c.refuse("this VM cannot be snapshotted");
+  const int fd = c.fd.get();
+  // A client that hung up (killed while waiting) no longer wants its snapshot.
+  auto still_wanted = [fd] {
+    pollfd p{fd, POLLRDHUP, 0};
+    return ::poll(&p, 1, 0) == 0;
+  };
+  auto taken = options_.take_snapshot(std::get<control::SnapshotRequest>(request), paused_, still_wanted);
+  if (!taken) return c.refuse(taken.status().message());
+  control::Reply reply;
+  reply.snapshot = *taken;
+  c.reply(std::move(reply));
+  c.finished = true;
 }
 
 void ContainerSupervisor::handle_client(std::uint32_t session) {

@@ -3,8 +3,10 @@
 // agent channel, the VMM's exit, signals, the control socket, a deadline):
 //
 //   booting   waiting for the agent's HELLO (boot deadline); then the plan is sent
-//   starting  the plan is sent; waiting for the container's process to start
-//   running   relaying output, serving `fcvm exec`
+//   starting  the plan is sent; waiting for the container's process to start (a held plan:
+//             the agent says READY first, the loop calls at_barrier, then sends GO)
+//   running   relaying output, serving `fcvm exec`; may be paused and resumed (`fcvm pause`,
+//             `unpause`) and snapshotted (`fcvm snapshot create`) on the control socket
 //   stopping  the container exited or a stop was asked; waiting for the power-off
 //
 // A stop asked while booting or starting (SIGINT, `fcvm stop`) is sent once the container
@@ -27,6 +29,7 @@
 #include <fcvm/agent_plan.h>
 
 #include "agent/agent_channel.h"
+#include "control/control_protocol.h"
 #include "fcvm/log.h"
 #include "fcvm/unique_fd.h"
 #include "fcvm/vmm.h"
@@ -43,6 +46,12 @@ struct SupervisorOptions {
   // The plan of a guest that boots: sent once the agent says HELLO. nullopt: the guest
   // already runs its container (a restored clone); the loop starts in `running`.
   std::optional<agent::Plan> plan;
+  // A restored guest held at its startup barrier (a cached start): the loop sends this GO
+  // first and starts in `starting`. Only without a plan.
+  std::optional<agent::GoRequest> go;
+  // Called on the loop's thread when a held plan's agent says READY, with the agent's boot
+  // id (from its HELLO); GO is sent when it returns. A startup snapshot is taken here.
+  std::function<void(const std::string& boot_id)> at_barrier;
   std::chrono::milliseconds boot_timeout{60000};  // VMM start → HELLO
   std::chrono::milliseconds stop_timeout{10000};  // SIGTERM → SIGKILL inside the guest
   // Called once the container's process has started (detached runs report success here).
@@ -58,6 +67,13 @@ struct SupervisorOptions {
     std::function<bool()> on_ready;
   };
   std::vector<WatchedFd> watched;
+  // Takes the snapshot a control request asks for, on the loop's thread (the loop waits for
+  // it; the guest is paused for most of it anyway). `paused`: the VM was paused by a pause
+  // request and must stay paused. `still_wanted` turns false once the client hung up. Null:
+  // snapshot requests are refused.
+  std::function<Result<control::SnapshotTaken>(const control::SnapshotRequest& request, bool paused,
+                                               const std::function<bool()>& still_wanted)>
+      take_snapshot;
 };
 
 // Exit codes of the run itself, when there is no container exit code (as podman).
@@ -86,6 +102,8 @@ class ContainerSupervisor {
   struct ControlClient;
   Status handle_agent();
   void handle_hello(const agent::Frame& frame);
+  // READY: the held plan is set up; the barrier's work, then GO.
+  void handle_ready();
   // Ends the loop with `failure` (the first one wins).
   void fail(Status failure);
   // `what` went wrong while booting, with the console's last lines.
@@ -94,6 +112,8 @@ class ContainerSupervisor {
   void accept_client();
   void handle_client(std::uint32_t session);
   void handle_request(std::uint32_t session, ControlClient& client, const std::string& payload);
+  // pause, resume and snapshot requests; each finishes its client.
+  void handle_vm_request(ControlClient& client, const control::Request& request);
   void relay_exec_frame(const agent::Frame& frame);
   // Writes what the client is owed; drops it once finished and flushed.
   void flush_client(std::uint32_t session);
@@ -121,6 +141,7 @@ class ContainerSupervisor {
   std::optional<int> exit_code_;
   std::optional<std::string> start_error_;
   int stop_requests_ = 0;
+  bool paused_ = false;  // by a pause request
   std::optional<std::chrono::milliseconds> pending_stop_;  // asked before the container ran
 };
 

@@ -17,8 +17,9 @@ std::pair<std::string, int> split_cidr(const std::string& cidr) {
 Status ImageBoot::check(const VmmCapabilities&, const std::string&) const { return ok_status(); }
 
 void ImageBoot::describe(VmRecord& record) const {
-  record.type = VmType::vm;
+  record.type = spec_.snapshot_disks ? VmType::clone : VmType::vm;
   record.image = spec_.image_ref;
+  record.snapshot = spec_.snapshot_name;
 }
 
 GuestMachine ImageBoot::machine() const {
@@ -26,6 +27,7 @@ GuestMachine ImageBoot::machine() const {
 }
 
 Result<DiskLease> ImageBoot::create_disks(StorageBackend& storage, const std::filesystem::path& vm_dir) {
+  if (spec_.snapshot_disks) return storage.clone_disks(*spec_.snapshot_disks, vm_dir);
   auto base = storage.prepare_base(spec_.rootfs);
   if (!base) return base.status();
   return storage.create_disks(*base, vm_dir, DiskOptions{});

@@ -1,6 +1,6 @@
 // ImageBoot: a VmOrigin that boots a fresh guest from an image: disks from the image's
-// rootfs, a new network, the guest kernel and initramfs, and a plan that starts the
-// container's process.
+// rootfs (or a copy of a disk-only snapshot's disks: a clone that cold-boots), a new
+// network, the guest kernel and initramfs, and a plan that starts the container's process.
 #pragma once
 
 #include "run/guest_assets.h"
@@ -15,6 +15,10 @@ struct ImageBootSpec {
   unsigned vcpus = 1;
   unsigned memory_mib = 256;
   agent::Process process;  // the container's process, resolved against the image
+  // A disk-only snapshot to boot from instead of the image: the VM gets its own copy of
+  // these disks and is recorded as a clone of `snapshot_name`.
+  std::optional<DiskLease> snapshot_disks;
+  std::string snapshot_name;
 };
 
 class ImageBoot final : public VmOrigin {

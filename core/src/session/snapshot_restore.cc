@@ -22,7 +22,8 @@ Status SnapshotRestore::check(const VmmCapabilities& vmm, const std::string& vmm
 }
 
 void SnapshotRestore::describe(VmRecord& record) const {
-  record.type = VmType::clone;
+  record.type = spec_.startup ? VmType::vm : VmType::clone;
+  if (spec_.startup) record.image = spec_.startup->image;
   record.snapshot = spec_.snapshot_name;
   record.serve = spec_.serve;
 }
@@ -30,6 +31,11 @@ void SnapshotRestore::describe(VmRecord& record) const {
 Status SnapshotRestore::agent_unreachable(Status why) const {
   return error(Errc::protocol, "clone of " + spec_.snapshot_name + ": the restored guest did not answer (" +
                                    why.message() + "): wrong or damaged memory file; refused");
+}
+
+std::optional<agent::GoRequest> SnapshotRestore::go(const std::string& hostname) const {
+  if (!spec_.startup) return std::nullopt;
+  return agent::GoRequest{hostname};
 }
 
 Result<std::string> SnapshotRestore::verify_guest(AgentChannel& agent) {

@@ -27,6 +27,13 @@ struct SnapshotRestoreSpec {
   // The guest's boot id at snapshot time; empty: not known (the clone is not checked).
   std::string boot_id;
   GuestMachine machine;  // the snapshot's, passed on to snapshots of the clone
+  // A startup snapshot (run/startup_cache.h): the guest holds at its startup barrier. The
+  // VM is recorded as a VM of `image` restored from the snapshot and started with GO after
+  // the attach.
+  struct Startup {
+    std::string image;
+  };
+  std::optional<Startup> startup;
 };
 
 class SnapshotRestore final : public VmOrigin {
@@ -45,6 +52,7 @@ class SnapshotRestore final : public VmOrigin {
                                   const std::optional<NetworkLease>& network) const override;
   ExecDefaults exec_defaults() const override { return spec_.exec; }
   GuestMachine machine() const override { return spec_.machine; }
+  std::optional<agent::GoRequest> go(const std::string& hostname) const override;
   // The restore-aware attach (agent_channel.h): the guest answers ATTACH with its boot id,
   // then steps its clock, reseeds its RNG and flushes its neighbour table. A boot id other
   // than the snapshot's (a guest that booted afresh: wrong memory) is a protocol error.

@@ -5,8 +5,8 @@
 
 #include "plugin/plugin_registry.h"
 #include "run/container_supervisor.h"
+#include "run/startup_cache.h"
 #include "snapshot/snapshot_builder.h"
-#include "snapshot/snapshot_control.h"
 #include "state/state_store.h"
 
 namespace fcvm {
@@ -168,6 +168,7 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   opts.rootfs = exec.rootfs;
   opts.console_log = spec.console_log;
   opts.plan = origin.plan(name_, *disks_, network_.get());
+  opts.go = origin.go(name_);
   opts.on_started = on_started_;
   opts.guest_boot_id = *boot_id;
 
@@ -183,20 +184,21 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
                         network_ ? std::optional<NetworkLease>(*network_) : std::nullopt,
                         exec.main_process,
                         exec.rootfs,
+                        {},
                         {}};
   const ContainerSupervisor* running = nullptr;
-  auto snapshot_server = SnapshotControlServer::listen(
-      vm_dir_ / "snapshot.sock",
-      [&](const SnapshotRequest& request, const std::function<bool()>& still_wanted) {
-        source.boot_id = running ? running->guest_boot_id() : std::string();
-        return create_snapshot(*vm_, *backends_.storage, snapshots, source, request,
-                               still_wanted, log_);
-      });
-  if (!snapshot_server) return snapshot_server.status();
-  opts.watched.push_back({(*snapshot_server)->fd(), [&] {
-                            (*snapshot_server)->serve_one();
-                            return false;
-                          }});
+  opts.take_snapshot = [&](const control::SnapshotRequest& request, bool paused,
+                           const std::function<bool()>& still_wanted) -> Result<control::SnapshotTaken> {
+    source.boot_id = running ? running->guest_boot_id() : std::string();
+    auto taken = create_snapshot(*vm_, *backends_.storage, snapshots, source, request, paused,
+                                 still_wanted, log_);
+    if (!taken) return taken.status();
+    return control::SnapshotTaken{taken->tag, taken->pause_ms};
+  };
+  if (startup_cache_key_ && opts.plan) {
+    opts.plan->hold = true;
+    opts.at_barrier = [&](const std::string& boot_id) { take_startup_snapshot(source, boot_id); };
+  }
 
   UniqueFd anchor;
   if (options_.stop_with) {
@@ -217,6 +219,27 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
     return code.status().with_context("the container did not start: ");
   }
   return code;
+}
+
+void VmSession::take_startup_snapshot(const SnapshotSource& vm, const std::string& boot_id) {
+  SnapshotSource source = vm;
+  source.cache_key = *startup_cache_key_;
+  source.boot_id = boot_id;
+  control::SnapshotRequest request;
+  request.tag = startup_cache_tag(*startup_cache_key_);
+  SnapshotStore snapshots(services_.data_dir);
+  auto taken = create_snapshot(*vm_, *backends_.storage, snapshots, source, request,
+                               /*was_paused=*/false, nullptr, log_);
+  if (!taken && taken.status().code() == Errc::already_exists) {
+    log_->info("startup snapshot " + request.tag + ": a concurrent run took it first");
+    return;
+  }
+  if (!taken) {
+    log_->warn("startup snapshot " + request.tag + " not taken (later runs boot too): " +
+               taken.status().message());
+    return;
+  }
+  log_->info("startup snapshot " + request.tag + " taken; the next runs of this container restore it");
 }
 
 Status VmSession::update_record(const std::function<void(VmRecord&)>& change) {

@@ -38,6 +38,7 @@
 namespace fcvm {
 
 class StateStore;
+struct SnapshotSource;
 
 // What the session needs from the process that runs it; borrowed, must outlive the session.
 struct SessionServices {
@@ -90,6 +91,12 @@ class VmOrigin {
   virtual ExecDefaults exec_defaults() const = 0;
   // The guest machine this origin builds, for snapshots of the VM; empty when not known.
   virtual GuestMachine machine() const { return {}; }
+  // For a restored guest that holds at its startup barrier (a startup snapshot's): the GO
+  // that starts its container as `hostname`. nullopt (the default): nothing is held.
+  virtual std::optional<agent::GoRequest> go(const std::string& hostname) const {
+    (void)hostname;
+    return std::nullopt;
+  }
   // Checks, once the agent channel is up and before the VM counts as started, that the
   // guest is the one this origin promised (a clone: the snapshot's guest continuing, not a
   // fresh boot), and returns the guest agent's boot id ("" until its HELLO tells it). May
@@ -135,6 +142,12 @@ class VmSession {
   // before run().
   void set_on_started(std::function<void()> on_started) { on_started_ = std::move(on_started); }
 
+  // Makes a booting guest hold at its startup barrier (root, network and /etc set up, the
+  // container not yet started) and snapshots it there as the startup snapshot of
+  // `cache_key` (run/startup_cache.h), then lets it go. A snapshot that cannot be taken (or
+  // that a concurrent run took first) is logged and the run goes on. Set before run().
+  void set_startup_snapshot(std::string cache_key) { startup_cache_key_ = std::move(cache_key); }
+
   const std::string& name() const { return name_; }
   // <data_dir>/vms/<id> once run() created it, else empty.
   const std::filesystem::path& vm_dir() const { return vm_dir_; }
@@ -143,6 +156,8 @@ class VmSession {
   class RecordGuard;
   Result<int> run_steps(VmOrigin& origin);
   Status update_record(const std::function<void(VmRecord&)>& change);
+  // At the startup barrier (set_startup_snapshot): the startup snapshot of `source`.
+  void take_startup_snapshot(const SnapshotSource& source, const std::string& boot_id);
   VmSpec layout() const;
   // The one place that reaches the guest agent.
   Result<AgentChannel> connect_agent(const VmSpec& layout);
@@ -153,6 +168,7 @@ class VmSession {
   SessionBackends backends_;
   VmSessionOptions options_;
   std::function<void()> on_started_;
+  std::optional<std::string> startup_cache_key_;
   bool checked_ = false;
   std::string name_;
   LoggerPtr log_;

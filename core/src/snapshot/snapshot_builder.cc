@@ -12,10 +12,10 @@ using Clock = std::chrono::steady_clock;
 constexpr const char* kStateFile = "state";
 constexpr const char* kMemoryFile = "mem";
 
-// Resumes the VM when the snapshot is done, whatever happened.
+// Resumes the VM when the snapshot is done, whatever happened (unless it was paused before).
 class ResumeGuard {
  public:
-  explicit ResumeGuard(Vm& vm, const LoggerPtr& log) : vm_(vm), log_(log) {}
+  ResumeGuard(Vm& vm, const LoggerPtr& log, bool keep_paused) : vm_(vm), log_(log), done_(keep_paused) {}
   ~ResumeGuard() { (void)resume(); }
   ResumeGuard(const ResumeGuard&) = delete;
   ResumeGuard& operator=(const ResumeGuard&) = delete;
@@ -30,34 +30,14 @@ class ResumeGuard {
  private:
   Vm& vm_;
   const LoggerPtr& log_;
-  bool done_ = false;
+  bool done_;
 };
 
 }  // namespace
 
-nlohmann::json to_json(const SnapshotRequest& r) {
-  return {{"version", 1}, {"tag", r.tag}, {"disk_only", r.disk_only}};
-}
-
-Result<SnapshotRequest> parse_snapshot_request(const std::string& line) {
-  auto doc = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (!doc.is_object() || doc.value("version", 0) != 1 || !doc.contains("tag") ||
-      !doc["tag"].is_string()) {
-    return error(Errc::invalid_argument, "snapshot request: expected {\"version\":1,\"tag\":...}");
-  }
-  SnapshotRequest r;
-  r.tag = doc["tag"].get<std::string>();
-  if (auto it = doc.find("disk_only"); it != doc.end()) {
-    if (!it->is_boolean()) return error(Errc::invalid_argument, "snapshot request: disk_only must be a boolean");
-    r.disk_only = it->get<bool>();
-  }
-  FCVM_RETURN_IF_ERROR(SnapshotStore::validate_tag(r.tag));
-  return r;
-}
-
 Result<SnapshotManifest> create_snapshot(Vm& vm, StorageBackend& storage, SnapshotStore& store,
                                          const SnapshotSource& source,
-                                         const SnapshotRequest& request,
+                                         const control::SnapshotRequest& request, bool was_paused,
                                          const std::function<bool()>& still_wanted,
                                          const LoggerPtr& log) {
   auto building = store.begin(request.tag);
@@ -78,10 +58,11 @@ Result<SnapshotManifest> create_snapshot(Vm& vm, StorageBackend& storage, Snapsh
   m.main_process = source.main_process;
   m.rootfs = source.rootfs;
   m.boot_id = source.boot_id;
+  m.cache_key = source.cache_key;
 
   const auto paused_at = Clock::now();
-  FCVM_RETURN_IF_ERROR(vm.pause().with_context("snapshot: pause: "));
-  ResumeGuard resume(vm, log);
+  if (!was_paused) FCVM_RETURN_IF_ERROR(vm.pause().with_context("snapshot: pause: "));
+  ResumeGuard resume(vm, log, was_paused);
   if (!request.disk_only) {
     m.state_file = kStateFile;
     m.memory_file = kMemoryFile;

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "control/control_protocol.h"
 #include "fcvm/log.h"
 #include "fcvm/network.h"
 #include "fcvm/result.h"
@@ -34,23 +35,17 @@ struct SnapshotSource {
   agent::Process main_process;
   std::filesystem::path rootfs;
   std::string boot_id;  // the guest agent's, from its HELLO or ATTACHED; empty: unknown
+  // A startup snapshot's cache key (run/startup_cache.h); empty for other snapshots.
+  std::string cache_key;
 };
 
-struct SnapshotRequest {
-  std::string tag;
-  bool disk_only = false;
-};
-
-// The request as one JSON line on <vm dir>/snapshot.sock, and its reply. Strict parse.
-nlohmann::json to_json(const SnapshotRequest& request);
-Result<SnapshotRequest> parse_snapshot_request(const std::string& line);
-
-// Takes the snapshot. The VM is resumed on every path, failure included, and a failed or
-// abandoned snapshot leaves nothing in the store. `still_wanted` is asked just before the
-// rename: false (the client went away) abandons the snapshot.
+// Takes the snapshot `request` asks for (control/control_protocol.h). The VM is resumed on
+// every path, failure included, unless `was_paused` (paused before, by a pause request: it
+// stays paused). A failed or abandoned snapshot leaves nothing in the store. `still_wanted`
+// is asked just before the rename: false (the client went away) abandons the snapshot.
 Result<SnapshotManifest> create_snapshot(Vm& vm, StorageBackend& storage, SnapshotStore& store,
                                          const SnapshotSource& source,
-                                         const SnapshotRequest& request,
+                                         const control::SnapshotRequest& request, bool was_paused,
                                          const std::function<bool()>& still_wanted,
                                          const LoggerPtr& log);
 

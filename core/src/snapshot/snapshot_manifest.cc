@@ -67,7 +67,8 @@ json to_json(const SnapshotManifest& m) {
           {"main_process", agent::to_json(m.main_process)},
           {"rootfs", m.rootfs.string()},
           {"boot_id", m.boot_id},
-          {"pause_ms", m.pause_ms}};
+          {"pause_ms", m.pause_ms},
+          {"cache_key", m.cache_key}};
 }
 
 Result<SnapshotManifest> snapshot_manifest_from_json(const json& doc) {
@@ -130,6 +131,7 @@ Result<SnapshotManifest> snapshot_manifest_from_json(const json& doc) {
     m.rootfs = path;
     read(doc, "boot_id", m.boot_id);
     read(doc, "pause_ms", m.pause_ms);
+    read(doc, "cache_key", m.cache_key);
   } catch (const std::exception& e) {
     return error(Errc::invalid_argument, std::string("snapshot manifest: ") + e.what());
   }

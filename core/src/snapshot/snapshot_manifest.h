@@ -57,6 +57,11 @@ struct SnapshotManifest {
   // the same, or it is not this snapshot's guest continuing (wrong memory: a fresh boot).
   std::string boot_id;
   std::uint64_t pause_ms = 0;           // how long the source was paused
+  // Startup snapshots (the cache of `fcvm podman run`, run/startup_cache.h) only: the key
+  // of the run it caches. Taken at the startup barrier, where the guest holds before its
+  // container starts.
+  std::string cache_key;
+  bool is_cache() const { return !cache_key.empty(); }
 
   // Absolute forms, given the snapshot's directory.
   SnapshotFiles files(const std::filesystem::path& dir) const;

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
-#include "snapshot/snapshot_builder.h"
 
 namespace fcvm {
 namespace {
@@ -118,17 +117,6 @@ TEST_F(SnapshotStoreTest, BadTagsAreRefusedWithTheRule) {
     ASSERT_FALSE(r.ok()) << tag;
     EXPECT_NE(r.status().message().find("[a-z0-9]"), std::string::npos);
   }
-}
-
-TEST_F(SnapshotStoreTest, SnapshotRequestParseIsStrict) {
-  SnapshotRequest r{"t", true};
-  auto back = parse_snapshot_request(to_json(r).dump());
-  ASSERT_TRUE(back.ok());
-  EXPECT_TRUE(back->disk_only);
-  EXPECT_FALSE(parse_snapshot_request("not json").ok());
-  EXPECT_FALSE(parse_snapshot_request(R"({"version":2,"tag":"t"})").ok());
-  EXPECT_FALSE(parse_snapshot_request(R"({"version":1,"tag":"../t"})").ok());
-  EXPECT_FALSE(parse_snapshot_request(R"({"version":1,"tag":"t","disk_only":"yes"})").ok());
 }
 
 }  // namespace

@@ -1,0 +1,45 @@
+// The startup-snapshot cache of `fcvm podman run`: a run whose inputs match a startup
+// snapshot restores it instead of booting.
+//
+// The first run of a key boots with a held plan: the agent sets up root, network and /etc,
+// says READY and waits; the VM's process snapshots the guest there (a snapshot whose
+// manifest carries the key, tag startup_cache_tag(key)) and then sends GO, which starts the
+// container. Later runs of the same key restore that snapshot, attach (boot id check, clock,
+// RNG) and send GO: the container starts from the same state, so its output is the cold
+// run's. Entries are ordinary snapshots (`fcvm snapshot ls` marks them cache, `snapshot rm`
+// and `fcvm gc` remove them); concurrent first runs each build in a temp directory and the
+// first rename wins (snapshot/snapshot_store.h).
+//
+// Threading: plain functions.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include <fcvm/agent_plan.h>
+
+#include "fcvm/plugin.h"
+#include "fcvm/result.h"
+#include "run/guest_assets.h"
+
+namespace fcvm {
+
+// Everything that decides what a container's start looks like. Any change is a miss.
+struct StartupInputs {
+  std::string image_digest;
+  agent::Process process;  // resolved: args, env, cwd, user, groups
+  unsigned vcpus = 1;
+  unsigned memory_mib = 256;
+  GuestAssets assets;      // kernel and initramfs (which holds the agent)
+  std::map<PluginKind, std::string> plugins;  // vmm, storage, network
+};
+
+// The inputs' key: SHA-256 (hex) of their canonical form. The kernel and initramfs count by
+// content identity (path, size and modification time; the initramfs path names the agent's
+// hash). Errc::io when a guest asset cannot be read.
+Result<std::string> startup_cache_key(const StartupInputs& inputs);
+
+// The snapshot tag of a key: "cache-" and its first 20 hex digits.
+std::string startup_cache_tag(const std::string& key);
+
+}  // namespace fcvm
