@@ -8,7 +8,8 @@
 // with the chosen memory backend serves every clone.
 //   BM_SnapshotCreate   `fcvm snapshot create`: the source's pause (from the manifest) and
 //                       the command's wall time
-//   BM_ColdStart        baseline: `fcvm podman run --rm IMAGE echo ready` to the first output
+//   BM_ColdStart        baseline: `fcvm podman run --rm --no-snapshot IMAGE echo ready` to
+//                       the first output
 //   BM_BareRestore      baseline (floor): the VMM plugin's restore() of the same snapshot
 //                       alone, through the loader: VMM start + state load + resume; no
 //                       session, disks, network or agent (combinations without a network)
@@ -17,7 +18,6 @@
 //   BM_ClonePss         PSS (anon, file, shmem) of 1 and of N running clones' VMM processes
 //                       against the source VM's; page faults the page server served
 //   BM_ClonesAtOnce     N clones started at once vs one after another, until all run
-//   BM_CachedRun        cached `podman run` (a startup snapshot restored) vs --no-snapshot
 #include <benchmark/benchmark.h>
 #include <signal.h>
 #include <unistd.h>
@@ -231,17 +231,10 @@ void BM_SnapshotCreate(benchmark::State& state) {
 }
 BENCHMARK(BM_SnapshotCreate)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(1);
 
-// True when `podman run` has cached starts (and so --no-snapshot).
-bool has_cached_starts() {
-  auto help = fcvm::run_command(fb::fcvm_argv({"podman", "run", "--help"}));
-  return help && help->find("--no-snapshot") != std::string::npos;
-}
-
 void BM_ColdStart(benchmark::State& state) {
   guarded(state, [&] {
-    std::vector<std::string> tail = {"--rm", fb::hello_image(), "echo", "ready"};
-    if (has_cached_starts()) tail.insert(tail.begin(), "--no-snapshot");
-    const auto argv = fcvm({"podman", "run", "--kernel", fb::guest_kernel()}, tail);
+    const auto argv = fcvm({"podman", "run", "--kernel", fb::guest_kernel()},
+                           {"--rm", "--no-snapshot", fb::hello_image(), "echo", "ready"});
     std::vector<double> v;
     for (auto _ : state) {
       for (int i = 0; i < reps(); ++i) v.push_back(fb::timed_run(argv).first_output_s);
@@ -442,32 +435,6 @@ void BM_ClonesAtOnce(benchmark::State& state) {
 }
 BENCHMARK(BM_ClonesAtOnce)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(1);
 
-void BM_CachedRun(benchmark::State& state) {
-  guarded(state, [&] {
-    if (memory() != "file") throw std::runtime_error("cached starts use file memory; measured in the file combinations");
-    if (!has_cached_starts()) throw std::runtime_error("this fcvm has no cached starts (podman run --no-snapshot)");
-    const std::vector<std::string> cmd = {fb::hello_image(), "echo", "cached"};
-    auto argv = [&](bool cached) {
-      std::vector<std::string> tail = {"--rm"};
-      if (!cached) tail.push_back("--no-snapshot");
-      tail.insert(tail.end(), cmd.begin(), cmd.end());
-      return fcvm({"podman", "run", "--kernel", fb::guest_kernel()}, tail);
-    };
-    fb::timed_run(argv(true));  // the first run boots and leaves the startup snapshot
-    std::vector<double> cold, cached;
-    for (auto _ : state) {
-      for (int i = 0; i < reps(); ++i) {
-        cold.push_back(fb::timed_run(argv(false)).exit_s);
-        cached.push_back(fb::timed_run(argv(true)).exit_s);
-      }
-      state.SetIterationTime(median(cached));
-    }
-    report(state, "cached_s", cached);
-    report(state, "cold_s", cold);
-    state.counters["cached_vs_cold"] = median(cached) / median(cold);
-  });
-}
-BENCHMARK(BM_CachedRun)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(1);
 
 }  // namespace
 

@@ -156,8 +156,8 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
     }
     return origin.agent_unreachable(channel.status());
   }
-  auto boot_id = origin.verify_guest(*channel);
-  if (!boot_id) return boot_id.status();
+  auto guest_boot_id = origin.verify_guest(*channel);
+  if (!guest_boot_id) return guest_boot_id.status();
 
   const ExecDefaults exec = origin.exec_defaults();
   SupervisorOptions opts;
@@ -170,7 +170,7 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   opts.plan = origin.plan(name_, *disks_, network_.get());
   opts.go = origin.go(name_);
   opts.on_started = on_started_;
-  opts.guest_boot_id = *boot_id;
+  opts.guest_boot_id = *guest_boot_id;
 
   // `fcvm snapshot create` asks this process, which owns the VM, for a snapshot.
   SnapshotStore snapshots(services_.data_dir);
