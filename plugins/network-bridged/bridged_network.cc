@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "fcvm/host_port.h"
+#include "fcvm/ipv4_cidr.h"
 #include "fcvm/netns.h"
 #include "fcvm/nft_table.h"
 #include "fcvm/route_netlink.h"
@@ -31,25 +32,6 @@ std::string format_ipv4(std::uint32_t host_order) {
   ::inet_ntop(AF_INET, &a, buf, sizeof buf);
   return buf;
 }
-
-// "A.B.C.D/N" → address and prefix.
-std::optional<std::pair<std::uint32_t, int>> parse_cidr(const std::string& text) {
-  auto slash = text.find('/');
-  if (slash == std::string::npos) return std::nullopt;
-  auto addr = parse_ipv4(text.substr(0, slash));
-  int prefix = -1;
-  try {
-    size_t used = 0;
-    prefix = std::stoi(text.substr(slash + 1), &used);
-    if (used != text.size() - slash - 1) return std::nullopt;
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-  if (!addr || prefix < 0 || prefix > 32) return std::nullopt;
-  return std::make_pair(*addr, prefix);
-}
-
-std::uint32_t mask_of(int prefix) { return prefix == 0 ? 0 : ~std::uint32_t{0} << (32 - prefix); }
 
 std::vector<std::string> host_nameservers() {
   std::vector<std::string> out;
@@ -85,19 +67,21 @@ Result<Options> Options::from_json(const nlohmann::json& config) {
   } catch (const nlohmann::json::exception& e) {
     return error(Errc::invalid_argument, where + "*: " + e.what());
   }
-  auto pool = parse_cidr(o.pool_text);
-  if (!pool || pool->second > 30 || pool->second < 8) {
+  auto pool = parse_ipv4_cidr(o.pool_text);
+  if (!pool) return bad("pool", pool.status().message() + "; expected a range from /8 to /30 such as 172.30.0.0/16");
+  if (pool->prefix > 30 || pool->prefix < 8) {
     return bad("pool", "'" + o.pool_text + "' is not an IPv4 range from /8 to /30 such as 172.30.0.0/16");
   }
-  if ((pool->first & ~mask_of(pool->second)) != 0) {
+  if ((pool->address & ~pool->mask()) != 0) {
     return bad("pool", "'" + o.pool_text + "' has host bits set; use its network address");
   }
-  o.pool_base = pool->first;
-  o.pool_prefix = pool->second;
-  auto guest = parse_cidr(o.guest_address);
-  if (!guest || guest->second > 30) return bad("guest_address", "expected A.B.C.D/N such as 10.0.2.15/24");
+  o.pool_base = pool->address;
+  o.pool_prefix = pool->prefix;
+  auto guest = parse_ipv4_cidr(o.guest_address);
+  if (!guest) return bad("guest_address", guest.status().message() + "; such as 10.0.2.15/24");
+  if (guest->prefix > 30) return bad("guest_address", "expected a prefix of /30 or shorter, such as 10.0.2.15/24");
   auto gw = parse_ipv4(o.guest_gateway);
-  if (!gw || (*gw & mask_of(guest->second)) != (guest->first & mask_of(guest->second)) || *gw == guest->first) {
+  if (!gw || (*gw & guest->mask()) != (guest->address & guest->mask()) || *gw == guest->address) {
     return bad("guest_gateway", "must be another address in guest_address's subnet");
   }
   for (const auto& d : o.dns) {
@@ -175,8 +159,8 @@ Result<NetworkLease> BridgedNetwork::create(const NetworkRequest& request, Guest
   for (const auto& p : request.ports) {
     FCVM_RETURN_IF_ERROR(check_host_port_free(p));
   }
-  const auto guest_cidr = parse_cidr(guest.address);
-  if (!guest_cidr) return error(Errc::invalid_argument, "network-bridged: bad guest address " + guest.address);
+  const auto guest_cidr = parse_ipv4_cidr(guest.address);
+  if (!guest_cidr) return guest_cidr.status().with_context("network-bridged: guest address ");
 
   BridgedState st;
   st.netns = "fcvm-" + request.vm_id;
@@ -239,15 +223,15 @@ Result<NetworkLease> BridgedNetwork::create(const NetworkRequest& request, Guest
     auto tap_dev = TapDevice::create(*ns, tap, guest.mtu);
     if (!tap_dev) return tap_dev.status();
     tap_dev->release();
-    const std::string guest_net = format_ipv4(guest_cidr->first & mask_of(guest_cidr->second)) + "/" +
-                                  std::to_string(guest_cidr->second);
+    const std::string guest_net = format_ipv4(guest_cidr->address & guest_cidr->mask()) + "/" +
+                                  std::to_string(guest_cidr->prefix);
     FCVM_RETURN_IF_ERROR(ns->run_in([&] {
       auto inner = RouteNetlink::open();
       if (!inner) return inner.status();
       FCVM_RETURN_IF_ERROR(inner->link_up("lo"));
       FCVM_RETURN_IF_ERROR(inner->add_address(kNsVeth, st.ns_ip + "/30"));
       FCVM_RETURN_IF_ERROR(inner->link_up(kNsVeth));
-      FCVM_RETURN_IF_ERROR(inner->add_address(tap, guest.gateway + "/" + std::to_string(guest_cidr->second)));
+      FCVM_RETURN_IF_ERROR(inner->add_address(tap, guest.gateway + "/" + std::to_string(guest_cidr->prefix)));
       FCVM_RETURN_IF_ERROR(inner->add_default_route(kNsVeth, st.host_ip));
       return write_sysctl("net.ipv4.ip_forward", "1");  // the namespace's own
     }));
@@ -256,7 +240,7 @@ Result<NetworkLease> BridgedNetwork::create(const NetworkRequest& request, Guest
     FCVM_RETURN_IF_ERROR(ns_nft->apply(
         "add chain ip fcvm pre { type nat hook prerouting priority -100; }\n"
         "add rule ip fcvm pre iifname \"" + std::string(kNsVeth) + "\" ip daddr " + st.ns_ip + " dnat to " +
-        format_ipv4(guest_cidr->first) + "\n"
+        format_ipv4(guest_cidr->address) + "\n"
         "add chain ip fcvm post { type nat hook postrouting priority 100; }\n"
         "add rule ip fcvm post oifname \"" + kNsVeth + "\" ip saddr " + guest_net + " masquerade\n"));
 

@@ -280,6 +280,17 @@ TEST(BridgedOptions, BadConfigNamesTheKey) {
   ASSERT_FALSE(bad_pool.ok());
   EXPECT_NE(bad_pool.status().message().find("network-bridged.pool"), std::string::npos);
   EXPECT_FALSE(Options::from_json({{"pool", "nonsense"}}).ok());
+  // Prefixes are parsed, not stoi'd: trailing junk and overflow are errors that say so.
+  for (const char* pool : {"172.30.0.0/16x", "172.30.0.0/99999999999", "172.30.0.0/"}) {
+    auto r = Options::from_json({{"pool", pool}});
+    ASSERT_FALSE(r.ok()) << pool;
+    EXPECT_NE(r.status().message().find("prefix length"), std::string::npos) << r.status().message();
+  }
+  auto bad_guest = Options::from_json({{"guest_address", "10.0.2.15"}});
+  ASSERT_FALSE(bad_guest.ok());
+  EXPECT_NE(bad_guest.status().message().find("network-bridged.guest_address: '10.0.2.15' is not an IPv4 CIDR"),
+            std::string::npos)
+      << bad_guest.status().message();
   EXPECT_FALSE(Options::from_json({{"guest_gateway", "192.168.1.1"}}).ok());
   auto ok = Options::from_json({{"pool", "172.30.0.0/16"}});
   ASSERT_TRUE(ok.ok());

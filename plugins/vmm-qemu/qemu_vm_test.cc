@@ -278,8 +278,10 @@ TEST_F(QemuVmTest, PauseStopsTheGuestAndResumeContinuesIt) {
   ASSERT_NE(vm, nullptr);
   ASSERT_TRUE(vm->pause().ok());
   ASSERT_TRUE(vm->pause().ok()) << "idempotent";
-  std::this_thread::sleep_for(100ms);  // output already in flight lands
+  // QMP "stop" answers once every vCPU has stopped, and the console is a file chardev the
+  // vCPU writes synchronously: what the guest printed is in the file now.
   const size_t paused_at = TestGuest::counts(read_text(s.console_log)).size();
+  // Not a synchronisation: the window in which a running guest would print five lines.
   std::this_thread::sleep_for(1s);
   EXPECT_EQ(TestGuest::counts(read_text(s.console_log)).size(), paused_at) << "a paused guest counted";
   ASSERT_TRUE(vm->resume().ok());
@@ -405,6 +407,7 @@ TEST_F(QemuVmTest, RestoreCanStayPaused) {
   auto state = qemu_vm->run_state();
   ASSERT_TRUE(state.ok());
   EXPECT_EQ(*state, "paused");
+  // Not a synchronisation: the window in which a running clone would print three lines.
   std::this_thread::sleep_for(600ms);
   EXPECT_TRUE(TestGuest::counts(read_text(r.vm.console_log)).empty());
   ASSERT_TRUE((*vm)->resume().ok());

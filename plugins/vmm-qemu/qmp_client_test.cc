@@ -111,12 +111,12 @@ TEST_F(QmpClientQemuTest, LostConnectionIsAnIoError) {
   EXPECT_FALSE(client_.connected());
 }
 
+// "At once" without a timed bound: were connect to wait for the socket, this test would
+// outlive ctest's timeout and fail there.
 TEST(QmpClient, ConnectWithoutListenerFailsAtOnce) {
-  const auto start = std::chrono::steady_clock::now();
-  auto c = QmpClient::connect("/tmp/fcvm-no-such-dir/qmp.sock", 5s);
+  auto c = QmpClient::connect("/tmp/fcvm-no-such-dir/qmp.sock", std::chrono::hours(24));
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), Errc::unavailable);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
 }
 
 // A scripted peer: greets, accepts capabilities, then leaves the first command unanswered

@@ -1,16 +1,11 @@
 #include "session/image_boot.h"
 
+#include "fcvm/ipv4_cidr.h"
+
 namespace fcvm {
 namespace {
 
 constexpr const char* kGuestCmdline = "console=ttyS0 quiet panic=-1";
-
-// "10.0.2.15/24" → address and prefix length.
-std::pair<std::string, int> split_cidr(const std::string& cidr) {
-  auto slash = cidr.find('/');
-  if (slash == std::string::npos) return {cidr, 32};
-  return {cidr.substr(0, slash), std::stoi(cidr.substr(slash + 1))};
-}
 
 }  // namespace
 
@@ -34,7 +29,17 @@ Result<DiskLease> ImageBoot::create_disks(StorageBackend& storage, const std::fi
 }
 
 Result<NetworkLease> ImageBoot::create_network(NetworkBackend& network, const NetworkRequest& request) {
-  return network.setup(request);
+  auto lease = network.setup(request);
+  if (!lease) return lease;
+  // The plan splits the guest address into address and prefix: refuse a bad one here, while
+  // the session can still give the lease back.
+  if (!lease->tap.empty()) {
+    if (auto cidr = parse_ipv4_cidr(lease->guest.address); !cidr) {
+      (void)network.teardown(*lease);
+      return cidr.status().with_context(lease->plugin + " gave the guest a bad address: ");
+    }
+  }
+  return lease;
 }
 
 Result<std::unique_ptr<Vm>> ImageBoot::start(VmmBackend& vmm, const VmSpec& layout) {
@@ -71,7 +76,10 @@ std::optional<agent::Plan> ImageBoot::plan(const std::string& hostname, const Di
   if (network && !network->tap.empty()) {
     agent::Network n;
     n.mac = network->guest.mac;
-    std::tie(n.address, n.prefix_length) = split_cidr(network->guest.address);
+    // Checked in create_network.
+    const auto cidr = parse_ipv4_cidr(network->guest.address);
+    n.address = cidr ? cidr->address_text() : network->guest.address;
+    n.prefix_length = cidr ? cidr->prefix : 32;
     n.gateway = network->guest.gateway;
     n.dns = network->guest.dns;
     n.mtu = network->guest.mtu;
