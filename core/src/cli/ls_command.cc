@@ -14,6 +14,10 @@ namespace {
 // What STATUS shows: the recorded status while the process runs; for a dead process the
 // exit it recorded, or "dead" when it died without recording one (crashed, killed).
 std::string shown_status(const VmRecord& r, bool alive) {
+  // A running VM with a health check shows its health as podman does: "running (healthy)".
+  if (alive && r.status == VmStatus::running && r.health) {
+    return std::string(to_string(r.status)) + " (" + to_string(r.health->status) + ")";
+  }
   if (alive) return to_string(r.status);
   if (r.status == VmStatus::exited) {
     return r.exit_code ? "exited (" + std::to_string(*r.exit_code) + ")" : "exited";

@@ -10,6 +10,17 @@
 namespace po = boost::program_options;
 
 namespace fcvm::cli {
+namespace {
+
+HealthFlags health_flags(const po::variables_map& vm) {
+  auto flag = [&](const char* name) -> std::optional<std::string> {
+    return vm.count(name) ? std::optional(vm[name].as<std::string>()) : std::nullopt;
+  };
+  return {flag("health-cmd"), flag("health-url"), flag("health-interval"),
+          flag("health-timeout"), flag("health-start-period"), flag("health-retries")};
+}
+
+}  // namespace
 
 Command podman_run_command() {
   return {{"podman", "run"}, "run a container image in a new microVM", [](CommandContext& ctx, const std::vector<std::string>& args) {
@@ -29,7 +40,13 @@ Command podman_run_command() {
         ("rm", "remove the VM's record and files when it exits")
         ("detach,d", "run in the background and print the VM's name")
         ("no-snapshot", "boot even when a startup snapshot of this container exists, and take none")
-        ("kernel", po::value<std::filesystem::path>(), "boot this guest kernel instead of the one 'fcvm setup' built");
+        ("kernel", po::value<std::filesystem::path>(), "boot this guest kernel instead of the one 'fcvm setup' built")
+        ("health-cmd", po::value<std::string>(), "health check: a command run in the guest (sh -c); exit 0 is healthy")
+        ("health-url", po::value<std::string>(), "health check: HTTP GET from the host; http://guest:PORT/PATH names a published guest port")
+        ("health-interval", po::value<std::string>(), "time between checks (default 30s; 'disable': none)")
+        ("health-timeout", po::value<std::string>(), "a check taking longer fails (default 30s)")
+        ("health-retries", po::value<std::string>(), "failures in a row that make the container unhealthy (default 3)")
+        ("health-start-period", po::value<std::string>(), "failures in this time after start do not count (default 0s)");
     // Everything after the image is the container's command, options included.
     auto [vm, command] = parse_until_target(ctx, "podman run [OPTIONS] IMAGE [COMMAND [ARG...]]", desc, "image", args);
     if (!vm.count("image")) throw CliError("podman run needs an image (see 'fcvm podman run --help')", kUsageExit);
@@ -58,6 +75,7 @@ Command podman_run_command() {
     req.detach = vm.count("detach") > 0;
     req.startup_snapshot = vm.count("no-snapshot") == 0;
     if (vm.count("kernel")) req.kernel = vm["kernel"].as<std::filesystem::path>();
+    req.health = check(parse_health_flags(health_flags(vm)), kUsageExit);
 
     // Checked before anything is created: chosen plugins exist, the host has room.
     ctx.check_plugin_choices();

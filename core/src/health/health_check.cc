@@ -1,50 +1,10 @@
 #include "health/health_check.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cctype>
 
-#include "fcvm/unique_fd.h"
-
 namespace fcvm {
-namespace {
-
-struct ParsedUrl {
-  std::string host;
-  std::uint16_t port = 80;
-  std::string path = "/";
-};
-
-Result<ParsedUrl> parse_http_url(const std::string& url) {
-  const std::string scheme = "http://";
-  if (url.rfind(scheme, 0) != 0) {
-    return error(Errc::invalid_argument, "--health-url " + url + ": only http:// URLs are supported");
-  }
-  ParsedUrl out;
-  std::string rest = url.substr(scheme.size());
-  const auto slash = rest.find('/');
-  std::string authority = rest.substr(0, slash);
-  if (slash != std::string::npos) out.path = rest.substr(slash);
-  const auto colon = authority.rfind(':');
-  out.host = authority.substr(0, colon);
-  if (colon != std::string::npos) {
-    const std::string port = authority.substr(colon + 1);
-    if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
-        std::stoul(port) == 0 || std::stoul(port) > 65535) {
-      return error(Errc::invalid_argument, "--health-url " + url + ": bad port");
-    }
-    out.port = static_cast<std::uint16_t>(std::stoul(port));
-  }
-  if (out.host.empty()) return error(Errc::invalid_argument, "--health-url " + url + ": no host");
-  return out;
-}
-
-}  // namespace
 
 Result<std::chrono::milliseconds> parse_go_duration(const std::string& text) {
   if (text.empty()) return error(Errc::invalid_argument, "empty duration");
@@ -82,6 +42,11 @@ Result<HealthCheckSpec> parse_health_flags(const HealthFlags& flags) {
   if (flags.url) {
     auto parsed = parse_http_url(*flags.url);
     if (!parsed) return parsed.status();
+    in_addr address{};
+    if (parsed->host != "guest" && ::inet_pton(AF_INET, parsed->host.c_str(), &address) != 1) {
+      return error(Errc::invalid_argument, "--health-url " + *flags.url +
+                                               ": the host must be 'guest' (a published guest port) or an IPv4 address");
+    }
     spec.url = *flags.url;
   }
   auto duration = [](const std::optional<std::string>& v, const char* flag,
@@ -121,6 +86,60 @@ const char* to_string(HealthStatus status) {
   return "unknown";
 }
 
+std::optional<HealthStatus> parse_health_status(std::string_view text) {
+  for (auto s : {HealthStatus::starting, HealthStatus::healthy, HealthStatus::unhealthy}) {
+    if (text == to_string(s)) return s;
+  }
+  return std::nullopt;
+}
+
+nlohmann::json to_json(const HealthState& state) {
+  return {{"status", to_string(state.status)},
+          {"failing_streak", state.failing_streak},
+          {"last_output", state.last_output},
+          {"checked", state.checked}};
+}
+
+Result<HealthState> health_state_from_json(const nlohmann::json& doc) {
+  auto bad = [](const std::string& what) { return error(Errc::invalid_argument, "field 'health': " + what); };
+  if (!doc.is_object()) return bad("expected an object");
+  HealthState out;
+  const auto status = doc.find("status");
+  if (status == doc.end() || !status->is_string()) return bad("'status' must be a string");
+  auto parsed = parse_health_status(status->get<std::string>());
+  if (!parsed) return bad("unknown status '" + status->get<std::string>() + "'");
+  out.status = *parsed;
+  const auto streak = doc.find("failing_streak");
+  if (streak != doc.end()) {
+    if (!streak->is_number_unsigned()) return bad("'failing_streak' must be a number >= 0");
+    out.failing_streak = streak->get<unsigned>();
+  }
+  for (auto [key, field] : {std::pair{"last_output", &out.last_output}, std::pair{"checked", &out.checked}}) {
+    const auto it = doc.find(key);
+    if (it == doc.end()) continue;
+    if (!it->is_string()) return bad(std::string("'") + key + "' must be a string");
+    *field = it->get<std::string>();
+  }
+  return out;
+}
+
+std::string escape_probe_output(std::string_view raw) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c == '\\') out += "\\\\";
+    else if (c >= 0x20 && c < 0x7f) out += static_cast<char>(c);
+    else out += std::string("\\x") + kHex[c >> 4] + kHex[c & 0xf];
+    if (out.size() > kMaxProbeOutput) {
+      out.resize(kMaxProbeOutput - 3);
+      return out + "...";
+    }
+  }
+  return out;
+}
+
 HealthStatus HealthTracker::record(bool passed, std::chrono::steady_clock::time_point now, std::string output) {
   last_output_ = std::move(output);
   if (passed) {
@@ -147,54 +166,6 @@ Result<std::string> resolve_health_url(const std::string& url, const std::vector
   }
   return error(Errc::invalid_argument, "--health-url " + url + ": guest port " + std::to_string(parsed->port) +
                                            " is not published; add -p HOST_PORT:" + std::to_string(parsed->port));
-}
-
-Status http_probe(const std::string& url, std::chrono::milliseconds timeout) {
-  auto parsed = parse_http_url(url);
-  if (!parsed) return parsed.status();
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto remaining_ms = [&] {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    return static_cast<int>(std::max<std::int64_t>(0, left.count()));
-  };
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(parsed->port);
-  if (::inet_pton(AF_INET, parsed->host.c_str(), &sa.sin_addr) != 1) {
-    return error(Errc::invalid_argument, "--health-url " + url + ": the host must be an IPv4 address or 'guest'");
-  }
-  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!s) return errno_status("socket");
-  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno != EINPROGRESS) {
-    return errno_status("connect " + parsed->host + ":" + std::to_string(parsed->port));
-  }
-  pollfd p{s.get(), POLLOUT, 0};
-  if (::poll(&p, 1, remaining_ms()) <= 0) return error(Errc::timeout, "no connection within the timeout");
-  int err = 0;
-  socklen_t len = sizeof err;
-  ::getsockopt(s.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-  if (err != 0) return errno_status("connect " + parsed->host + ":" + std::to_string(parsed->port), err);
-  const std::string request = "GET " + parsed->path + " HTTP/1.0\r\nHost: " + parsed->host + "\r\n\r\n";
-  if (::send(s.get(), request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
-    return errno_status("send the request");
-  }
-  std::string head;
-  while (head.find("\r\n") == std::string::npos && head.size() < 4096) {
-    p = {s.get(), POLLIN, 0};
-    if (::poll(&p, 1, remaining_ms()) <= 0) return error(Errc::timeout, "no answer within the timeout");
-    char buf[512];
-    const ssize_t n = ::recv(s.get(), buf, sizeof buf, 0);
-    if (n <= 0) break;
-    head.append(buf, static_cast<size_t>(n));
-  }
-  // "HTTP/1.x NNN reason"
-  const auto sp = head.find(' ');
-  if (head.rfind("HTTP/", 0) != 0 || sp == std::string::npos || head.size() < sp + 4) {
-    return error(Errc::protocol, "not an HTTP answer");
-  }
-  const std::string code = head.substr(sp + 1, 3);
-  if (code[0] == '2' || code[0] == '3') return ok_status();
-  return error(Errc::unavailable, "HTTP status " + code);
 }
 
 }  // namespace fcvm

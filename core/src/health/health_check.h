@@ -11,10 +11,14 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "fcvm/network.h"
 #include "fcvm/result.h"
+#include "health/http_probe.h"
 
 namespace fcvm {
 
@@ -39,6 +43,26 @@ Result<std::chrono::milliseconds> parse_go_duration(const std::string& text);
 
 enum class HealthStatus { starting, healthy, unhealthy };
 const char* to_string(HealthStatus status);
+std::optional<HealthStatus> parse_health_status(std::string_view text);
+
+// What the VM's record says about its health (VmRecord::health), as `fcvm ls` and
+// `fcvm inspect` show it. last_output is printable ASCII (see escape_probe_output).
+struct HealthState {
+  HealthStatus status = HealthStatus::starting;
+  unsigned failing_streak = 0;
+  std::string last_output;  // the last probe's output or failure
+  std::string checked;      // when the last probe ended, RFC3339 UTC; empty before the first
+
+  bool operator==(const HealthState&) const = default;
+};
+nlohmann::json to_json(const HealthState& state);
+// invalid_argument naming the field when `doc` is not a HealthState.
+Result<HealthState> health_state_from_json(const nlohmann::json& doc);
+
+// Guest output made safe for records and terminals: printable ASCII kept, \n and \t
+// spelled out, other bytes as \xNN, cut to kMaxProbeOutput characters ("..." marks a cut).
+inline constexpr std::size_t kMaxProbeOutput = 500;
+std::string escape_probe_output(std::string_view raw);
 
 // Not thread-safe: owned by the session's event loop.
 class HealthTracker {
@@ -53,6 +77,8 @@ class HealthTracker {
   unsigned failing_streak() const { return failing_streak_; }
   const std::string& last_output() const { return last_output_; }
   const HealthCheckSpec& spec() const { return spec_; }
+  // status, failing streak and last output (`checked` is the caller's to fill).
+  HealthState state() const { return {status_, failing_streak_, last_output_, {}}; }
 
  private:
   HealthCheckSpec spec_;
@@ -66,9 +92,5 @@ class HealthTracker {
 // `ports` publish it on (0.0.0.0 reached as 127.0.0.1). Other URLs are returned as given.
 // invalid_argument when the guest port is not published.
 Result<std::string> resolve_health_url(const std::string& url, const std::vector<PortMapping>& ports);
-
-// One HTTP/1.0 GET of an http:// URL with an IPv4 host. Passes on a 2xx or 3xx status;
-// a refused connection, a timeout or any other status is a failure whose message says which.
-Status http_probe(const std::string& url, std::chrono::milliseconds timeout);
 
 }  // namespace fcvm

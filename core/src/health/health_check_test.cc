@@ -75,6 +75,17 @@ TEST(HealthTracker, ASuccessInTheStartPeriodEndsIt) {
   EXPECT_EQ(t.record(false, t0 + 2s), HealthStatus::unhealthy);
 }
 
+TEST(HealthOutput, GuestBytesAreEscapedAndCut) {
+  EXPECT_EQ(escape_probe_output("ok\tdone\n"), "ok\\tdone\\n");
+  EXPECT_EQ(escape_probe_output(std::string("\x1b[31m\xff\0\\", 8)), "\\x1b[31m\\xff\\x00\\\\");
+  const std::string cut = escape_probe_output(std::string(2000, 'a'));
+  EXPECT_EQ(cut.size(), kMaxProbeOutput);
+  EXPECT_EQ(cut.substr(cut.size() - 3), "...");
+  EXPECT_EQ(escape_probe_output(std::string(kMaxProbeOutput, 'b')), std::string(kMaxProbeOutput, 'b'));
+  // A multi-byte escape that would cross the limit is cut too.
+  EXPECT_EQ(escape_probe_output(std::string(kMaxProbeOutput - 1, 'c') + "\x01").size(), kMaxProbeOutput);
+}
+
 TEST(HealthUrl, GuestPortsResolveThroughPublishedPorts) {
   std::vector<PortMapping> ports = {{"tcp", "0.0.0.0", 8080, 80}, {"tcp", "127.100.0.3", 9090, 90}};
   EXPECT_EQ(*resolve_health_url("http://guest:80/healthz", ports), "http://127.0.0.1:8080/healthz");

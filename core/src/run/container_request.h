@@ -9,6 +9,7 @@
 
 #include "fcvm/network.h"
 #include "fcvm/result.h"
+#include "health/health_check.h"
 #include "image/image_store.h"
 #include "run/process_overrides.h"
 
@@ -28,6 +29,7 @@ struct ContainerRequest {
   // Restore the run's startup snapshot when there is one, else take it (run/startup_cache.h);
   // false: --no-snapshot, always boot and keep nothing.
   bool startup_snapshot = true;
+  HealthCheckSpec health;             // --health-*; -d then waits until healthy
 };
 
 // "512", "512m", "512M", "1g", "1G" → MiB. Errors name the flag.

@@ -45,15 +45,26 @@ Result<int> run_detached(VmSession& session, VmOrigin& origin) {
       (void)ignored;
       report_write.reset();
     };
+    // With a health check, success is the first healthy probe, not the process start.
+    const bool wait_healthy = session.health_checked();
     session.set_on_started([&] {
       // From here on, the VM's own log file is our stderr.
       int log_fd = ::open((session.vm_dir() / "fcvm.log").c_str(),
                           O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
       if (log_fd >= 0) ::dup2(log_fd, STDERR_FILENO);
-      report("ok");
+      if (!wait_healthy) report("ok");
+    });
+    session.set_on_health([&](const HealthState& health) {
+      if (health.status == HealthStatus::healthy) report("ok");
+      if (health.status == HealthStatus::unhealthy) {
+        report("the container is unhealthy (" + health.last_output + "); it keeps running: see 'fcvm logs " +
+               session.name() + "', stop it with 'fcvm stop " + session.name() + "'");
+      }
     });
     auto result = session.run(origin);
     if (!result) report(result.status().message());
+    // Only reaches the parent if nothing was reported yet.
+    if (result) report("the container exited with code " + std::to_string(*result) + " before it was healthy");
     std::_Exit(result ? *result : kRunFailedExit);
   }
   report_write.reset();
@@ -104,6 +115,7 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
   options.ports = req.ports;
   options.keep_exited = !req.remove;
   options.forward_output = !req.detach;
+  options.health = req.health;
   const std::filesystem::path data_dir = services.data_dir;
   const LoggerPtr log = services.log;
   const auto backend_names = backends.names;

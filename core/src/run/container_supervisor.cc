@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "control/control_protocol.h"
+#include "health/health_monitor.h"
 #include "run/process_overrides.h"
 
 namespace fcvm {
@@ -23,7 +24,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-enum Tag : std::uint64_t { kAgent = 1, kVmExit, kSignals, kListener, kWatchedBase = 100, kClientBase = 1000 };
+enum Tag : std::uint64_t { kAgent = 1, kVmExit, kSignals, kListener, kHealth, kWatchedBase = 100, kClientBase = 1000 };
 
 // Signals the supervisor turns into a graceful stop; blocked so only the signalfd sees them.
 sigset_t stop_signals() {
@@ -81,6 +82,23 @@ struct ContainerSupervisor::ControlClient {
   }
 };
 
+// The health monitor's exec sessions: ids from the control clients' counter, so the two
+// never collide; frames for them go to the monitor before any client sees them.
+class ContainerSupervisor::HealthExec final : public GuestExec {
+ public:
+  explicit HealthExec(ContainerSupervisor& supervisor) : s_(supervisor) {}
+  bool container_running() const override { return s_.phase_ == Phase::running; }
+  Result<std::uint32_t> start_exec(const agent::Process& process) override {
+    const std::uint32_t session = s_.next_session_++;
+    FCVM_RETURN_IF_ERROR(s_.agent_.send_exec(session, process));
+    return session;
+  }
+  void kill_exec(std::uint32_t session) override { (void)s_.agent_.send_signal(session, SIGKILL); }
+
+ private:
+  ContainerSupervisor& s_;
+};
+
 ContainerSupervisor::ContainerSupervisor(Vm& vm, AgentChannel& agent, SupervisorOptions options,
                                          LoggerPtr log)
     : vm_(vm), agent_(agent), options_(std::move(options)), log_(std::move(log)) {}
@@ -129,6 +147,7 @@ Result<int> ContainerSupervisor::run() {
   watch(signals_.get(), EPOLLIN, kSignals);
   watch(listener_.get(), EPOLLIN, kListener);
   for (size_t i = 0; i < options_.watched.size(); ++i) watch(options_.watched[i].fd, EPOLLIN, kWatchedBase + i);
+  if (options_.health) watch(options_.health->fd(), EPOLLIN, kHealth);
   bool agent_open = true;
   if (options_.plan) {
     phase_ = Phase::booting;
@@ -143,6 +162,7 @@ Result<int> ContainerSupervisor::run() {
     phase_ = Phase::running;
     // A restored guest already runs its container; exec is served from here on.
     if (options_.on_started) options_.on_started();
+    start_health();
   }
 
   while (!vm_.exited() && !failure_) {
@@ -187,6 +207,8 @@ Result<int> ContainerSupervisor::run() {
         (void)handle_signal();
       } else if (tag == kListener) {
         accept_client();
+      } else if (tag == kHealth) {
+        options_.health->on_ready();
       } else if (tag >= kWatchedBase && tag < kWatchedBase + options_.watched.size()) {
         auto& watched = options_.watched[tag - kWatchedBase];
         if (watched.on_ready()) {
@@ -218,6 +240,12 @@ Result<int> ContainerSupervisor::run() {
                              (vmm_exit ? vmm_exit->describe() : "killed") + ")");
 }
 
+void ContainerSupervisor::start_health() {
+  if (!options_.health || health_exec_) return;
+  health_exec_ = std::make_unique<HealthExec>(*this);
+  options_.health->start(*health_exec_);
+}
+
 Status ContainerSupervisor::boot_failure(Errc code, const std::string& what) const {
   return error(code, what + "; console " + options_.console_log.string() + ":" +
                          console_tail(options_.console_log, 8));
@@ -241,6 +269,7 @@ Status ContainerSupervisor::handle_agent() {
       continue;
     }
     if (f.session != agent::kMainSession) {
+      if (options_.health && options_.health->on_frame(f)) continue;
       relay_exec_frame(f);
       continue;
     }
@@ -251,6 +280,7 @@ Status ContainerSupervisor::handle_agent() {
         if (phase_ == Phase::starting) phase_ = Phase::running;
         if (options_.on_started) options_.on_started();
         if (pending_stop_ && phase_ == Phase::running) send_stop(*std::exchange(pending_stop_, std::nullopt));
+        start_health();
         break;
       case agent::FrameType::kStdout: write_output(STDOUT_FILENO, f.payload); break;
       case agent::FrameType::kStderr: write_output(STDERR_FILENO, f.payload); break;

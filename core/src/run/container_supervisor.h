@@ -36,6 +36,8 @@
 
 namespace fcvm {
 
+class HealthMonitor;
+
 struct SupervisorOptions {
   std::filesystem::path control_socket;  // served with the host control protocol
   std::filesystem::path output_log;      // container stdout+stderr, appended
@@ -74,6 +76,9 @@ struct SupervisorOptions {
   std::function<Result<control::SnapshotTaken>(const control::SnapshotRequest& request, bool paused,
                                                const std::function<bool()>& still_wanted)>
       take_snapshot;
+  // Health checks, started once the container runs (health/health_monitor.h); borrowed,
+  // must outlive run(). Null: none.
+  HealthMonitor* health = nullptr;
 };
 
 // Exit codes of the run itself, when there is no container exit code (as podman).
@@ -100,6 +105,9 @@ class ContainerSupervisor {
 
  private:
   struct ControlClient;
+  class HealthExec;
+  // Starts the health checks once the container runs.
+  void start_health();
   Status handle_agent();
   void handle_hello(const agent::Frame& frame);
   // READY: the held plan is set up; the barrier's work, then GO.
@@ -143,6 +151,7 @@ class ContainerSupervisor {
   int stop_requests_ = 0;
   bool paused_ = false;  // by a pause request
   std::optional<std::chrono::milliseconds> pending_stop_;  // asked before the container ran
+  std::unique_ptr<HealthExec> health_exec_;  // the health monitor's way into the guest
 };
 
 }  // namespace fcvm

@@ -3,6 +3,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "health/health_monitor.h"
 #include "plugin/plugin_registry.h"
 #include "run/container_supervisor.h"
 #include "run/startup_cache.h"
@@ -79,6 +80,10 @@ Status VmSession::check() {
       const std::string who = it != backends_.names.end() ? it->second : to_string(kind);
       return error(Errc::unavailable, who + " cannot run here: " + probe.reason);
     }
+  }
+  if (!options_.health.url.empty()) {
+    // A guest port in --health-url must be published: known before anything boots.
+    FCVM_RETURN_IF_ERROR(resolve_health_url(options_.health.url, options_.ports).status());
   }
   if (options_.name) FCVM_RETURN_IF_ERROR(validate_vm_name(*options_.name));
   if (services_.state.find_by_name(name_).ok()) {
@@ -212,6 +217,13 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
                               return true;
                             }});
   }
+  std::unique_ptr<HealthMonitor> health;
+  if (options_.health.enabled()) {
+    auto monitor = start_health_monitor(exec.main_process);
+    if (!monitor) return monitor.status();
+    health = std::move(*monitor);
+    opts.health = health.get();
+  }
   ContainerSupervisor supervisor(*vm_, *channel, opts, log_);
   running = &supervisor;
   auto code = supervisor.run();
@@ -240,6 +252,26 @@ void VmSession::take_startup_snapshot(const SnapshotSource& vm, const std::strin
     return;
   }
   log_->info("startup snapshot " + request.tag + " taken; the next runs of this container restore it");
+}
+
+Result<std::unique_ptr<HealthMonitor>> VmSession::start_health_monitor(const agent::Process& main_process) {
+  HealthCheckSpec spec = options_.health;
+  if (!spec.url.empty()) {
+    // The ports the network backend actually published (slirp picks the host address).
+    auto url = resolve_health_url(spec.url, network_ ? network_->ports : options_.ports);
+    if (!url) return url.status();
+    spec.url = *url;
+  }
+  FCVM_RETURN_IF_ERROR(update_record([](VmRecord& r) { r.health = HealthState{}; }));
+  return HealthMonitor::create(
+      std::move(spec), main_process,
+      [this](const HealthState& state) {
+        if (Status st = update_record([&](VmRecord& r) { r.health = state; }); !st.ok()) {
+          log_->warn("health: cannot record the state: " + st.message());
+        }
+        if (on_health_) on_health_(state);
+      },
+      log_);
 }
 
 Status VmSession::update_record(const std::function<void(VmRecord&)>& change) {

@@ -31,12 +31,14 @@
 #include "fcvm/result.h"
 #include "fcvm/storage.h"
 #include "fcvm/vmm.h"
+#include "health/health_check.h"
 #include "session/lease_guard.h"
 #include "snapshot/snapshot_manifest.h"
 #include "state/vm_record.h"
 
 namespace fcvm {
 
+class HealthMonitor;
 class StateStore;
 struct SnapshotSource;
 
@@ -118,6 +120,8 @@ struct VmSessionOptions {
   bool forward_output = true;       // container output also to our stdout/stderr
   // Stop the VM gracefully when this process exits (a clone's `snapshot serve`).
   std::optional<ProcessIdentity> stop_with;
+  // --health-*: checks run once the container runs; their state goes to the record.
+  HealthCheckSpec health;
 };
 
 class VmSession {
@@ -141,6 +145,10 @@ class VmSession {
   // Called once the container's process runs (a detached run reports success here). Set
   // before run().
   void set_on_started(std::function<void()> on_started) { on_started_ = std::move(on_started); }
+  // Called on the VM's loop after every health probe, with the new state (the record has
+  // it already). Set before run().
+  void set_on_health(std::function<void(const HealthState&)> on_health) { on_health_ = std::move(on_health); }
+  bool health_checked() const { return options_.health.enabled(); }
 
   // Makes a booting guest hold at its startup barrier (root, network and /etc set up, the
   // container not yet started) and snapshots it there as the startup snapshot of
@@ -158,6 +166,8 @@ class VmSession {
   Status update_record(const std::function<void(VmRecord&)>& change);
   // At the startup barrier (set_startup_snapshot): the startup snapshot of `source`.
   void take_startup_snapshot(const SnapshotSource& source, const std::string& boot_id);
+  // The health checks of options_.health, their state "starting" in the record.
+  Result<std::unique_ptr<HealthMonitor>> start_health_monitor(const agent::Process& main_process);
   VmSpec layout() const;
   // The one place that reaches the guest agent.
   Result<AgentChannel> connect_agent(const VmSpec& layout);
@@ -169,6 +179,7 @@ class VmSession {
   VmSessionOptions options_;
   std::function<void()> on_started_;
   std::optional<std::string> startup_cache_key_;
+  std::function<void(const HealthState&)> on_health_;
   bool checked_ = false;
   std::string name_;
   LoggerPtr log_;

@@ -131,6 +131,11 @@ Status parse_record(const json& doc, VmRecord& r) {
   FCVM_RETURN_IF_ERROR(read_field(doc, "created", r.created));
   FCVM_RETURN_IF_ERROR(read_optional(doc, "exit_code", r.exit_code));
   FCVM_RETURN_IF_ERROR(read_field(doc, "error", r.error));
+  if (auto health = doc.find("health"); health != doc.end() && !health->is_null()) {
+    auto state = health_state_from_json(*health);
+    if (!state) return state.status();
+    r.health = std::move(*state);
+  }
   FCVM_RETURN_IF_ERROR(read_field(doc, "extra", r.extra));
   if (!r.extra.is_object()) return error(Errc::invalid_argument, "field 'extra': expected an object");
   return ok_status();
@@ -194,6 +199,7 @@ nlohmann::json to_json(const VmRecord& r) {
       {"created", r.created},
       {"exit_code", r.exit_code ? json(*r.exit_code) : json()},
       {"error", r.error},
+      {"health", r.health ? to_json(*r.health) : json()},
       {"extra", r.extra.is_object() ? r.extra : json::object()},
   };
   return doc;

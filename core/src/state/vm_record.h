@@ -16,6 +16,7 @@
 #include "fcvm/plugin.h"
 #include "fcvm/result.h"
 #include "fcvm/storage.h"
+#include "health/health_check.h"
 #include "state/process_identity.h"
 
 namespace fcvm {
@@ -47,6 +48,7 @@ struct VmRecord {
   VmStatus status = VmStatus::creating;
   std::optional<int> exit_code;
   std::string error;                     // failed: why, one line for the user
+  std::optional<HealthState> health;     // VMs with a health check: its last state
   nlohmann::json extra = nlohmann::json::object();  // room for later features
 
   bool alive() const { return process.alive(); }

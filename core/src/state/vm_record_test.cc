@@ -37,6 +37,7 @@ VmRecord full_record() {
   r.exit_code = 3;
   r.error = "the VM stopped before the container exited";
   r.extra = {{"later", true}};
+  r.health = HealthState{HealthStatus::unhealthy, 3, "exit code 1: boom", "2024-05-01T12:00:09Z"};
   return r;
 }
 
@@ -60,6 +61,8 @@ TEST(VmRecord, JsonRoundTripKeepsEveryField) {
   EXPECT_EQ(back->disk->drives.at(0).path, "/var/lib/fcvm/vms/x/root.sqfs");
   EXPECT_EQ(back->exit_code, 3);
   EXPECT_EQ(back->error, r.error);
+  EXPECT_EQ(j["health"]["status"], "unhealthy");
+  EXPECT_EQ(back->health, r.health);
 }
 
 TEST(VmRecord, OptionalPartsMayBeAbsent) {
@@ -72,12 +75,14 @@ TEST(VmRecord, OptionalPartsMayBeAbsent) {
   EXPECT_TRUE(j["disk"].is_null());
   EXPECT_TRUE(j["serve_pid"].is_null());
   EXPECT_TRUE(j["exit_code"].is_null());
+  EXPECT_TRUE(j["health"].is_null());
   auto back = vm_record_from_json(j);
   ASSERT_TRUE(back.ok()) << back.status().message();
   EXPECT_FALSE(back->network);
   EXPECT_FALSE(back->disk);
   EXPECT_FALSE(back->serve);
   EXPECT_FALSE(back->exit_code);
+  EXPECT_FALSE(back->health);
 }
 
 TEST(VmRecord, RefusesNewerAndMissingVersions) {
@@ -105,6 +110,12 @@ TEST(VmRecord, WrongFieldsAreNamed) {
   j = to_json(full_record());
   j["status"] = "sleeping";
   EXPECT_EQ(vm_record_from_json(j).status().message(), "field 'status': unknown status 'sleeping'");
+
+  j = to_json(full_record());
+  j["health"]["status"] = "fine";
+  EXPECT_EQ(vm_record_from_json(j).status().message(), "field 'health': unknown status 'fine'");
+  j["health"] = {{"status", "healthy"}, {"failing_streak", -1}};
+  EXPECT_EQ(vm_record_from_json(j).status().message(), "field 'health': 'failing_streak' must be a number >= 0");
 
   j = to_json(full_record());
   j["id"] = "../../etc";

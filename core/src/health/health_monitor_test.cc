@@ -1,0 +1,209 @@
+// HealthMonitor driven as the VM's loop drives it: its fd polled, on_ready() and on_frame()
+// called. URL checks probe a real HTTP server on loopback; command checks get the agent's
+// frames from the test, which stands in for the guest (the e2e suite runs them in a VM).
+#include "health/health_monitor.h"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <thread>
+
+namespace fcvm {
+namespace {
+
+using namespace std::chrono_literals;
+
+// The loop's side of exec sessions: records what the monitor asked for.
+class RecordingExec final : public GuestExec {
+ public:
+  bool container_running() const override { return running; }
+  Result<std::uint32_t> start_exec(const agent::Process& process) override {
+    started.push_back(process);
+    return next_session++;
+  }
+  void kill_exec(std::uint32_t session) override { killed.push_back(session); }
+
+  bool running = true;
+  std::uint32_t next_session = 7;
+  std::vector<agent::Process> started;
+  std::vector<std::uint32_t> killed;
+};
+
+// A loopback HTTP server answering every request with `reply`, one connection at a time.
+class OneLineServer {
+ public:
+  explicit OneLineServer(std::string reply) : reply_(std::move(reply)) {
+    listener_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(listener_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    EXPECT_EQ(::listen(listener_.get(), 4), 0);
+    socklen_t len = sizeof sa;
+    ::getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&sa), &len);
+    port_ = ntohs(sa.sin_port);
+    thread_ = std::thread([this] {
+      for (;;) {
+        UniqueFd c(::accept(listener_.get(), nullptr, nullptr));
+        if (!c) return;
+        char buf[1024];
+        if (::recv(c.get(), buf, sizeof buf, 0) > 0) (void)::send(c.get(), reply_.data(), reply_.size(), MSG_NOSIGNAL);
+      }
+    });
+  }
+  ~OneLineServer() {
+    ::shutdown(listener_.get(), SHUT_RDWR);
+    thread_.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/healthz"; }
+
+ private:
+  std::string reply_;
+  UniqueFd listener_;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+// A loopback port with nothing listening.
+std::uint16_t refused_port(UniqueFd& holder) {
+  holder.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(holder.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  socklen_t len = sizeof sa;
+  ::getsockname(holder.get(), reinterpret_cast<sockaddr*>(&sa), &len);
+  return ntohs(sa.sin_port);
+}
+
+class HealthMonitorTest : public ::testing::Test {
+ protected:
+  void create(HealthCheckSpec spec) {
+    agent::Process defaults;
+    defaults.args = {"httpd"};
+    defaults.env = {"PATH=/bin", "MODE=test"};
+    defaults.cwd = "/www";
+    defaults.uid = 33;
+    auto m = HealthMonitor::create(std::move(spec), defaults,
+                                   [this](const HealthState& s) { reports.push_back(s); }, null_logger());
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    monitor = std::move(*m);
+  }
+  // Runs the monitor as the loop does until it has reported `count` results in all.
+  void run_until_reports(size_t count) {
+    while (reports.size() < count) {
+      pollfd p{monitor->fd(), POLLIN, 0};
+      ASSERT_EQ(::poll(&p, 1, -1), 1);
+      monitor->on_ready();
+    }
+  }
+  void exit_with(std::uint32_t session, int code, const std::string& stderr_text = {}) {
+    if (!stderr_text.empty()) {
+      EXPECT_TRUE(monitor->on_frame({agent::FrameType::kStderr, session, stderr_text}));
+    }
+    EXPECT_TRUE(monitor->on_frame({agent::FrameType::kExit, session, agent::Exit::exited(code).to_payload()}));
+  }
+
+  RecordingExec exec;
+  std::unique_ptr<HealthMonitor> monitor;
+  std::vector<HealthState> reports;
+};
+
+TEST_F(HealthMonitorTest, UrlCheckAgainstARealServerBecomesHealthy) {
+  OneLineServer server("HTTP/1.0 200 OK\r\n\r\nfine");
+  HealthCheckSpec spec;
+  spec.url = server.url();
+  spec.interval = 1h;
+  spec.timeout = 30s;
+  create(spec);
+  monitor->start(exec);
+  run_until_reports(1);
+  EXPECT_EQ(reports[0].status, HealthStatus::healthy);
+  EXPECT_EQ(reports[0].failing_streak, 0u);
+  EXPECT_EQ(reports[0].last_output, "HTTP GET " + server.url() + ": ok");
+  EXPECT_FALSE(reports[0].checked.empty());
+  EXPECT_TRUE(exec.started.empty()) << "a URL check runs nothing in the guest";
+}
+
+TEST_F(HealthMonitorTest, RefusedUrlFailsRetriesTimesThenIsUnhealthy) {
+  UniqueFd holder;
+  HealthCheckSpec spec;
+  spec.url = "http://127.0.0.1:" + std::to_string(refused_port(holder)) + "/";
+  spec.interval = 10ms;
+  spec.retries = 2;
+  create(spec);
+  monitor->start(exec);
+  run_until_reports(2);
+  EXPECT_EQ(reports[0].status, HealthStatus::starting);
+  EXPECT_EQ(reports[0].failing_streak, 1u);
+  EXPECT_EQ(reports[1].status, HealthStatus::unhealthy);
+  EXPECT_EQ(reports[1].failing_streak, 2u);
+  EXPECT_NE(reports[1].last_output.find("Connection refused"), std::string::npos) << reports[1].last_output;
+}
+
+TEST_F(HealthMonitorTest, CommandRunsAsExecSessionsWithTheMainProcessDefaults) {
+  HealthCheckSpec spec;
+  spec.command = {"/bin/sh", "-c", "test -e /ready"};
+  spec.interval = 10ms;
+  spec.retries = 1;
+  create(spec);
+  monitor->start(exec);
+  ASSERT_EQ(exec.started.size(), 1u) << "the first probe starts at once";
+  const agent::Process& p = exec.started[0];
+  EXPECT_EQ(p.args, spec.command);
+  EXPECT_EQ(p.env, (std::vector<std::string>{"PATH=/bin", "MODE=test"}));
+  EXPECT_EQ(p.cwd, "/www");
+  EXPECT_EQ(p.uid, 33u);
+  EXPECT_FALSE(p.stdin);
+
+  EXPECT_FALSE(monitor->on_frame({agent::FrameType::kStdout, 3, "a client's output"}));
+  EXPECT_TRUE(monitor->on_frame({agent::FrameType::kStarted, 7, R"({"pid":12})"}));
+  exit_with(7, 1, "no \x1b[1m/ready\n");
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].status, HealthStatus::unhealthy);
+  EXPECT_EQ(reports[0].last_output, "exit code 1: no \\x1b[1m/ready");
+
+  // The next probe, one interval after the first began, is a new session.
+  while (exec.started.size() < 2) {
+    pollfd p2{monitor->fd(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p2, 1, -1), 1);
+    monitor->on_ready();
+  }
+  EXPECT_FALSE(monitor->on_frame({agent::FrameType::kExit, 7, agent::Exit::exited(0).to_payload()}))
+      << "the old session is over";
+  exit_with(8, 0);
+  ASSERT_EQ(reports.size(), 2u);
+  EXPECT_EQ(reports[1].status, HealthStatus::healthy);
+  EXPECT_EQ(reports[1].failing_streak, 0u);
+}
+
+TEST_F(HealthMonitorTest, ACommandPastItsTimeoutIsKilledAndFails) {
+  HealthCheckSpec spec;
+  spec.command = {"/bin/sh", "-c", "sleep 1000"};
+  spec.timeout = 20ms;
+  spec.interval = 1h;
+  create(spec);
+  monitor->start(exec);
+  ASSERT_EQ(exec.started.size(), 1u);
+  run_until_reports(1);
+  EXPECT_EQ(exec.killed, std::vector<std::uint32_t>{7});
+  EXPECT_EQ(reports[0].status, HealthStatus::starting) << "one failure of three";
+  EXPECT_EQ(reports[0].last_output, "timed out after 20 ms");
+  EXPECT_FALSE(monitor->on_frame({agent::FrameType::kExit, 7, agent::Exit::killed(9).to_payload()}));
+}
+
+TEST_F(HealthMonitorTest, NoProbeOnceTheContainerStops) {
+  HealthCheckSpec spec;
+  spec.command = {"/bin/sh", "-c", "true"};
+  create(spec);
+  exec.running = false;
+  monitor->start(exec);
+  EXPECT_TRUE(exec.started.empty());
+  pollfd p{monitor->fd(), POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 0), 0) << "nothing armed";
+}
+
+}  // namespace
+}  // namespace fcvm
