@@ -64,6 +64,8 @@ VmSession::VmSession(SessionServices services, SessionBackends backends, VmSessi
 
 VmSession::~VmSession() { teardown(); }
 
+nlohmann::json mmds_for_plan(const agent::Plan& plan) { return {{"fcvm", {{"plan", agent::to_json(plan)}}}}; }
+
 Status VmSession::check() {
   if (checked_) return ok_status();
   if (!options_.ports.empty() && !backends_.network) {
@@ -143,7 +145,12 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
     FCVM_RETURN_IF_ERROR(update_record([&](VmRecord& r) { r.network = *network_; }));
   }
 
-  const VmSpec spec = layout();
+  VmSpec spec = layout();
+  // A VMM with MMDS (Firecracker; it serves MMDS through a NIC) gets the plan there too,
+  // for guest tools that read it; the agent takes its plan from the channel after HELLO.
+  if (backends_.vmm->capabilities().mmds && !spec.nics.empty()) {
+    if (auto plan = origin.plan(name_, *disks_, network_.get())) spec.mmds = mmds_for_plan(*plan);
+  }
   auto vm = origin.start(*backends_.vmm, spec);
   if (!vm) return vm.status();
   vm_ = std::move(*vm);

@@ -124,6 +124,10 @@ struct VmSessionOptions {
   HealthCheckSpec health;
 };
 
+// The MMDS data store of a booting VM whose VMM serves MMDS (VmmCapabilities::mmds):
+// {"fcvm": {"plan": <the agent's Plan as JSON, agent_plan.h>}}.
+nlohmann::json mmds_for_plan(const agent::Plan& plan);
+
 class VmSession {
  public:
   VmSession(SessionServices services, SessionBackends backends, VmSessionOptions options);

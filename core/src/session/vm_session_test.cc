@@ -115,8 +115,13 @@ class FaultyVmm final : public VmmBackend {
  public:
   FaultyVmm(std::shared_ptr<VmmBackend> real, Inject inject) : real_(std::move(real)), inject_(inject) {}
   Probe probe() override { return real_->probe(); }
-  VmmCapabilities capabilities() const override { return real_->capabilities(); }
+  VmmCapabilities capabilities() const override {
+    VmmCapabilities caps = real_->capabilities();
+    caps.mmds = caps.mmds || serves_mmds;
+    return caps;
+  }
   Result<std::unique_ptr<Vm>> launch(const VmSpec& spec) override {
+    launches.push_back(spec);
     if (inject_ == Inject::launch_fails) return error(Errc::io, "injected: launch fails");
     auto vm = real_->launch(spec);
     if (!vm) return vm.status();
@@ -130,6 +135,8 @@ class FaultyVmm final : public VmmBackend {
   }
 
   pid_t vmm_pid = 0;
+  bool serves_mmds = false;  // declare MMDS, as vmm-firecracker does
+  std::vector<VmSpec> launches;
   std::vector<RestoreSpec> restores;
 
  private:
@@ -215,6 +222,19 @@ class VmSessionTest : public ::testing::Test {
   std::unique_ptr<StateStore> state_;
 
   void make_storage() { storage_ = std::make_shared<RecordingStorage>(real_storage_); }
+
+  // The real network-bridged plugin, or why it cannot run here. ip_forward off: the test
+  // leaves the host's setting as it found it.
+  Result<std::shared_ptr<NetworkBackend>> bridged_network() {
+    if (!fs::exists(plugin_dir() / "fcvm-network-bridged.so")) {
+      return error(Errc::unavailable, "the network-bridged plugin is not built in " + plugin_dir().string());
+    }
+    PluginContext ctx{null_logger(), nlohmann::json{{"ip_forward", false}}, data_dir_};
+    auto bridged = registry_->create_as<NetworkBackend>("network-bridged", PluginKind::network, ctx);
+    if (!bridged) return bridged.status();
+    if (Probe p = (*bridged)->probe(); !p.available) return error(Errc::unavailable, p.reason);
+    return *bridged;
+  }
 };
 
 TEST_F(VmSessionTest, FailedLaunchGivesBackDisksRecordAndDirectory) {
@@ -249,14 +269,8 @@ TEST_F(VmSessionTest, VmmDyingWhileBootingStopsTheVmmAndGivesBackEverything) {
 TEST_F(VmSessionTest, NetworkAttachFailureStopsTheVmmAndGivesBackNetworkDisksAndRecord) {
   const char* kernel = std::getenv("FCVM_TEST_KERNEL");
   if (!kernel || !fs::exists(kernel)) GTEST_SKIP() << "FCVM_TEST_KERNEL is not set (scripts/test sets it)";
-  if (!fs::exists(plugin_dir() / "fcvm-network-bridged.so")) {
-    GTEST_SKIP() << "the network-bridged plugin is not built in " << plugin_dir();
-  }
-  // ip_forward off: the test leaves the host's setting as it found it.
-  PluginContext ctx{null_logger(), nlohmann::json{{"ip_forward", false}}, data_dir_};
-  auto bridged = registry_->create_as<NetworkBackend>("network-bridged", PluginKind::network, ctx);
-  ASSERT_TRUE(bridged.ok()) << bridged.status().message();
-  if (Probe p = (*bridged)->probe(); !p.available) GTEST_SKIP() << p.reason;
+  auto bridged = bridged_network();
+  if (!bridged) GTEST_SKIP() << bridged.status().message();
   make_storage();
   auto network = std::make_shared<AttachFailingNetwork>(*bridged);
   auto vmm = std::make_shared<FaultyVmm>(real_vmm_, Inject::nothing);
@@ -271,6 +285,40 @@ TEST_F(VmSessionTest, NetworkAttachFailureStopsTheVmmAndGivesBackNetworkDisksAnd
   EXPECT_EQ(nlohmann::json(network->torn_down[0]), nlohmann::json(network->created[0]));
   for (const auto& ns : network->created[0].namespaces) EXPECT_FALSE(fs::exists(ns)) << ns;
   expect_nothing_left();
+}
+
+// A VMM that serves MMDS (vmm-firecracker sends it as PUT /mmds) finds the agent's plan in
+// VmSpec::mmds; MMDS is served through a NIC, so the VM has a real network here. The
+// launch fails on purpose: what matters is the spec it got.
+TEST_F(VmSessionTest, AVmmWithMmdsGetsThePlanAndOneWithoutGetsNone) {
+  auto bridged = bridged_network();
+  if (!bridged) GTEST_SKIP() << bridged.status().message();
+  for (bool serves_mmds : {true, false}) {
+    make_storage();
+    auto vmm = std::make_shared<FaultyVmm>(real_vmm_, Inject::launch_fails);
+    vmm->serves_mmds = serves_mmds;
+    ImageBoot origin(boot_spec("/nonexistent/kernel"));
+    auto r = run_session(vmm, origin, *bridged);
+    ASSERT_FALSE(r.ok());
+    ASSERT_EQ(vmm->launches.size(), 1u);
+    const VmSpec& spec = vmm->launches[0];
+    if (!serves_mmds) {
+      EXPECT_TRUE(spec.mmds.is_null()) << spec.mmds.dump();
+      expect_nothing_left();
+      continue;
+    }
+    ASSERT_TRUE(spec.mmds.contains("fcvm")) << spec.mmds.dump();
+    std::string why;
+    auto plan = agent::parse_plan(spec.mmds["fcvm"]["plan"].dump(), &why);
+    ASSERT_TRUE(plan) << why;
+    EXPECT_EQ(plan->hostname, "session-test-" + std::to_string(::getpid()));
+    EXPECT_EQ(plan->process.args, std::vector<std::string>{"/bin/true"});
+    ASSERT_TRUE(plan->network);
+    ASSERT_EQ(spec.nics.size(), 1u);
+    EXPECT_EQ(plan->network->mac, spec.nics[0].mac);
+    EXPECT_EQ(nlohmann::json(spec.mmds), mmds_for_plan(*plan));
+    expect_nothing_left();
+  }
 }
 
 // The restore path runs the same lifecycle with the snapshot's steps: the clone's disks

@@ -11,7 +11,8 @@
 //     (Full: a marker page at offset 0; Diff: a marker at page 1 merged into the file);
 //   - once the guest "runs", the vsock unix socket answers CONNECT <port> with OK and then
 //     echoes the stream.
-// Every call is appended to ./fake-firecracker.calls ("PUT /drives/root 204"). Behaviour is
+// Every call is appended to ./fake-firecracker.calls ("PUT /drives/root 204"), and the MMDS
+// data store of the last PUT /mmds is written to ./fake-firecracker.mmds. Behaviour is
 // set by ./fake-firecracker.json, read at start: {"version": "1.16.1", "fault": "PUT
 // /drives/x", "die": "PUT /snapshot/create", "vsock": "listen" | "refuse:N" | "garbage"}.
 // FAKE_FC_VERSION sets the version for --version and GET /version.
@@ -138,6 +139,7 @@ class FakeFirecracker {
     }
     if (tmpl == "/mmds" && method == "PUT") {
       mmds_ = body;
+      std::ofstream("fake-firecracker.mmds", std::ios::trunc) << mmds_.dump();
       return {};
     }
     if (tmpl == "/vsock") {

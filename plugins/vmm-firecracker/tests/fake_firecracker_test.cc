@@ -16,6 +16,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <fcvm/agent_plan.h>
+
 #include "fcvm/plugin.h"
 #include "fcvm/vmm.h"
 
@@ -92,7 +94,13 @@ class FakeFirecrackerTest : public ::testing::Test {
     s.nics = {{"eth0", "tap0", "02:fc:00:00:00:02"}};
     s.agent_socket = s.dir / "agent.sock";
     s.console_log = s.dir / "console.log";
-    s.mmds = {{"plan", {{"argv", {"/bin/true"}}}}};
+    // As core fills it (mmds_for_plan in core/src/session/vm_session.h).
+    agent::Plan plan;
+    plan.hostname = name;
+    plan.process.args = {"/bin/true"};
+    plan.process.env = {"PATH=/bin"};
+    plan.network = agent::Network{"02:fc:00:00:00:02", "172.30.0.2", 30, "172.30.0.1", {"1.1.1.1"}, 1500};
+    s.mmds = {{"fcvm", {{"plan", agent::to_json(plan)}}}};
     return s;
   }
 
@@ -167,6 +175,12 @@ TEST_F(FakeFirecrackerTest, BootPauseSnapshotInOrder) {
                                       "PUT /drives/scratch 204", "PUT /network-interfaces/eth0 204",
                                       "PUT /mmds/config 204", "PUT /mmds 204", "PUT /vsock 204",
                                       "PUT /actions 204"}));
+  // The plan reached MMDS as core gave it (the fake validated the body against
+  // firecracker.yaml, else the launch would have failed with its 400).
+  const auto mmds = json::parse(slurp(s.dir / "fake-firecracker.mmds"));
+  EXPECT_EQ(mmds, s.mmds);
+  std::string why;
+  EXPECT_TRUE(agent::parse_plan(mmds["fcvm"]["plan"].dump(), &why)) << why;
   EXPECT_TRUE(fs::exists(s.dir / "firecracker.log"));
   EXPECT_EQ(fs::status(s.dir / "firecracker.log").permissions() & fs::perms::all,
             fs::perms::owner_read | fs::perms::owner_write);
