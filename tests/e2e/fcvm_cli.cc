@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -18,7 +19,7 @@ std::filesystem::path fcvm_binary() {
 
 }  // namespace
 
-FcvmCli::FcvmCli() {
+FcvmCli::FcvmCli(std::string vmm) : vmm_(std::move(vmm)) {
   auto made = TempDir::create("fcvm-e2e-");
   if (!made) throw std::runtime_error(made.status().message());
   data_dir_ = std::move(*made);
@@ -56,7 +57,20 @@ std::string FcvmCli::hello_image() {
 }
 
 std::vector<std::string> FcvmCli::base_args() const {
-  return {fcvm_binary().string(), "--data-dir", data_dir().string()};
+  std::vector<std::string> args = {fcvm_binary().string(), "--data-dir", data_dir().string()};
+  if (!vmm_.empty()) args.insert(args.end(), {"--vmm", vmm_});
+  return args;
+}
+
+std::string FcvmCli::vmm_unavailable() const {
+  if (vmm_.empty()) return {};
+  auto r = run({"plugins", "--json"});
+  if (r.code != 0) return "fcvm plugins failed: " + r.err;
+  for (const auto& p : nlohmann::json::parse(r.out)) {
+    if (p.value("name", "") != vmm_) continue;
+    return p.value("available", false) ? "" : vmm_ + " unavailable: " + p.value("reason", "");
+  }
+  return "the " + vmm_ + " plugin was not found";
 }
 
 CliResult FcvmCli::run(const std::vector<std::string>& args, const RunOptions& options) const {
@@ -127,6 +141,11 @@ bool FcvmCli::wait_status(const std::string& name, const std::string& status,
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return false;
+}
+
+std::string test_param_name(std::string plugin) {
+  std::replace(plugin.begin(), plugin.end(), '-', '_');
+  return plugin;
 }
 
 std::vector<pid_t> processes_matching(const std::string& needle) {

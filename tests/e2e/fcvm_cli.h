@@ -29,8 +29,13 @@ struct RunOptions {
 // A temp data dir and the paths the suite needs; removed on destruction.
 class FcvmCli {
  public:
-  FcvmCli();
+  // `vmm`: every command runs with `--vmm VMM`; empty: fcvm's own choice.
+  explicit FcvmCli(std::string vmm = {});
   ~FcvmCli();
+
+  // Why the chosen VMM plugin cannot run here, as `fcvm plugins --json` reports its probe;
+  // empty when it can (or when no VMM was chosen).
+  std::string vmm_unavailable() const;
 
   // Why the suite cannot run here (no kernel, not root), or empty.
   static std::string missing_prerequisite();
@@ -56,7 +61,13 @@ class FcvmCli {
 
  private:
   TempDir data_dir_;
+  std::string vmm_;
 };
+
+// The VMM plugins the suites that boot VMs run against (each SKIPPED where its probe says
+// it cannot run), and a test-name-safe spelling of a plugin name ("vmm-qemu" → "vmm_qemu").
+inline const std::vector<std::string> kVmmPlugins = {"vmm-qemu", "vmm-firecracker"};
+std::string test_param_name(std::string plugin);
 
 // PIDs of processes whose command line contains `needle`.
 std::vector<pid_t> processes_matching(const std::string& needle);

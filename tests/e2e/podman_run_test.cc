@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "fcvm/unique_fd.h"
@@ -14,10 +15,22 @@
 namespace fcvm::test {
 namespace {
 
-class PodmanRunTest : public ::testing::Test {
+// Runs once per VMM plugin (TEST_P; see the instantiation at the end); a plugin that cannot
+// run here (vmm-firecracker without its binary or hardware KVM) is SKIPPED with its probe's
+// reason. A plain TEST_F of this fixture runs with fcvm's default VMM.
+class PodmanRunTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (auto why = FcvmCli::missing_prerequisite(); !why.empty()) GTEST_SKIP() << why;
+    const bool parameterised = ::testing::UnitTest::GetInstance()->current_test_info()->value_param() != nullptr;
+    const std::string vmm = parameterised ? GetParam() : "";
+    auto& suite = suites_[vmm];
+    if (!suite.cli) {
+      suite.cli = std::make_unique<FcvmCli>(vmm);
+      suite.unavailable = suite.cli->vmm_unavailable();
+    }
+    if (!suite.unavailable.empty()) GTEST_SKIP() << suite.unavailable;
+    cli_ = suite.cli.get();
   }
 
   // `podman run` with the test kernel.
@@ -30,16 +43,21 @@ class PodmanRunTest : public ::testing::Test {
     return args;
   }
 
-  static void SetUpTestSuite() { cli_ = new FcvmCli(); }
   static void TearDownTestSuite() {
-    delete cli_;
+    suites_.clear();
     cli_ = nullptr;
   }
-  static FcvmCli* cli_;
-};
-FcvmCli* PodmanRunTest::cli_ = nullptr;
 
-TEST_F(PodmanRunTest, ExampleImagePrintsGreetingFromGuestKernel) {
+  // One data dir per VMM, shared by that VMM's tests.
+  struct Suite {
+    std::unique_ptr<FcvmCli> cli;
+    std::string unavailable;
+  };
+  static inline std::map<std::string, Suite> suites_;
+  static inline FcvmCli* cli_ = nullptr;
+};
+
+TEST_P(PodmanRunTest, ExampleImagePrintsGreetingFromGuestKernel) {
   auto r = podman_run({"--rm", FcvmCli::hello_image()});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("Hello from fcvm!"), std::string::npos) << r.out;
@@ -48,19 +66,19 @@ TEST_F(PodmanRunTest, ExampleImagePrintsGreetingFromGuestKernel) {
   EXPECT_TRUE(cli_->ls().empty()) << "--rm left a record";
 }
 
-TEST_F(PodmanRunTest, ExitCodePassesThrough) {
+TEST_P(PodmanRunTest, ExitCodePassesThrough) {
   auto r = podman_run({"--rm", FcvmCli::hello_image(), "sh", "-c", "echo out; echo err >&2; exit 7"});
   EXPECT_EQ(r.code, 7) << r.err;
   EXPECT_EQ(r.out, "out\n");
   EXPECT_NE(r.err.find("err\n"), std::string::npos) << r.err;
 }
 
-TEST_F(PodmanRunTest, KilledBySignalGives128PlusSignal) {
+TEST_P(PodmanRunTest, KilledBySignalGives128PlusSignal) {
   auto r = podman_run({"--rm", FcvmCli::hello_image(), "sh", "-c", "kill -9 $$"});
   EXPECT_EQ(r.code, 137) << r.err;
 }
 
-TEST_F(PodmanRunTest, EnvArgsEntrypointWorkdirAndUserReachTheProcess) {
+TEST_P(PodmanRunTest, EnvArgsEntrypointWorkdirAndUserReachTheProcess) {
   auto r = podman_run({"--rm", "-e", "FOO=bar baz", "-w", "/tmp", "-u", "1000:1001", "--entrypoint",
                        "/bin/sh", FcvmCli::hello_image(), "-c",
                        "echo \"$FOO|$(pwd)|$(id -u):$(id -g)|$0|$1\"", "first", "second"});
@@ -68,7 +86,7 @@ TEST_F(PodmanRunTest, EnvArgsEntrypointWorkdirAndUserReachTheProcess) {
   EXPECT_EQ(r.out, "bar baz|/tmp|1000:1001|first|second\n");
 }
 
-TEST_F(PodmanRunTest, EnvFileAndCpusReachTheGuest) {
+TEST_P(PodmanRunTest, EnvFileAndCpusReachTheGuest) {
   const auto env_file = cli_->data_dir() / "test.env";
   std::ofstream(env_file) << "# settings\nGREETING=hi there\n";
   auto r = podman_run({"--rm", "--env-file", env_file.string(), "--cpus", "2", "-m", "300",
@@ -77,7 +95,7 @@ TEST_F(PodmanRunTest, EnvFileAndCpusReachTheGuest) {
   EXPECT_EQ(r.out, "hi there|2\n");
 }
 
-TEST_F(PodmanRunTest, SigintStopsTheForegroundVmAndCleansUp) {
+TEST_P(PodmanRunTest, SigintStopsTheForegroundVmAndCleansUp) {
   auto fg = cli_->start(run_args({"--rm", "--name", "interrupted", FcvmCli::hello_image(), "sh", "-c",
                                   "echo ready; exec sleep 600"}));
   ASSERT_TRUE(cli_->wait_status("interrupted", "running", std::chrono::seconds(60)));
@@ -102,21 +120,21 @@ TEST_F(PodmanRunTest, SigintStopsTheForegroundVmAndCleansUp) {
   EXPECT_FALSE(std::filesystem::exists(vm_dir));
 }
 
-TEST_F(PodmanRunTest, ImageEnvAndWorkdirApplyByDefault) {
+TEST_P(PodmanRunTest, ImageEnvAndWorkdirApplyByDefault) {
   auto r = podman_run({"--rm", FcvmCli::hello_image(), "sh", "-c", "echo \"$PATH|$(pwd)|$HOME\""});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("/bin"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("|/root\n"), std::string::npos) << r.out;
 }
 
-TEST_F(PodmanRunTest, MissingCommandInImageIs127) {
+TEST_P(PodmanRunTest, MissingCommandInImageIs127) {
   auto r = podman_run({"--rm", FcvmCli::hello_image(), "/no/such/program"});
   EXPECT_EQ(r.code, 127) << r.err;
   EXPECT_NE(r.err.find("/no/such/program"), std::string::npos) << r.err;
   EXPECT_TRUE(cli_->ls().empty());
 }
 
-TEST_F(PodmanRunTest, MissingImageIsAClearErrorAndLeavesNothing) {
+TEST_P(PodmanRunTest, MissingImageIsAClearErrorAndLeavesNothing) {
   auto r = podman_run({"--rm", "--name", "ghost", "oci:/nonexistent/layout:nope"});
   EXPECT_EQ(r.code, 125);
   EXPECT_NE(r.err.find("oci:/nonexistent/layout:nope"), std::string::npos) << r.err;
@@ -126,7 +144,7 @@ TEST_F(PodmanRunTest, MissingImageIsAClearErrorAndLeavesNothing) {
   EXPECT_TRUE(!std::filesystem::exists(vms) || std::filesystem::is_empty(vms));
 }
 
-TEST_F(PodmanRunTest, MissingKernelIsAClearErrorAndLeavesNothing) {
+TEST_P(PodmanRunTest, MissingKernelIsAClearErrorAndLeavesNothing) {
   FcvmCli empty;  // a data dir where 'fcvm setup kernel' never ran
   auto r = empty.run({"podman", "run", "--rm", "--name", "nokernel", FcvmCli::hello_image()});
   EXPECT_EQ(r.code, 125);
@@ -138,7 +156,7 @@ TEST_F(PodmanRunTest, MissingKernelIsAClearErrorAndLeavesNothing) {
   EXPECT_NE(r.err.find("/nonexistent/vmlinux"), std::string::npos) << r.err;
 }
 
-TEST_F(PodmanRunTest, BadFlagsAreUsageErrors) {
+TEST_P(PodmanRunTest, BadFlagsAreUsageErrors) {
   EXPECT_EQ(podman_run({"--memory", "lots", FcvmCli::hello_image()}).code, 2);
   EXPECT_EQ(podman_run({"-p", "99999:80", FcvmCli::hello_image()}).code, 2);
   auto r = podman_run({"--name", "../etc", FcvmCli::hello_image()});
@@ -146,7 +164,7 @@ TEST_F(PodmanRunTest, BadFlagsAreUsageErrors) {
   EXPECT_TRUE(cli_->ls().empty());
 }
 
-TEST_F(PodmanRunTest, KeptRecordShowsExitCodeUntilGc) {
+TEST_P(PodmanRunTest, KeptRecordShowsExitCodeUntilGc) {
   auto r = podman_run({"--name", "kept", FcvmCli::hello_image(), "sh", "-c", "echo logged; exit 3"});
   ASSERT_EQ(r.code, 3) << r.err;
   auto rec = cli_->record("kept");
@@ -163,7 +181,7 @@ TEST_F(PodmanRunTest, KeptRecordShowsExitCodeUntilGc) {
   EXPECT_TRUE(cli_->record("kept").is_null());
 }
 
-TEST_F(PodmanRunTest, DetachedVmExecLogsInspectStop) {
+TEST_P(PodmanRunTest, DetachedVmExecLogsInspectStop) {
   auto r = podman_run({"-d", "--name", "bg", FcvmCli::hello_image(), "sh", "-c",
                        "echo started; trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done"});
   ASSERT_EQ(r.code, 0) << r.err;
@@ -196,7 +214,7 @@ TEST_F(PodmanRunTest, DetachedVmExecLogsInspectStop) {
   EXPECT_TRUE(cli_->record("bg").is_null());
 }
 
-TEST_F(PodmanRunTest, StopTimeReachesTheGuest) {
+TEST_P(PodmanRunTest, StopTimeReachesTheGuest) {
   auto r = podman_run({"-d", "--name", "stubborn", FcvmCli::hello_image(), "sh", "-c",
                        "trap '' TERM; echo ready; while true; do sleep 0.1; done"});
   ASSERT_EQ(r.code, 0) << r.err;
@@ -245,7 +263,7 @@ std::string control_message(std::uint8_t type, const std::string& payload) {
   return out + payload;
 }
 
-TEST_F(PodmanRunTest, MalformedControlRequestsGetErrorRepliesAndTheVmRunsOn) {
+TEST_P(PodmanRunTest, MalformedControlRequestsGetErrorRepliesAndTheVmRunsOn) {
   auto r = podman_run({"-d", "--name", "sturdy", FcvmCli::hello_image(), "sleep", "600"});
   ASSERT_EQ(r.code, 0) << r.err;
   const std::filesystem::path socket =
@@ -277,7 +295,7 @@ TEST_F(PodmanRunTest, MalformedControlRequestsGetErrorRepliesAndTheVmRunsOn) {
   EXPECT_EQ(cli_->run({"gc"}).code, 0);
 }
 
-TEST_F(PodmanRunTest, TwoVmsRunAtOnce) {
+TEST_P(PodmanRunTest, TwoVmsRunAtOnce) {
   auto a = cli_->start(run_args({"--rm", "--name", "one", FcvmCli::hello_image(), "sh", "-c", "sleep 1; exit 11"}));
   auto b = cli_->start(run_args({"--rm", "--name", "two", FcvmCli::hello_image(), "sh", "-c", "sleep 1; exit 12"}));
   auto sa = a.wait(std::chrono::seconds(120));
@@ -288,7 +306,7 @@ TEST_F(PodmanRunTest, TwoVmsRunAtOnce) {
   EXPECT_TRUE(cli_->ls().empty());
 }
 
-TEST_F(PodmanRunTest, KillNineTakesTheVmmDownAndGcClearsTheRecord) {
+TEST_P(PodmanRunTest, KillNineTakesTheVmmDownAndGcClearsTheRecord) {
   auto fg = cli_->start(run_args({"--name", "doomed", FcvmCli::hello_image(), "sleep", "600"}));
   ASSERT_TRUE(cli_->wait_status("doomed", "running", std::chrono::seconds(60)));
   const auto vm_dir = cli_->record("doomed")["vm_dir"].get<std::string>();
@@ -313,6 +331,9 @@ TEST_F(PodmanRunTest, KillNineTakesTheVmmDownAndGcClearsTheRecord) {
   EXPECT_TRUE(cli_->record("doomed").is_null());
   EXPECT_FALSE(std::filesystem::exists(vm_dir));
 }
+
+INSTANTIATE_TEST_SUITE_P(Vmm, PodmanRunTest, ::testing::ValuesIn(kVmmPlugins),
+                         [](const auto& p) { return test_param_name(p.param); });
 
 }  // namespace
 }  // namespace fcvm::test

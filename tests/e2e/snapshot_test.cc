@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "fcvm_cli.h"
@@ -15,41 +16,47 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class SnapshotTest : public ::testing::Test {
+// Runs once per VMM plugin (TEST_P; see the instantiation at the end), each with its own
+// data dir and source VM; a plugin that cannot run here (vmm-firecracker without its
+// binary or hardware KVM) is SKIPPED with its probe's reason.
+class SnapshotTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (auto why = FcvmCli::missing_prerequisite(); !why.empty()) GTEST_SKIP() << why;
-    ASSERT_TRUE(source_ready_) << source_problem_;
+    auto& suite = suites_[GetParam()];
+    if (!suite.cli) {
+      suite.cli = std::make_unique<FcvmCli>(GetParam());
+      suite.unavailable = suite.cli->vmm_unavailable();
+      if (suite.unavailable.empty()) suite.source_problem = start_source(*suite.cli);
+    }
+    if (!suite.unavailable.empty()) GTEST_SKIP() << suite.unavailable;
+    ASSERT_TRUE(suite.source_problem.empty()) << suite.source_problem;
+    cli_ = suite.cli.get();
   }
 
-  static void SetUpTestSuite() {
-    if (!FcvmCli::missing_prerequisite().empty()) return;
-    cli_ = new FcvmCli();
+  // Starts the suite's source VM, "src"; returns what went wrong, or empty.
+  static std::string start_source(const FcvmCli& cli) {
     // State on the disk (/root is the overlay on the scratch disk) and in memory (/tmp is
     // tmpfs in the guest), both written before any snapshot is taken.
     // --no-snapshot: the snapshots here are the tests' own; none of the run's startup cache.
-    auto r = cli_->run({"podman", "run", "-d", "--no-snapshot", "--name", "src", "--kernel", FcvmCli::kernel().string(),
-                        FcvmCli::hello_image(), "sh", "-c",
-                        "echo on-disk > /root/disk-mark; echo in-memory > /tmp/mem-mark; "
-                        "while true; do sleep 1; done"});
-    if (r.code != 0) {
-      source_problem_ = "podman run -d: " + r.err;
-      return;
-    }
+    auto r = cli.run({"podman", "run", "-d", "--no-snapshot", "--name", "src", "--kernel", FcvmCli::kernel().string(),
+                      FcvmCli::hello_image(), "sh", "-c",
+                      "echo on-disk > /root/disk-mark; echo in-memory > /tmp/mem-mark; "
+                      "while true; do sleep 1; done"});
+    if (r.code != 0) return "podman run -d: " + r.err;
     // The marks are written by the container's first commands: wait until they are there.
     for (int tries = 0; tries < 300; ++tries) {
-      if (cli_->run({"exec", "src", "cat", "/tmp/mem-mark"}).out == "in-memory\n") {
-        source_ready_ = true;
-        return;
-      }
+      if (cli.run({"exec", "src", "cat", "/tmp/mem-mark"}).out == "in-memory\n") return {};
     }
-    source_problem_ = "the source never wrote its marks";
+    return "the source never wrote its marks";
   }
   static void TearDownTestSuite() {
-    if (!cli_) return;
-    (void)cli_->run({"stop", "src"});
-    (void)cli_->run({"gc"});
-    delete cli_;
+    for (auto& [vmm, suite] : suites_) {
+      if (!suite.cli || !suite.unavailable.empty()) continue;
+      (void)suite.cli->run({"stop", "src"});
+      (void)suite.cli->run({"gc"});
+    }
+    suites_.clear();
     cli_ = nullptr;
   }
 
@@ -60,17 +67,18 @@ class SnapshotTest : public ::testing::Test {
     for (const auto& e : fs::directory_iterator(cli_->data_dir() / "vms", ec)) out.insert(e.path().filename());
     return out;
   }
-  static bool qemu_running_in(const std::string& dir) { return !processes_matching(dir + "/").empty(); }
+  static bool vmm_running_in(const std::string& dir) { return !processes_matching(dir + "/").empty(); }
 
-  static FcvmCli* cli_;
-  static bool source_ready_;
-  static std::string source_problem_;
+  struct Suite {
+    std::unique_ptr<FcvmCli> cli;
+    std::string unavailable;     // the VMM's probe says why it cannot run here
+    std::string source_problem;  // the source VM did not come up
+  };
+  static inline std::map<std::string, Suite> suites_;
+  static inline FcvmCli* cli_ = nullptr;
 };
-FcvmCli* SnapshotTest::cli_ = nullptr;
-bool SnapshotTest::source_ready_ = false;
-std::string SnapshotTest::source_problem_;
 
-TEST_F(SnapshotTest, CloneContinuesTheSourcesDiskAndMemoryAndCleansUp) {
+TEST_P(SnapshotTest, CloneContinuesTheSourcesDiskAndMemoryAndCleansUp) {
   auto created = cli_->run({"snapshot", "create", "src", "--tag", "cont"});
   ASSERT_EQ(created.code, 0) << created.err;
   EXPECT_EQ(created.out, "cont\n");
@@ -107,7 +115,7 @@ TEST_F(SnapshotTest, CloneContinuesTheSourcesDiskAndMemoryAndCleansUp) {
   EXPECT_FALSE(fs::exists(dir));
 }
 
-TEST_F(SnapshotTest, ClonesOfOneServeAreIsolatedOutliveTheSnapshotAndStopWithTheServe) {
+TEST_P(SnapshotTest, ClonesOfOneServeAreIsolatedOutliveTheSnapshotAndStopWithTheServe) {
   ASSERT_EQ(cli_->run({"snapshot", "create", "src", "--tag", "iso"}).code, 0);
   auto serve = cli_->start({"snapshot", "serve", "iso", "--name", "iso-serve"});
   ASSERT_TRUE(cli_->wait_status("iso-serve", "running", std::chrono::seconds(60)));
@@ -142,14 +150,14 @@ TEST_F(SnapshotTest, ClonesOfOneServeAreIsolatedOutliveTheSnapshotAndStopWithThe
   ASSERT_TRUE(serve.wait(std::chrono::seconds(120)).has_value());
   for (const auto& rec : {c1, c2}) {
     EXPECT_FALSE(cli_->record(rec["name"])["alive"].get<bool>());
-    EXPECT_FALSE(qemu_running_in(rec["vm_dir"])) << rec.dump();
+    EXPECT_FALSE(vmm_running_in(rec["vm_dir"])) << rec.dump();
   }
   EXPECT_TRUE(cli_->record("iso-serve").is_null());
   (void)cli_->run({"gc"});
   EXPECT_EQ(vm_dirs(), std::set<std::string>{cli_->record("src")["id"].get<std::string>()});
 }
 
-TEST_F(SnapshotTest, ClonesOfAServeKilledWithSigkillStopThemselvesAndGcClearsUp) {
+TEST_P(SnapshotTest, ClonesOfAServeKilledWithSigkillStopThemselvesAndGcClearsUp) {
   ASSERT_EQ(cli_->run({"snapshot", "create", "src", "--tag", "orphan"}).code, 0);
   auto serve = cli_->start({"snapshot", "serve", "orphan", "--name", "orphan-serve"});
   ASSERT_TRUE(cli_->wait_status("orphan-serve", "running", std::chrono::seconds(60)));
@@ -160,7 +168,7 @@ TEST_F(SnapshotTest, ClonesOfAServeKilledWithSigkillStopThemselvesAndGcClearsUp)
   (void)serve.wait();
   // The clone's own process watches the serve and stops its VM.
   EXPECT_TRUE(cli_->wait_status("orphan1", "exited", std::chrono::seconds(120)));
-  EXPECT_FALSE(qemu_running_in(clone["vm_dir"]));
+  EXPECT_FALSE(vmm_running_in(clone["vm_dir"]));
   ASSERT_EQ(cli_->run({"gc"}).code, 0);
   EXPECT_TRUE(cli_->record("orphan1").is_null());
   EXPECT_TRUE(cli_->record("orphan-serve").is_null());
@@ -168,7 +176,7 @@ TEST_F(SnapshotTest, ClonesOfAServeKilledWithSigkillStopThemselvesAndGcClearsUp)
   EXPECT_EQ(cli_->run({"snapshot", "rm", "orphan"}).code, 0);
 }
 
-TEST_F(SnapshotTest, ADiskOnlySnapshotIsClonedByColdBootingACopyOfItsDisks) {
+TEST_P(SnapshotTest, ADiskOnlySnapshotIsClonedByColdBootingACopyOfItsDisks) {
   // Written after the source's marks: one file on the disk, one only in guest memory.
   ASSERT_EQ(cli_->run({"exec", "src", "sh", "-c", "echo later > /root/later; echo x > /tmp/only-in-memory"}).code, 0);
   auto created = cli_->run({"snapshot", "create", "src", "--tag", "disks", "--disk-only"});
@@ -197,7 +205,7 @@ TEST_F(SnapshotTest, ADiskOnlySnapshotIsClonedByColdBootingACopyOfItsDisks) {
   EXPECT_EQ(cli_->run({"snapshot", "rm", "disks"}).code, 0);
 }
 
-TEST_F(SnapshotTest, ACloneGivenTheWrongMemoryIsRefusedNotBootedAfresh) {
+TEST_P(SnapshotTest, ACloneGivenTheWrongMemoryIsRefusedNotBootedAfresh) {
   ASSERT_EQ(cli_->run({"snapshot", "create", "src", "--tag", "bad"}).code, 0);
   const fs::path mem = cli_->data_dir() / "snapshots" / "bad" / "mem";
   const auto size = fs::file_size(mem);
@@ -214,7 +222,7 @@ TEST_F(SnapshotTest, ACloneGivenTheWrongMemoryIsRefusedNotBootedAfresh) {
   EXPECT_EQ(cli_->run({"snapshot", "rm", "bad"}).code, 0);
 }
 
-TEST_F(SnapshotTest, KilledCreateLeavesNothingHalfMadeAndTheSourceRuns) {
+TEST_P(SnapshotTest, KilledCreateLeavesNothingHalfMadeAndTheSourceRuns) {
   auto create = cli_->start({"snapshot", "create", "src", "--tag", "killed"});
   ASSERT_TRUE(create.signal(SIGKILL).ok());
   (void)create.wait();
@@ -232,7 +240,7 @@ TEST_F(SnapshotTest, KilledCreateLeavesNothingHalfMadeAndTheSourceRuns) {
   EXPECT_EQ(cli_->run({"snapshot", "rm", "after-kill"}).code, 0);
 }
 
-TEST_F(SnapshotTest, APausedVmRefusesExecUntilUnpausedAndStaysPausedThroughASnapshot) {
+TEST_P(SnapshotTest, APausedVmRefusesExecUntilUnpausedAndStaysPausedThroughASnapshot) {
   ASSERT_EQ(cli_->run({"pause", "src"}).code, 0);
   ASSERT_EQ(cli_->run({"pause", "src"}).code, 0) << "pausing twice is fine";
   auto refused = cli_->run({"exec", "src", "true"});
@@ -249,7 +257,7 @@ TEST_F(SnapshotTest, APausedVmRefusesExecUntilUnpausedAndStaysPausedThroughASnap
   EXPECT_EQ(std::count(no_vm.err.begin(), no_vm.err.end(), '\n'), 1) << no_vm.err;
 }
 
-TEST_F(SnapshotTest, BadInputIsAOneLineErrorAndLeavesNothing) {
+TEST_P(SnapshotTest, BadInputIsAOneLineErrorAndLeavesNothing) {
   auto no_vm = cli_->run({"snapshot", "create", "nosuchvm"});
   EXPECT_NE(no_vm.code, 0);
   EXPECT_EQ(std::count(no_vm.err.begin(), no_vm.err.end(), '\n'), 1) << no_vm.err;
@@ -260,6 +268,9 @@ TEST_F(SnapshotTest, BadInputIsAOneLineErrorAndLeavesNothing) {
   EXPECT_TRUE(!fs::exists(cli_->data_dir() / "snapshots") ||
               fs::is_empty(cli_->data_dir() / "snapshots"));
 }
+
+INSTANTIATE_TEST_SUITE_P(Vmm, SnapshotTest, ::testing::ValuesIn(kVmmPlugins),
+                         [](const auto& p) { return test_param_name(p.param); });
 
 }  // namespace
 }  // namespace fcvm::test
