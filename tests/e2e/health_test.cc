@@ -3,28 +3,14 @@
 // --health-cmd that fails it returns the reason and a non-zero exit while the VM runs on
 // unhealthy; `ls`, `ls --json` and `inspect` show the state.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <fstream>
 
-#include "fcvm/unique_fd.h"
 #include "fcvm_cli.h"
+#include "net_test_support.h"
 
 namespace fcvm::test {
 namespace {
-
-// A TCP port on the host that nothing uses right now.
-std::uint16_t free_port() {
-  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  socklen_t len = sizeof sa;
-  ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&sa), &len);
-  return ntohs(sa.sin_port);
-}
 
 class HealthCheckTest : public ::testing::Test {
  protected:
@@ -69,7 +55,7 @@ class HealthCheckTest : public ::testing::Test {
 };
 
 TEST_F(HealthCheckTest, HttpdWithHealthUrlIsHealthyWhenDetachedRunReturns) {
-  const std::string port = std::to_string(free_port());
+  const std::string port = std::to_string(fcvm::testing::free_tcp_port());
   auto r = podman_run({"-d", "--name", "web", "--network", "network-bridged", "-p", port + ":80",
                        "--health-url", "http://guest:80/", "--health-interval", "1s", "--health-retries", "60",
                        FcvmCli::hello_image(), "httpd", "-f", "-p", "80", "-h", "/www"});
@@ -106,7 +92,7 @@ TEST_F(HealthCheckTest, BadHealthFlagsFailBeforeAnythingBoots) {
   auto bad_interval = podman_run({"--health-cmd", "true", "--health-interval", "soon", FcvmCli::hello_image()});
   EXPECT_EQ(bad_interval.code, 2);
   EXPECT_NE(bad_interval.err.find("--health-interval"), std::string::npos) << bad_interval.err;
-  auto unpublished = podman_run({"--network", "network-bridged", "-p", std::to_string(free_port()) + ":80",
+  auto unpublished = podman_run({"--network", "network-bridged", "-p", std::to_string(fcvm::testing::free_tcp_port()) + ":80",
                                  "--health-url", "http://guest:81/", FcvmCli::hello_image()});
   EXPECT_EQ(unpublished.code, 125);
   EXPECT_NE(unpublished.err.find("add -p HOST_PORT:81"), std::string::npos) << unpublished.err;

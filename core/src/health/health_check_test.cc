@@ -1,12 +1,9 @@
 #include "health/health_check.h"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
-#include <thread>
-
-#include "fcvm/unique_fd.h"
+#include "health/http_stub.h"
+#include "sdk/net_test_support.h"
 
 namespace fcvm {
 namespace {
@@ -96,46 +93,6 @@ TEST(HealthUrl, GuestPortsResolveThroughPublishedPorts) {
   EXPECT_NE(missing.status().message().find("add -p HOST_PORT:81"), std::string::npos);
 }
 
-// A server on 127.0.0.1 that answers each connection with `reply` (or nothing, holding it).
-class HttpStub {
- public:
-  explicit HttpStub(std::string reply) : reply_(std::move(reply)) {
-    listener_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-    ::listen(listener_.get(), 4);
-    socklen_t len = sizeof sa;
-    ::getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&sa), &len);
-    port_ = ntohs(sa.sin_port);
-    thread_ = std::thread([this] {
-      for (;;) {
-        UniqueFd c(::accept(listener_.get(), nullptr, nullptr));
-        if (!c) return;
-        char buf[1024];
-        if (::recv(c.get(), buf, sizeof buf, 0) <= 0) continue;
-        if (reply_.empty()) {
-          held_ = std::move(c);  // never answer
-          continue;
-        }
-        (void)::send(c.get(), reply_.data(), reply_.size(), MSG_NOSIGNAL);
-      }
-    });
-  }
-  ~HttpStub() {
-    ::shutdown(listener_.get(), SHUT_RDWR);
-    thread_.join();
-  }
-  std::string url(const std::string& path = "/") const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
-
- private:
-  std::string reply_;
-  UniqueFd listener_, held_;
-  std::uint16_t port_ = 0;
-  std::thread thread_;
-};
-
 TEST(HttpProbe, StatusDecidesAndFailuresSayWhy) {
   HttpStub ok("HTTP/1.0 200 OK\r\n\r\nfine");
   EXPECT_TRUE(http_probe(ok.url("/healthz"), 5s).ok());
@@ -152,15 +109,7 @@ TEST(HttpProbe, StatusDecidesAndFailuresSayWhy) {
 }
 
 TEST(HttpProbe, ARefusedConnectionFails) {
-  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  socklen_t len = sizeof sa;
-  ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&sa), &len);
-  const auto port = ntohs(sa.sin_port);  // bound, not listening: refused
-  auto st = http_probe("http://127.0.0.1:" + std::to_string(port) + "/", 5s);
+  auto st = http_probe("http://127.0.0.1:" + std::to_string(fcvm::testing::free_tcp_port()) + "/", 5s);
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.message().find("Connection refused"), std::string::npos) << st.message();
 }

@@ -4,11 +4,10 @@
 #include "health/health_monitor.h"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <poll.h>
-#include <sys/socket.h>
 
-#include <thread>
+#include "health/http_stub.h"
+#include "sdk/net_test_support.h"
 
 namespace fcvm {
 namespace {
@@ -30,53 +29,6 @@ class RecordingExec final : public GuestExec {
   std::vector<agent::Process> started;
   std::vector<std::uint32_t> killed;
 };
-
-// A loopback HTTP server answering every request with `reply`, one connection at a time.
-class OneLineServer {
- public:
-  explicit OneLineServer(std::string reply) : reply_(std::move(reply)) {
-    listener_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(listener_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-    EXPECT_EQ(::listen(listener_.get(), 4), 0);
-    socklen_t len = sizeof sa;
-    ::getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&sa), &len);
-    port_ = ntohs(sa.sin_port);
-    thread_ = std::thread([this] {
-      for (;;) {
-        UniqueFd c(::accept(listener_.get(), nullptr, nullptr));
-        if (!c) return;
-        char buf[1024];
-        if (::recv(c.get(), buf, sizeof buf, 0) > 0) (void)::send(c.get(), reply_.data(), reply_.size(), MSG_NOSIGNAL);
-      }
-    });
-  }
-  ~OneLineServer() {
-    ::shutdown(listener_.get(), SHUT_RDWR);
-    thread_.join();
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/healthz"; }
-
- private:
-  std::string reply_;
-  UniqueFd listener_;
-  std::uint16_t port_ = 0;
-  std::thread thread_;
-};
-
-// A loopback port with nothing listening.
-std::uint16_t refused_port(UniqueFd& holder) {
-  holder.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(holder.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  socklen_t len = sizeof sa;
-  ::getsockname(holder.get(), reinterpret_cast<sockaddr*>(&sa), &len);
-  return ntohs(sa.sin_port);
-}
 
 class HealthMonitorTest : public ::testing::Test {
  protected:
@@ -112,9 +64,9 @@ class HealthMonitorTest : public ::testing::Test {
 };
 
 TEST_F(HealthMonitorTest, UrlCheckAgainstARealServerBecomesHealthy) {
-  OneLineServer server("HTTP/1.0 200 OK\r\n\r\nfine");
+  HttpStub server("HTTP/1.0 200 OK\r\n\r\nfine");
   HealthCheckSpec spec;
-  spec.url = server.url();
+  spec.url = server.url("/healthz");
   spec.interval = 1h;
   spec.timeout = 30s;
   create(spec);
@@ -122,15 +74,14 @@ TEST_F(HealthMonitorTest, UrlCheckAgainstARealServerBecomesHealthy) {
   run_until_reports(1);
   EXPECT_EQ(reports[0].status, HealthStatus::healthy);
   EXPECT_EQ(reports[0].failing_streak, 0u);
-  EXPECT_EQ(reports[0].last_output, "HTTP GET " + server.url() + ": ok");
+  EXPECT_EQ(reports[0].last_output, "HTTP GET " + server.url("/healthz") + ": ok");
   EXPECT_FALSE(reports[0].checked.empty());
   EXPECT_TRUE(exec.started.empty()) << "a URL check runs nothing in the guest";
 }
 
 TEST_F(HealthMonitorTest, RefusedUrlFailsRetriesTimesThenIsUnhealthy) {
-  UniqueFd holder;
   HealthCheckSpec spec;
-  spec.url = "http://127.0.0.1:" + std::to_string(refused_port(holder)) + "/";
+  spec.url = "http://127.0.0.1:" + std::to_string(fcvm::testing::free_tcp_port()) + "/";
   spec.interval = 10ms;
   spec.retries = 2;
   create(spec);
