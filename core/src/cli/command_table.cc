@@ -11,6 +11,7 @@ const std::vector<Command>& command_table() {
       stop_command(),
       pause_command(),
       unpause_command(),
+      healthcheck_run_command(),
       logs_command(),
       inspect_command(),
       snapshot_create_command(),

@@ -9,6 +9,7 @@ Command podman_run_command();
 Command stop_command();
 Command pause_command();
 Command unpause_command();
+Command healthcheck_run_command();
 Command logs_command();
 Command inspect_command();
 Command exec_command();

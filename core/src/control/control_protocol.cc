@@ -166,6 +166,8 @@ std::string to_payload(const Request& request) {
     j["request"] = "pause";
   } else if (std::holds_alternative<ResumeRequest>(request)) {
     j["request"] = "resume";
+  } else if (std::holds_alternative<HealthcheckRequest>(request)) {
+    j["request"] = "healthcheck";
   } else {
     const auto& snapshot = std::get<SnapshotRequest>(request);
     j["request"] = "snapshot";
@@ -221,8 +223,12 @@ Result<Request> parse_request(std::string_view payload) {
     }
     return Request{std::move(r)};
   }
+  if (*kind == "healthcheck") {
+    FCVM_RETURN_IF_ERROR(reject_unknown(*j, {"version", "request"}, "healthcheck"));
+    return Request{HealthcheckRequest{}};
+  }
   return invalid("control request",
-                 "unknown request '" + *kind + "' (this fcvm knows exec, stop, pause, resume, snapshot)");
+                 "unknown request '" + *kind + "' (this fcvm knows exec, stop, pause, resume, snapshot, healthcheck)");
 }
 
 std::string to_payload(const Reply& reply) {

@@ -123,11 +123,20 @@ struct SnapshotRequest {
   bool operator==(const SnapshotRequest&) const = default;
 };
 
-using Request = std::variant<ExecRequest, StopRequest, PauseRequest, ResumeRequest, SnapshotRequest>;
+// healthcheck: runs the VM's health check now (`fcvm healthcheck run`). The REPLY comes
+// once the check has ended: ok when it passed, else the error is its failure and output.
+// A VM without a health check, or whose container does not run, gets an error at once.
+struct HealthcheckRequest {
+  bool operator==(const HealthcheckRequest&) const = default;
+};
+
+using Request =
+    std::variant<ExecRequest, StopRequest, PauseRequest, ResumeRequest, SnapshotRequest, HealthcheckRequest>;
 
 // {"version":1,"request":"exec","args":[...],...} / {"version":1,"request":"stop",...} /
 // {"version":1,"request":"pause"} / {"version":1,"request":"resume"} /
-// {"version":1,"request":"snapshot","tag":"t","disk_only":false}
+// {"version":1,"request":"snapshot","tag":"t","disk_only":false} /
+// {"version":1,"request":"healthcheck"}
 std::string to_payload(const Request& request);
 // Strict: unknown fields, wrong types, a missing or other version are invalid_argument
 // naming the field; never throws.

@@ -64,6 +64,13 @@ TEST(ControlProtocol, SnapshotRepliesCarryWhatWasTaken) {
   EXPECT_FALSE(parse_reply(R"({"version":1,"ok":true,"snapshot":{"pause_ms":1}})").ok());
 }
 
+TEST(ControlProtocol, HealthcheckRequestRoundTrips) {
+  auto parsed = parse_request(to_payload(Request{HealthcheckRequest{}}));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().message();
+  EXPECT_TRUE(std::holds_alternative<HealthcheckRequest>(*parsed));
+  EXPECT_EQ(to_payload(Request{HealthcheckRequest{}}), R"({"request":"healthcheck","version":1})");
+}
+
 TEST(ControlProtocol, MalformedRequestsAreErrorsNamingTheProblem) {
   struct Case {
     const char* payload;
@@ -90,6 +97,7 @@ TEST(ControlProtocol, MalformedRequestsAreErrorsNamingTheProblem) {
       {R"({"version":1,"request":"snapshot","tag":"t","disk_only":1})", "disk_only"},
       {R"({"version":1,"request":"snapshot","tag":"t","boot_id":"x"})", "boot_id"},
       {R"({"version":1,"request":"snapshot","tag":"t","memory":"uffd"})", "memory"},
+      {R"({"version":1,"request":"healthcheck","now":true})", "now"},
       {R"({"version":1,"request":7})", "request"},
       {R"([1,2])", "object"},
       {R"(not json)", "JSON"},

@@ -4,6 +4,8 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <utility>
+
 #include "state/vm_record.h"
 
 namespace fcvm {
@@ -73,7 +75,15 @@ void HealthMonitor::watch_probe_socket() {
 }
 
 void HealthMonitor::begin_probe() {
-  if (!exec_->container_running()) return;  // stopping: no more probes, the timer stays off
+  if (!exec_->container_running() || exec_->paused()) {
+    HealthState state = tracker_->state();
+    state.last_output = exec_->paused() ? "the VM is paused; unpause it to check its health"
+                                        : "the container stopped before the check ran";
+    for (auto& waiter : std::exchange(waiters_, {})) waiter(state, error(Errc::unavailable, state.last_output));
+    // Paused: the next probe an interval later. Stopping: no more probes, the timer stays off.
+    if (exec_->paused()) arm_timer(Clock::now() + spec_.interval);
+    return;
+  }
   probing_ = true;
   probe_started_ = Clock::now();
   arm_timer(probe_started_ + spec_.timeout);
@@ -116,6 +126,14 @@ void HealthMonitor::on_ready() {
       }
     }
   }
+}
+
+bool HealthMonitor::probe_now(Waiter done) {
+  if (!exec_ || !exec_->container_running()) return false;
+  waiters_.push_back(std::move(done));
+  // Through the timer, so `done` never runs inside this call.
+  if (!probing_) arm_timer(Clock::now());
+  return true;
 }
 
 bool HealthMonitor::on_frame(const agent::Frame& f) {
@@ -163,6 +181,7 @@ void HealthMonitor::finish(const Status& outcome, const std::string& output) {
   state.checked = now_rfc3339();
   if (state.status != before) log_->info(std::string("health: ") + to_string(state.status) + " (" + state.last_output + ")");
   if (on_result_) on_result_(state);
+  for (auto& waiter : std::exchange(waiters_, {})) waiter(state, outcome);
   arm_timer(probe_started_ + spec_.interval);
 }
 

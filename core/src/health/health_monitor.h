@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <fcvm/agent_plan.h>
 #include <fcvm/agent_protocol.h>
@@ -36,6 +37,8 @@ class GuestExec {
   virtual ~GuestExec() = default;
   // False once the container is stopping or gone: no new process may start.
   virtual bool container_running() const = 0;
+  // True while the VM is paused (`fcvm pause`): probes wait, they would only time out.
+  virtual bool paused() const = 0;
   // Starts `process` in the guest as a new exec session and returns its id; its frames
   // then reach the component's on_frame. Errors when the agent channel refuses the frame.
   virtual Result<std::uint32_t> start_exec(const agent::Process& process) = 0;
@@ -68,6 +71,13 @@ class HealthMonitor {
   // Takes a frame of the current command probe's session (true); false for any other.
   bool on_frame(const agent::Frame& frame);
 
+  // `fcvm healthcheck run`: `done` gets the outcome of the probe in flight, or of one started
+  // at the loop's next turn (the next regular probe then comes an interval after it); never
+  // from inside this call. False, and `done` is dropped, before start() or once the
+  // container no longer runs.
+  using Waiter = std::function<void(const HealthState& state, const Status& outcome)>;
+  bool probe_now(Waiter done);
+
  private:
   HealthMonitor(HealthCheckSpec spec, agent::Process exec_defaults, OnResult on_result, LoggerPtr log);
   void begin_probe();
@@ -90,6 +100,7 @@ class HealthMonitor {
   std::optional<std::uint32_t> session_;
   std::string output_;  // the command's stdout+stderr, capped
   std::string error_;   // the agent's ERROR for the command, if any
+  std::vector<Waiter> waiters_;  // probe_now callers, told when the probe in flight ends
 };
 
 }  // namespace fcvm

@@ -18,6 +18,7 @@ using namespace std::chrono_literals;
 class RecordingExec final : public GuestExec {
  public:
   bool container_running() const override { return running; }
+  bool paused() const override { return vm_paused; }
   Result<std::uint32_t> start_exec(const agent::Process& process) override {
     started.push_back(process);
     return next_session++;
@@ -25,6 +26,7 @@ class RecordingExec final : public GuestExec {
   void kill_exec(std::uint32_t session) override { killed.push_back(session); }
 
   bool running = true;
+  bool vm_paused = false;
   std::uint32_t next_session = 7;
   std::vector<agent::Process> started;
   std::vector<std::uint32_t> killed;
@@ -77,6 +79,31 @@ TEST_F(HealthMonitorTest, UrlCheckAgainstARealServerBecomesHealthy) {
   EXPECT_EQ(reports[0].last_output, "HTTP GET " + server.url("/healthz") + ": ok");
   EXPECT_FALSE(reports[0].checked.empty());
   EXPECT_TRUE(exec.started.empty()) << "a URL check runs nothing in the guest";
+}
+
+TEST_F(HealthMonitorTest, ProbeNowRunsAnExtraCheckAndAnswersFromTheLoop) {
+  HttpStub server("HTTP/1.0 503 Busy\r\n\r\n");
+  HealthCheckSpec spec;
+  spec.url = server.url();
+  spec.interval = 1h;
+  create(spec);
+  EXPECT_FALSE(monitor->probe_now([](const HealthState&, const Status&) {})) << "not started";
+  monitor->start(exec);
+  run_until_reports(1);
+  std::optional<Status> outcome;
+  std::string output;
+  ASSERT_TRUE(monitor->probe_now([&](const HealthState& s, const Status& st) {
+    outcome = st;
+    output = s.last_output;
+  }));
+  EXPECT_FALSE(outcome) << "answered from the loop, not inside probe_now";
+  run_until_reports(2);
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(outcome->message(), "HTTP status 503");
+  EXPECT_EQ(output, "HTTP status 503");
+  EXPECT_EQ(reports[1].failing_streak, 2u);
+  exec.running = false;
+  EXPECT_FALSE(monitor->probe_now([](const HealthState&, const Status&) {})) << "the container stopped";
 }
 
 TEST_F(HealthMonitorTest, RefusedUrlFailsRetriesTimesThenIsUnhealthy) {
@@ -143,6 +170,35 @@ TEST_F(HealthMonitorTest, ACommandPastItsTimeoutIsKilledAndFails) {
   EXPECT_EQ(reports[0].status, HealthStatus::starting) << "one failure of three";
   EXPECT_EQ(reports[0].last_output, "timed out after 20 ms");
   EXPECT_FALSE(monitor->on_frame({agent::FrameType::kExit, 7, agent::Exit::killed(9).to_payload()}));
+}
+
+TEST_F(HealthMonitorTest, APausedVmIsNotProbedUntilItRunsAgain) {
+  HealthCheckSpec spec;
+  spec.command = {"/bin/sh", "-c", "true"};
+  spec.interval = 10ms;
+  create(spec);
+  exec.vm_paused = true;
+  monitor->start(exec);
+  EXPECT_TRUE(exec.started.empty());
+  std::optional<Status> outcome;
+  ASSERT_TRUE(monitor->probe_now([&](const HealthState&, const Status& st) { outcome = st; }));
+  while (!outcome) {
+    pollfd p{monitor->fd(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, -1), 1);
+    monitor->on_ready();
+  }
+  EXPECT_NE(outcome->message().find("paused"), std::string::npos) << outcome->message();
+  EXPECT_TRUE(exec.started.empty());
+  EXPECT_TRUE(reports.empty()) << "a skipped probe is no failure";
+  exec.vm_paused = false;
+  while (exec.started.empty()) {
+    pollfd p{monitor->fd(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, -1), 1);
+    monitor->on_ready();
+  }
+  exit_with(7, 0);
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].status, HealthStatus::healthy);
 }
 
 TEST_F(HealthMonitorTest, NoProbeOnceTheContainerStops) {

@@ -88,6 +88,7 @@ class ContainerSupervisor::HealthExec final : public GuestExec {
  public:
   explicit HealthExec(ContainerSupervisor& supervisor) : s_(supervisor) {}
   bool container_running() const override { return s_.phase_ == Phase::running; }
+  bool paused() const override { return s_.paused_; }
   Result<std::uint32_t> start_exec(const agent::Process& process) override {
     const std::uint32_t session = s_.next_session_++;
     FCVM_RETURN_IF_ERROR(s_.agent_.send_exec(session, process));
@@ -429,6 +430,7 @@ void ContainerSupervisor::handle_request(std::uint32_t session, ControlClient& c
     log_->info("refused a control request: " + request.status().message());
     return c.refuse(request.status().message());
   }
+  if (std::holds_alternative<control::HealthcheckRequest>(*request)) return run_health_check(session, c);
   if (!std::holds_alternative<control::ExecRequest>(*request) &&
       !std::holds_alternative<control::StopRequest>(*request)) {
     return handle_vm_request(c, *request);
@@ -494,6 +496,20 @@ void ContainerSupervisor::handle_vm_request(ControlClient& c, const control::Req
   reply.snapshot = *taken;
   c.reply(std::move(reply));
   c.finished = true;
+}
+
+void ContainerSupervisor::run_health_check(std::uint32_t session, ControlClient& c) {
+  if (!options_.health) {
+    return c.refuse("this VM has no health check; start it with --health-cmd or --health-url");
+  }
+  const bool started = options_.health->probe_now([this, session](const HealthState& state, const Status& outcome) {
+    auto it = clients_.find(session);
+    if (it == clients_.end()) return;
+    it->second->reply(outcome.ok() ? control::Reply{} : control::Reply{state.last_output});
+    it->second->finished = true;
+    flush_client(session);
+  });
+  if (!started) c.refuse("the container is not running; its health cannot be checked");
 }
 
 void ContainerSupervisor::handle_client(std::uint32_t session) {

@@ -123,6 +123,8 @@ class ContainerSupervisor {
   // pause, resume and snapshot requests; each finishes its client.
   void handle_vm_request(ControlClient& client, const control::Request& request);
   void relay_exec_frame(const agent::Frame& frame);
+  // `fcvm healthcheck run`: replies once the health monitor's probe has ended.
+  void run_health_check(std::uint32_t session, ControlClient& client);
   // Writes what the client is owed; drops it once finished and flushed.
   void flush_client(std::uint32_t session);
   void drop_client(std::uint32_t session);
