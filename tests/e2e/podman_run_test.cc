@@ -196,6 +196,9 @@ TEST_P(PodmanRunTest, DetachedVmExecLogsInspectStop) {
   EXPECT_EQ(ex.out, "1 /root\nbg\n");
   auto missing = cli_->run({"exec", "bg", "/no/such"});
   EXPECT_EQ(missing.code, 127);
+  auto no_check = cli_->run({"healthcheck", "run", "bg"});
+  EXPECT_EQ(no_check.code, 125);
+  EXPECT_NE(no_check.err.find("bg has no health check"), std::string::npos) << no_check.err;
 
   auto inspect = cli_->run({"inspect", "bg"});
   ASSERT_EQ(inspect.code, 0);

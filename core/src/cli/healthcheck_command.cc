@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "cli/vm_target.h"
+#include "run/container_supervisor.h"
 
 namespace po = boost::program_options;
 
@@ -20,6 +21,10 @@ Command healthcheck_run_command() {
     auto vm = parse_command_line(ctx, "healthcheck run NAME", desc, pos, args);
     if (!vm.count("name")) throw CliError("healthcheck run needs a VM name (see 'fcvm ls')", kUsageExit);
     const VmRecord record = find_vm(ctx, vm["name"].as<std::string>(), std::nullopt);
+    if (!record.health) {
+      throw CliError(record.name + " has no health check; give it one with podman run --health-cmd or --health-url",
+                     kRunFailedExit);
+    }
     if (!record.alive()) throw CliError(record.name + " is not running; start it again to check its health");
     auto client = check(connect_control(record));
     check(client.send_request(control::HealthcheckRequest{}));
