@@ -64,7 +64,8 @@ class BtrfsStorageE2eTest : public ::testing::Test {
     ASSERT_EQ(setup_.code, 0) << setup_.err;
   }
   std::vector<std::string> run_args(std::vector<std::string> args) const {
-    args.insert(args.begin(), {"podman", "run", "--storage", "storage-btrfs", "--kernel",
+    // --no-snapshot: these tests count the disks of runs; a startup snapshot keeps one.
+    args.insert(args.begin(), {"podman", "run", "--storage", "storage-btrfs", "--no-snapshot", "--kernel",
                                FcvmCli::kernel().string()});
     return args;
   }
@@ -84,8 +85,7 @@ TEST_F(BtrfsStorageE2eTest, SetupStorageMountsAVolumeAndIsIdempotent) {
 
 // The guest's root is its own read-write ext4 disk, a reflink of the image's base.
 TEST_F(BtrfsStorageE2eTest, ContainerRunsOnAWritableExt4Root) {
-  // --no-snapshot: a startup snapshot would keep a disk of its own in the volume.
-  auto r = cli_->run(run_args({"--rm", "--no-snapshot", FcvmCli::hello_image(), "sh", "-c",
+  auto r = cli_->run(run_args({"--rm", FcvmCli::hello_image(), "sh", "-c",
                                "echo written > /new-file && cat /new-file && grep ' / ' /proc/mounts"}));
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("written\n"), std::string::npos) << r.out;
@@ -95,6 +95,20 @@ TEST_F(BtrfsStorageE2eTest, ContainerRunsOnAWritableExt4Root) {
   EXPECT_FALSE(fs::is_empty(cli_->data_dir() / "btrfs" / "bases"));
   EXPECT_TRUE(!fs::exists(cli_->data_dir() / "btrfs" / "disks") ||
               fs::is_empty(cli_->data_dir() / "btrfs" / "disks"));
+}
+
+// A startup snapshot's disk lives in the volume, outside the snapshot's directory: removing
+// the snapshot removes it too.
+TEST_F(BtrfsStorageE2eTest, RemovingAStartupSnapshotRemovesItsDisk) {
+  auto r = cli_->run({"podman", "run", "--storage", "storage-btrfs", "--kernel", FcvmCli::kernel().string(), "--rm",
+                      FcvmCli::hello_image(), "echo", "cached"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto disks = cli_->data_dir() / "btrfs" / "disks";
+  ASSERT_TRUE(fs::exists(disks) && !fs::is_empty(disks)) << "the startup snapshot keeps a disk";
+  auto gc = cli_->run({"gc", "--cache"});
+  ASSERT_EQ(gc.code, 0) << gc.out << gc.err;
+  EXPECT_NE(gc.out.find("removed startup snapshot cache-"), std::string::npos) << gc.out;
+  EXPECT_TRUE(fs::is_empty(disks));
 }
 
 // After kill -9 of fcvm, gc removes the VM's disk and leaves only the volume, which fcvm

@@ -49,7 +49,7 @@ int run_gc(CommandContext& ctx, const std::vector<std::string>& args) {
     // Runs restored from one keep its memory file open and have their own disks.
     for (const auto& s : snapshots.list()) {
       if (!s.manifest.is_cache()) continue;
-      if (Status st = snapshots.remove(s.manifest.tag); !st.ok()) {
+      if (Status st = remove_snapshot(ctx, snapshots, s); !st.ok()) {
         kept.push_back({{"snapshot", s.manifest.tag}, {"reason", st.message()}});
         ctx.log()->warn("gc: keeping snapshot " + s.manifest.tag + ": " + st.message());
       } else {

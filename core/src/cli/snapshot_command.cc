@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/vm_cleanup.h"
 #include "cli/vm_target.h"
 #include "config/config.h"
 #include "fcvm/memory.h"
@@ -183,7 +184,7 @@ int run_rm(CommandContext& ctx, const std::vector<std::string>& args) {
     }
   }
   SnapshotStore store(ctx.config().data_dir);
-  check(store.remove(tag));
+  check(remove_snapshot(ctx, store, check(store.get(tag))));
   store.sweep_stale();
   return 0;
 }

@@ -88,4 +88,19 @@ VmCleanup clean_up_vm(CommandContext& ctx, const VmRecord& r) {
   return out;
 }
 
+Status remove_snapshot(CommandContext& ctx, SnapshotStore& store, const StoredSnapshot& snap) {
+  const SnapshotManifest& m = snap.manifest;
+  const auto chosen = m.plugins.find(PluginKind::storage);
+  const std::string name = !m.disks.plugin.empty() ? m.disks.plugin
+                           : chosen != m.plugins.end() ? chosen->second
+                                                       : std::string();
+  if (!m.disks.drives.empty()) {
+    if (name.empty()) return error(Errc::not_found, "snapshot " + m.tag + " names no storage plugin for its disks");
+    auto backend = ctx.plugins().create_as<StorageBackend>(name, PluginKind::storage, ctx.plugin_context(name));
+    if (!backend) return backend.status().with_context("snapshot " + m.tag + ": cannot load " + name + ": ");
+    FCVM_RETURN_IF_ERROR((*backend)->destroy(m.disks_in(snap.dir)).with_context("snapshot " + m.tag + ": disks: "));
+  }
+  return store.remove(m.tag);
+}
+
 }  // namespace fcvm::cli

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "snapshot/snapshot_store.h"
 #include "state/vm_record.h"
 
 namespace fcvm::cli {
@@ -20,5 +21,10 @@ struct VmCleanup {
 // record. Stops at the first failing step and says why in `problem`; every step is
 // idempotent, so calling again retries. Precondition: the record's process is dead.
 VmCleanup clean_up_vm(CommandContext& ctx, const VmRecord& record);
+
+// Removes a snapshot: its disks through the storage plugin that made them (which may keep
+// them outside the snapshot's directory, as storage-btrfs does), then the directory. A
+// failure leaves the snapshot listed, so the removal can be retried.
+Status remove_snapshot(CommandContext& ctx, SnapshotStore& store, const StoredSnapshot& snapshot);
 
 }  // namespace fcvm::cli

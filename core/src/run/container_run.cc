@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "image/image_store.h"
+#include "plugin/plugin_registry.h"
 #include "run/container_supervisor.h"
 #include "run/guest_assets.h"
 #include "run/startup_cache.h"
@@ -119,6 +120,7 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
   const std::filesystem::path data_dir = services.data_dir;
   const LoggerPtr log = services.log;
   const auto backend_names = backends.names;
+  const std::string vmm_version = PluginRegistry::plugin_version_of(backends.vmm);
   const auto caps = backends.vmm->capabilities();
   const bool can_snapshot = caps.snapshot && caps.restore_file_memory;
   VmSession session(std::move(services), std::move(backends), std::move(options));
@@ -144,7 +146,7 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
   std::unique_ptr<VmOrigin> origin;
   if (req.startup_snapshot && can_snapshot) {
     auto key = startup_cache_key(StartupInputs{image.digest, *process, req.vcpus, req.memory_mib,
-                                               boot.assets, backend_names});
+                                               boot.assets, backend_names, vmm_version});
     if (!key) return key.status();
     origin = cached_start(SnapshotStore(data_dir), *key, req.image, log);
     if (!origin) session.set_startup_snapshot(*key);

@@ -34,7 +34,8 @@ Result<std::string> startup_cache_key(const StartupInputs& in) {
                                     {"memory_mib", in.memory_mib},
                                     {"kernel", *kernel},
                                     {"initrd", *initrd},
-                                    {"plugins", plugins}};
+                                    {"plugins", plugins},
+                                    {"vmm_version", in.vmm_version}};
   return sha256_hex(canonical.dump());
 }
 

@@ -32,6 +32,7 @@ struct StartupInputs {
   unsigned memory_mib = 256;
   GuestAssets assets;      // kernel and initramfs (which holds the agent)
   std::map<PluginKind, std::string> plugins;  // vmm, storage, network
+  std::string vmm_version;  // the VMM plugin's version, which writes and reads the state file
 };
 
 // The inputs' key: SHA-256 (hex) of their canonical form. The kernel and initramfs count by

@@ -53,6 +53,7 @@ TEST_F(StartupCacheKeyTest, SameInputsSameKeyAndAnyChangeMisses) {
       [](StartupInputs& in) { in.memory_mib = 512; },
       [](StartupInputs& in) { in.plugins[PluginKind::network] = "network-bridged"; },
       [](StartupInputs& in) { in.plugins[PluginKind::storage] = "storage-btrfs"; },
+      [](StartupInputs& in) { in.vmm_version = "0.2.0"; },
       [&](StartupInputs& in) { std::ofstream(in.assets.kernel, std::ios::app) << "rebuilt"; },
       [&](StartupInputs& in) { std::ofstream(in.assets.initrd, std::ios::app) << "new agent"; },
   };
