@@ -109,6 +109,13 @@ Status parse_record(const json& doc, VmRecord& r) {
     FCVM_RETURN_IF_ERROR(read_field(doc, "serve_pid_start_time", serve.start_time, true));
     r.serve = serve;
   }
+  std::optional<pid_t> vmm_pid;
+  FCVM_RETURN_IF_ERROR(read_optional(doc, "vmm_pid", vmm_pid));
+  if (vmm_pid) {
+    ProcessIdentity vmm{*vmm_pid, 0};
+    FCVM_RETURN_IF_ERROR(read_field(doc, "vmm_pid_start_time", vmm.start_time, true));
+    r.vmm = vmm;
+  }
 
   FCVM_RETURN_IF_ERROR(read_field(doc, "snapshot", r.snapshot));
   FCVM_RETURN_IF_ERROR(read_field(doc, "image", r.image));
@@ -190,6 +197,8 @@ nlohmann::json to_json(const VmRecord& r) {
       {"pid_start_time", r.process.start_time},
       {"serve_pid", r.serve ? json(r.serve->pid) : json()},
       {"serve_pid_start_time", r.serve ? json(r.serve->start_time) : json()},
+      {"vmm_pid", r.vmm ? json(r.vmm->pid) : json()},
+      {"vmm_pid_start_time", r.vmm ? json(r.vmm->start_time) : json()},
       {"snapshot", r.snapshot},
       {"image", r.image},
       {"plugins", std::move(plugins)},
