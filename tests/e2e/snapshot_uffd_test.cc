@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <deque>
+#include <iostream>
 #include <thread>
 
 #include "fcvm_cli.h"
@@ -93,6 +94,7 @@ TEST_F(SnapshotUffdTest, ClonesServedByPagesSurviveAServeRestartAndGcStopsTheUna
   ASSERT_TRUE(u2["memory_server"].is_object()) << u2.dump();
   const auto f1 = u1["memory_server"]["faults"].get<std::uint64_t>();
   const auto f2 = u2["memory_server"]["faults"].get<std::uint64_t>();
+  std::cerr << "page faults: first clone " << f1 << ", second clone (working set pushed) " << f2 << "\n";
   EXPECT_GT(f1, 100u) << u1.dump();
   EXPECT_GT(u2["memory_server"]["prefetched_pages"].get<std::uint64_t>(), 0u) << u2.dump();
   EXPECT_LT(f2 * 2, f1) << "prefetch did not halve the second clone's faults";
