@@ -29,14 +29,14 @@ std::string shown_status(const VmRecord& r, bool alive) {
 }
 
 // Memory accounting of a live record: PSS of its VMM (a serve: of itself, whose page cache
-// holds the image), and the page server's counters (a serve: of all its clients; a clone
-// served by one: of its VMM).
+// holds the image), and for a clone served by a page server, that server's counters of its
+// VMM. (A serve's counters of all its clients are in `snapshot ls --json`: listing them here
+// too would count every fault twice in a sum over this output.)
 void add_accounting(nlohmann::json& j, const VmRecord& r, bool alive, const std::vector<VmRecord>& all) {
   j["pss"] = nullptr;
   if (!alive) return;
   if (r.type == VmType::serve) {
     if (auto pss = process_pss(r.process.pid)) j["pss"] = *pss;
-    if (!r.vm_dir.empty()) j["memory_clients"] = MemoryStatsFile::read_clients(r.vm_dir);
     return;
   }
   if (!r.vmm || !r.vmm->alive()) return;
