@@ -194,15 +194,17 @@ void UffdPageServer::on_accept() {
       log_->warn("rejected a connection: SO_PEERCRED failed: " + std::string(std::strerror(errno)));
       continue;
     }
-    if (!options_.accept_any_client && !expected_.count(cred.pid)) {
-      log_->warn("rejected a connection from pid " + std::to_string(cred.pid) +
-                 ": not a VMM of a clone of this snapshot");
-      continue;
-    }
+    // A VMM may connect before its launcher announced its pid: it waits, unread, until
+    // expect_client() or its deadline.
+    const bool announced = options_.accept_any_client || expected_.count(cred.pid) > 0;
     const int fd = conn.get();
-    if (!watch(fd, tag(kHandshake, std::uint32_t(fd))).ok()) continue;
+    if (announced && !watch(fd, tag(kHandshake, std::uint32_t(fd))).ok()) continue;
+    if (!announced) {
+      log_->info("accepted a connection from pid " + std::to_string(cred.pid) +
+                 "; its handshake waits until the pid is announced");
+    }
     pending_[fd] = Pending{std::move(conn), cred.pid,
-                           std::chrono::steady_clock::now() + options_.handshake_timeout};
+                           std::chrono::steady_clock::now() + options_.handshake_timeout, announced};
     arm_timer();
   }
 }
@@ -318,7 +320,10 @@ void UffdPageServer::expire_handshakes() {
     if (p.deadline <= now) expired.push_back(fd);
   }
   for (int fd : expired) {
-    reject(fd, "no handshake within " + std::to_string(options_.handshake_timeout.count()) + " ms");
+    const std::string ms = std::to_string(options_.handshake_timeout.count()) + " ms";
+    reject(fd, pending_.at(fd).announced
+                   ? "no handshake within " + ms
+                   : "not announced as a VMM of a clone of this snapshot within " + ms);
   }
   arm_timer();
 }
@@ -425,6 +430,18 @@ Status UffdPageServer::adopt(pid_t pid) {
     return st;
   }
   return ok_status();
+}
+
+void UffdPageServer::expect_client(pid_t pid) {
+  expected_.insert(pid);
+  for (auto& [fd, p] : pending_) {
+    if (p.pid != pid || p.announced) continue;
+    if (Status st = watch(fd, tag(kHandshake, std::uint32_t(fd))); !st.ok()) {
+      log_->warn(st.message());
+      continue;
+    }
+    p.announced = true;
+  }
 }
 
 std::vector<pid_t> UffdPageServer::recorded_clients() const { return ClientRecord::list(options_.state_dir); }

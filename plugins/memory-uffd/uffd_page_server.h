@@ -2,8 +2,9 @@
 // from one snapshot, speaking Firecracker's UFFD handshake (guest_region.h).
 //
 // Life of a client: a VMM connects to the socket; SO_PEERCRED names its pid, which must
-// have been announced with expect_client() (unless accept_any_client); it sends its one
-// message (regions + uffd) before handshake_timeout; its regions are persisted to
+// be announced with expect_client() (unless accept_any_client) before handshake_timeout
+// (a connection that came first waits unread); it sends its one message (regions + uffd)
+// before handshake_timeout; its regions are persisted to
 // state_dir/clients/PID.json; from then on its faults are resolved from the image until
 // its process exits (seen on its pidfd). A client that breaks any rule is dropped with a
 // log line; the others are unaffected.
@@ -51,7 +52,8 @@ class UffdPageServer final : public MemoryServer {
 
   int fd() const override { return epoll_.get(); }
   Status dispatch() override;
-  void expect_client(pid_t pid) override { expected_.insert(pid); }
+  // Also releases a connection of `pid` waiting for this announcement.
+  void expect_client(pid_t pid) override;
   Status adopt(pid_t pid) override;
   std::vector<pid_t> recorded_clients() const override;
   std::vector<pid_t> clients() const override;
@@ -62,6 +64,7 @@ class UffdPageServer final : public MemoryServer {
     UniqueFd socket;
     pid_t pid = 0;
     std::chrono::steady_clock::time_point deadline;
+    bool announced = false;  // its pid was expected: its handshake is read
   };
 
   UffdPageServer(const MemoryServeOptions& options, LoggerPtr log, MappedImage image);

@@ -286,14 +286,15 @@ TEST_F(PageServerTest, RejectsEachMalformedHandshakeAndKeepsServing) {
 
 TEST_F(PageServerTest, AcceptsOnlyExpectedPids) {
   options_.accept_any_client = false;
+  options_.handshake_timeout = std::chrono::milliseconds(200);
   start();
   int go[2];
   ASSERT_EQ(::pipe2(go, O_CLOEXEC), 0);
   UniqueFd go_read(go[0]), go_write(go[1]);
   auto stranger = spawn_harness({"--wait-stdin"}, go_read.get());
   ASSERT_EQ(::write(go_write.get(), "g", 1), 1);
-  serve_until([&] { return log_->all().find("not a VMM of a clone") != std::string::npos; });
-  EXPECT_THAT(log_->all(), HasSubstr("rejected a connection from pid " + std::to_string(stranger.pid())));
+  serve_until([&] { return log_->all().find("not announced as a VMM of a clone") != std::string::npos; });
+  EXPECT_THAT(log_->all(), HasSubstr("rejected the handshake of pid " + std::to_string(stranger.pid())));
   EXPECT_TRUE(server_->stats().empty());
   stranger.kill();  // it waits forever on its first fault, as a real VMM would
 
@@ -304,6 +305,18 @@ TEST_F(PageServerTest, AcceptsOnlyExpectedPids) {
   server_->expect_client(clone.pid());
   ASSERT_EQ(::write(go2_write.get(), "g", 1), 1);
   EXPECT_TRUE(serve_until_exit(clone).success()) << log_->all();
+}
+
+TEST_F(PageServerTest, AClientAnnouncedAfterItConnectedIsServed) {
+  options_.accept_any_client = false;
+  start();
+  auto clone = spawn_harness();
+  // Its handshake waits unread while nobody announced it.
+  serve_until([&] { return log_->all().find("accepted a connection from pid " + std::to_string(clone.pid())) != std::string::npos; });
+  EXPECT_TRUE(server_->clients().empty());
+  server_->expect_client(clone.pid());
+  EXPECT_TRUE(serve_until_exit(clone).success()) << log_->all();
+  EXPECT_GT(stats_of(clone.pid()).faults, 0u);
 }
 
 TEST_F(PageServerTest, KillsItsClientsWhenDestroyed) {

@@ -142,6 +142,8 @@ Result<std::unique_ptr<Vm>> FirecrackerBackend::restore(const RestoreSpec& spec)
   start.diff_base = image;
   auto vm = FirecrackerVm::start(std::move(start), log_->child(spec.vm.name));
   if (!vm) return vm.status().with_context(who);
+  // The page server admits only announced VMMs; Firecracker connects during the load.
+  if (spec.announce_vmm) FCVM_RETURN_IF_ERROR(spec.announce_vmm((*vm)->pid()).with_context(who));
   Status loaded = (*vm)->configure(*requests, kLoadTimeout);
   if (!loaded.ok()) return with_host_hint(loaded, uffd).with_context(who);
   return std::unique_ptr<Vm>(std::move(*vm));

@@ -1,5 +1,8 @@
 #include "qemu_backend.h"
 
+#include <dlfcn.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 #include <system_error>
@@ -55,8 +58,17 @@ VmmCapabilities QemuBackend::capabilities() const {
   VmmCapabilities caps;
   caps.snapshot = true;
   caps.restore_file_memory = true;
+  caps.restore_uffd_memory = true;  // through fcvm-uffd-shim (uffd_shim/)
   caps.agent_transport = AgentTransport::virtio_serial;
   return caps;
+}
+
+std::filesystem::path QemuBackend::uffd_shim() const {
+  if (!config_.uffd_shim.empty()) return config_.uffd_shim;
+  // This plugin is <libdir>/fcvm/plugins/fcvm-vmm-qemu.so; the shim is <libdir>/fcvm/.
+  Dl_info info{};
+  if (::dladdr(reinterpret_cast<const void*>(&kInstallFix), &info) == 0 || !info.dli_fname) return {};
+  return std::filesystem::path(info.dli_fname).parent_path().parent_path() / "fcvm-uffd-shim.so";
 }
 
 AccelChoice QemuBackend::accel() const { return AccelChoice::decide(config_, KvmHost::detect()); }
@@ -111,22 +123,27 @@ Result<std::unique_ptr<Vm>> QemuBackend::launch(const VmSpec& spec) {
 
 Result<std::unique_ptr<Vm>> QemuBackend::restore(const RestoreSpec& spec) {
   const std::string who = "vmm-qemu: VM " + spec.vm.name + ": restore: ";
-  if (spec.memory.kind != MemorySourceKind::file) {
-    return error(Errc::unavailable, "vmm-qemu restores only from a memory file");
+  const bool uffd = spec.memory.kind == MemorySourceKind::uffd;
+  const auto shim = uffd ? uffd_shim() : std::filesystem::path();
+  if (uffd && ::access(shim.c_str(), R_OK) != 0) {
+    return error(Errc::unavailable, who + "the UFFD preload library " + shim.string() +
+                                        " is missing; reinstall fcvm or set the plugin's uffd_shim");
   }
   const AccelChoice choice = accel();
   if (!choice.usable) return error(Errc::unavailable, who + choice.reason);
   std::uint64_t offset = 0;
   auto header = StateFileHeader::read(spec.snapshot.state, &offset);
   if (!header) return header.status().with_context(who);
-  const auto image = spec.memory.path.empty() ? spec.snapshot.memory : spec.memory.path;
-  std::error_code ec;
-  const auto image_size = std::filesystem::file_size(image, ec);
-  if (ec) return error(Errc::not_found, who + "memory image " + image.string() + ": " + ec.message());
-  if (image_size < std::uint64_t{header->memory_mib} << 20) {
-    return error(Errc::invalid_argument, who + "memory image " + image.string() + " holds " +
-                                             std::to_string(image_size) + " bytes, less than the " +
-                                             std::to_string(header->memory_mib) + " MiB the snapshot has");
+  if (!uffd) {
+    const auto image = spec.memory.path.empty() ? spec.snapshot.memory : spec.memory.path;
+    std::error_code ec;
+    const auto image_size = std::filesystem::file_size(image, ec);
+    if (ec) return error(Errc::not_found, who + "memory image " + image.string() + ": " + ec.message());
+    if (image_size < std::uint64_t{header->memory_mib} << 20) {
+      return error(Errc::invalid_argument, who + "memory image " + image.string() + " holds " +
+                                               std::to_string(image_size) + " bytes, less than the " +
+                                               std::to_string(header->memory_mib) + " MiB the snapshot has");
+    }
   }
   auto argv = QemuCommandLine::for_restore(spec, *header, host_options(choice.accel));
   if (!argv) return argv.status().with_context(who);
@@ -141,6 +158,8 @@ Result<std::unique_ptr<Vm>> QemuBackend::restore(const RestoreSpec& spec) {
   start.agent_socket = spec.vm.agent_socket;
   start.machine = *header;
   start.owns_memory_file = false;
+  if (uffd) start.env_add = QemuCommandLine::uffd_environment(shim, spec.memory.path, *header);
+  start.on_spawned = spec.announce_vmm;
   auto vm = QemuVm::start(std::move(start), log_->child(spec.vm.name));
   if (!vm) return vm.status().with_context(who);
   FCVM_RETURN_IF_ERROR((*vm)->load_snapshot(spec.snapshot.state, offset, spec.resume).with_context(who));

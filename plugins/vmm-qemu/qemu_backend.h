@@ -22,8 +22,9 @@ class QemuBackend final : public VmmBackend {
   // Available when the QEMU binary runs (its version is in the note) and the chosen
   // accelerator can be used; the note gives the accelerator and why.
   Probe probe() override;
-  // Snapshots and file-memory restores; no UFFD restore (QEMU needs the preload shim for
-  // that), no diff snapshots, no MMDS; the agent on a virtio-serial port.
+  // Snapshots, file-memory restores and UFFD restores (through the fcvm-uffd-shim preload
+  // library, which does Firecracker's side of the handshake); no diff snapshots, no MMDS;
+  // the agent on a virtio-serial port.
   VmmCapabilities capabilities() const override;
 
   Result<std::unique_ptr<Vm>> launch(const VmSpec& spec) override;
@@ -33,6 +34,10 @@ class QemuBackend final : public VmmBackend {
   AccelChoice accel() const;
 
   const QemuConfig& config() const { return config_; }
+
+  // The preload library UFFD restores use: config's uffd_shim, else
+  // <dir of the plugin directory>/fcvm-uffd-shim.so. Empty when it cannot be located.
+  std::filesystem::path uffd_shim() const;
 
  private:
   QemuHostOptions host_options(Accel accel) const;

@@ -185,17 +185,25 @@ Result<std::vector<std::string>> QemuCommandLine::for_launch(const VmSpec& spec,
 Result<std::vector<std::string>> QemuCommandLine::for_restore(const RestoreSpec& spec,
                                                               const StateFileHeader& snapshot,
                                                               const QemuHostOptions& host) {
-  if (spec.memory.kind != MemorySourceKind::file) {
-    return error(Errc::unavailable, "vmm-qemu restores only from a memory file");
+  FCVM_RETURN_IF_ERROR(check_layout(spec.vm));
+  FCVM_RETURN_IF_ERROR(snapshot.check_layout(spec.vm));
+  const std::string size = "size=" + std::to_string(snapshot.memory_mib) + "M";
+  if (spec.memory.kind == MemorySourceKind::uffd) {
+    if (spec.memory.path.empty()) return error(Errc::invalid_argument, "no page server socket given");
+    return build(host, spec.vm, snapshot, "memory-backend-ram,id=mem," + size, /*incoming=*/true);
   }
   const auto& image = spec.memory.path.empty() ? spec.snapshot.memory : spec.memory.path;
   if (image.empty()) return error(Errc::invalid_argument, "no memory image given");
-  FCVM_RETURN_IF_ERROR(check_layout(spec.vm));
-  FCVM_RETURN_IF_ERROR(snapshot.check_layout(spec.vm));
-  const std::string backend = "memory-backend-file,id=mem,size=" +
-                              std::to_string(snapshot.memory_mib) + "M,mem-path=" +
-                              escape(image.string()) + ",share=off";
+  const std::string backend =
+      "memory-backend-file,id=mem," + size + ",mem-path=" + escape(image.string()) + ",share=off";
   return build(host, spec.vm, snapshot, backend, /*incoming=*/true);
+}
+
+std::vector<std::string> QemuCommandLine::uffd_environment(const std::filesystem::path& shim,
+                                                           const std::filesystem::path& page_server,
+                                                           const StateFileHeader& snapshot) {
+  return {"LD_PRELOAD=" + shim.string(), "FCVM_UFFD_SOCKET=" + page_server.string(),
+          "FCVM_UFFD_MEM_SIZE=" + std::to_string(std::uint64_t{snapshot.memory_mib} << 20)};
 }
 
 }  // namespace fcvm::qemu

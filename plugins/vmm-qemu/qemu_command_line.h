@@ -31,11 +31,19 @@ class QemuCommandLine {
                                                      const QemuHostOptions& host);
 
   // A restore: `spec.vm` gives the clone's layout and `snapshot` the machine (vcpus, memory,
-  // kernel, initrd, command line). RAM is the memory image mapped private (copy-on-write,
-  // never written through); QEMU waits paused (-S) for `migrate-incoming`.
+  // kernel, initrd, command line). File memory: RAM is the memory image mapped private
+  // (copy-on-write, never written through). UFFD memory: RAM is anonymous
+  // (memory-backend-ram, Firecracker's layout) and filled by the page server through the
+  // preload shim (uffd_environment). QEMU waits paused (-S) for `migrate-incoming`.
   static Result<std::vector<std::string>> for_restore(const RestoreSpec& spec,
                                                       const StateFileHeader& snapshot,
                                                       const QemuHostOptions& host);
+
+  // The environment that makes fcvm-uffd-shim (at `shim`) hand the clone's RAM of
+  // `snapshot.memory_mib` to the page server at `page_server`.
+  static std::vector<std::string> uffd_environment(const std::filesystem::path& shim,
+                                                   const std::filesystem::path& page_server,
+                                                   const StateFileHeader& snapshot);
 
   // The kernel command line QEMU gets: `cmdline` plus
   //  - "reboot=t" unless it sets reboot= itself, so that a guest reboot triple-faults and

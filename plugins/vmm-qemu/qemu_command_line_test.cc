@@ -317,13 +317,20 @@ TEST(QemuCommandLine, RestoreUsesSnapshotMemoryWhenSourcePathEmpty) {
   EXPECT_NE(value_of(*argv, "-object").find("mem-path=/snaps/s1/mem,"), std::string::npos);
 }
 
-TEST(QemuCommandLine, RestoreRefusesUffd) {
+TEST(QemuCommandLine, UffdRestoreUsesAnonymousRamAndTheShimsEnvironment) {
   RestoreSpec r = clone_of(base_spec());
   r.memory = {MemorySourceKind::uffd, "/run/pager.sock"};
-  auto argv = QemuCommandLine::for_restore(r, snapshot_of(base_spec()), host());
+  const auto snapshot = snapshot_of(base_spec());
+  auto argv = QemuCommandLine::for_restore(r, snapshot, host());
+  ASSERT_TRUE(argv.ok()) << argv.status().message();
+  EXPECT_EQ(value_of(*argv, "-object"), "memory-backend-ram,id=mem,size=" + std::to_string(snapshot.memory_mib) + "M");
+  EXPECT_EQ(QemuCommandLine::uffd_environment("/lib/shim.so", "/run/pager.sock", snapshot),
+            (Argv{"LD_PRELOAD=/lib/shim.so", "FCVM_UFFD_SOCKET=/run/pager.sock",
+                  "FCVM_UFFD_MEM_SIZE=" + std::to_string(std::uint64_t{snapshot.memory_mib} << 20)}));
+  r.memory.path.clear();
+  argv = QemuCommandLine::for_restore(r, snapshot, host());
   ASSERT_FALSE(argv.ok());
-  EXPECT_EQ(argv.status().code(), Errc::unavailable);
-  EXPECT_EQ(argv.status().message(), "vmm-qemu restores only from a memory file");
+  EXPECT_EQ(argv.status().code(), Errc::invalid_argument);
 }
 
 TEST(QemuCommandLine, RestoreRefusesOtherLayout) {

@@ -46,9 +46,15 @@ Result<QemuConfig> QemuConfig::parse(const nlohmann::json& config, const char* a
                        "config key 'binary' must be a non-empty string, got " + value.dump());
         }
         out.binary = value.get<std::string>();
+      } else if (key == "uffd_shim") {
+        if (!value.is_string() || value.get<std::string>().empty()) {
+          return error(Errc::invalid_argument,
+                       "config key 'uffd_shim' must be a non-empty path, got " + value.dump());
+        }
+        out.uffd_shim = value.get<std::string>();
       } else {
         return error(Errc::invalid_argument,
-                     "unknown config key '" + key + "' (known keys: accel, binary)");
+                     "unknown config key '" + key + "' (known keys: accel, binary, uffd_shim)");
       }
     }
   }

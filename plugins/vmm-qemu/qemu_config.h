@@ -17,8 +17,12 @@ struct QemuConfig {
   // Where `accel` came from, for messages: "default", "config" or "FCVM_QEMU_ACCEL".
   std::string accel_source = "default";
   std::string binary = "qemu-system-x86_64";  // looked up in PATH when it has no '/'
+  // The LD_PRELOAD library giving a clone UFFD memory (fcvm-uffd-shim.so); empty: the one
+  // installed beside the plugin directory (<libdir>/fcvm/fcvm-uffd-shim.so).
+  std::string uffd_shim;
 
-  // Parses the plugin's config object ({"accel": "auto|kvm|tcg", "binary": "..."}; null
+  // Parses the plugin's config object ({"accel": "auto|kvm|tcg", "binary": "...",
+  // "uffd_shim": "..."}; null
   // counts as {}), then applies `accel_env` (the value of FCVM_QEMU_ACCEL, or nullptr),
   // which overrides the config. Unknown keys and bad values fail with invalid_argument
   // naming the key.

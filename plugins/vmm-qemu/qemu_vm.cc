@@ -85,6 +85,7 @@ Result<std::unique_ptr<QemuVm>> QemuVm::start(StartOptions options, LoggerPtr lo
   spawn.stderr_fd = log_fd.get();
   spawn.namespaces = options.namespaces;
   spawn.die_with_parent = true;
+  spawn.env_add = options.env_add;
   auto child = ChildProcess::spawn(spawn);
   if (!child) {
     Status st = child.status();
@@ -96,6 +97,7 @@ Result<std::unique_ptr<QemuVm>> QemuVm::start(StartOptions options, LoggerPtr lo
   log->debug("spawned " + options.argv.front() + " pid " + std::to_string(child->pid()));
   // From here on the handle owns the process: any early return kills it and cleans up.
   std::unique_ptr<QemuVm> vm(new QemuVm(std::move(options), std::move(*child), log, log_start));
+  if (vm->options_.on_spawned) FCVM_RETURN_IF_ERROR(vm->options_.on_spawned(vm->pid()));
 
   const auto deadline = started + vm->options_.qmp_timeout;
   for (;;) {

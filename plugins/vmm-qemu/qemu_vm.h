@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +37,10 @@ class QemuVm final : public Vm {
     // it). False for a restore, whose RAM is a private mapping of someone else's image.
     bool owns_memory_file = true;
     std::chrono::milliseconds qmp_timeout = std::chrono::seconds(10);
+    std::vector<std::string> env_add;  // "KEY=VALUE" on top of ours (the UFFD shim's)
+    // Called with QEMU's pid right after the spawn, before waiting for QMP; a failure
+    // kills QEMU and fails start().
+    std::function<Status(pid_t)> on_spawned;
   };
 
   // Spawns QEMU (stdout and stderr appended to DIR/qemu.log) and returns once its QMP

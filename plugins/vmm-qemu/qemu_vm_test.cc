@@ -516,8 +516,10 @@ TEST_F(QemuBackendFailureTest, ProbeNamesVersionAndAccelerator) {
   }
 }
 
-TEST_F(QemuBackendFailureTest, RestoreRefusesUffdAndForeignState) {
-  QemuBackend backend(tcg_config(), null_logger());
+TEST_F(QemuBackendFailureTest, RestoreRefusesAMissingShimAndForeignState) {
+  QemuConfig config = tcg_config();
+  config.uffd_shim = (dir_ / "no-such-shim.so").string();
+  QemuBackend backend(config, null_logger());
   RestoreSpec r;
   r.vm = spec_;
   r.snapshot = {dir_ / "state", dir_ / "mem"};
@@ -525,7 +527,7 @@ TEST_F(QemuBackendFailureTest, RestoreRefusesUffdAndForeignState) {
   auto vm = backend.restore(r);
   ASSERT_FALSE(vm.ok());
   EXPECT_EQ(vm.status().code(), Errc::unavailable);
-  EXPECT_EQ(vm.status().message(), "vmm-qemu restores only from a memory file");
+  EXPECT_NE(vm.status().message().find("no-such-shim.so"), std::string::npos) << vm.status().message();
 
   std::ofstream(dir_ / "state") << "QEVM not ours";
   r.memory = {MemorySourceKind::file, dir_ / "mem"};

@@ -107,6 +107,23 @@ TEST_P(VmmContract, RestoreWithUffdMemoryIsRefusedUnlessCapable) {
   EXPECT_TRUE(child_pids().empty());
 }
 
+TEST_P(VmmContract, RestoreWithUffdMemoryOfAMissingSnapshotFailsAndLeavesNothing) {
+  if (!vmm_->capabilities().restore_uffd_memory) GTEST_SKIP() << GetParam() << " does not restore from UFFD";
+  RestoreSpec r;
+  r.vm = spec("uffd-missing", dir_.path() / "vmlinux");
+  r.snapshot = {dir_.path() / "no-such-state", dir_.path() / "no-such-mem"};
+  r.memory = {MemorySourceKind::uffd, dir_.path() / "uffd.sock"};
+  int announced = 0;
+  r.announce_vmm = [&](pid_t) {
+    ++announced;
+    return ok_status();
+  };
+  auto vm = vmm_->restore(r);
+  ASSERT_FALSE(vm.ok());
+  EXPECT_EQ(announced, 0) << "nothing was started, so nothing is announced";
+  EXPECT_TRUE(child_pids().empty());
+}
+
 // Boots the fcvm initramfs: the agent greets the host through connect_agent whatever the
 // transport; kill() ends the recorded VMM process (checked by pid, not by name).
 TEST_P(VmmContract, BootedGuestAgentAnswersThroughConnectAgentAndKillEndsTheVmm) {

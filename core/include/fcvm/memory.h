@@ -109,8 +109,8 @@ class FCVM_SDK_API MemoryServer {
   // serving the others, and dispatch() still returns ok. A non-ok Status means the server
   // itself is broken (its epoll failed).
   virtual Status dispatch() = 0;
-  // Accept a handshake from VMM process `pid` (SO_PEERCRED). Call before the VMM starts
-  // connecting (connections are only looked at inside dispatch()). Idempotent; the
+  // Accept a handshake from VMM process `pid` (SO_PEERCRED). A connection of that pid that
+  // arrived first waits unread until this call or its handshake timeout. Idempotent; the
   // allowance ends when that client leaves.
   virtual void expect_client(pid_t pid) = 0;
   // Takes over VMM `pid` served by a dead server of the same snapshot, from the record in

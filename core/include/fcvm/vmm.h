@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -100,6 +101,12 @@ struct RestoreSpec {
   SnapshotFiles snapshot;
   MemorySource memory;
   bool resume = true;  // resume the guest once loaded
+  // uffd memory: called once, on the restoring thread, with the VMM's pid as soon as its
+  // process exists and before the snapshot is loaded, so the page server can admit that pid
+  // (a server serves only the VMMs it was told of). The VMM may already be connecting to
+  // the server meanwhile: the server holds such a connection until the pid is announced.
+  // A failure ends the restore (the VMM is killed). Unset: nothing is announced.
+  std::function<Status(pid_t)> announce_vmm;
 };
 
 // A running (or paused) VM. Owns its VMM process: destroying the handle kills the VMM

@@ -23,6 +23,15 @@ namespace po = boost::program_options;
 namespace fcvm::cli {
 namespace {
 
+// Whether the serve process `serve` was its clones' page server (its record names a
+// memory socket).
+bool served_pages(const std::vector<VmRecord>& records, const ProcessIdentity& serve) {
+  for (const auto& r : records) {
+    if (r.type == VmType::serve && r.process == serve) return r.extra.contains("memory_socket");
+  }
+  return false;
+}
+
 int run_gc(CommandContext& ctx, const std::vector<std::string>& args) {
   po::options_description desc("Options");
   desc.add_options()("json", "print {\"removed\": [...], \"kept\": [...]} as JSON")(
@@ -35,11 +44,14 @@ int run_gc(CommandContext& ctx, const std::vector<std::string>& args) {
   auto records = check(ctx.state().list());
   nlohmann::json removed = nlohmann::json::array();
   nlohmann::json kept = nlohmann::json::array();
-  // Clones outlive their serve only if their own watchdog failed: stop them (their
+  // Clones outlive their serve only if their own watchdog failed, or if the serve was their
+  // page server (they wait for a new serve to adopt them) and nobody did: stop them (their
   // records are collected once their process has gone).
   for (const auto& r : records) {
     if (r.type == VmType::clone && r.serve && !r.serve->alive() && r.alive()) {
       ctx.log()->info("gc: stopping " + r.name + ", whose serve process is gone");
+      // A VMM whose page server is gone hangs at its next fault and ignores SIGTERM.
+      if (r.vmm && r.vmm->alive() && served_pages(records, *r.serve)) ::kill(r.vmm->pid, SIGKILL);
       ::kill(r.process.pid, SIGTERM);
     }
   }

@@ -4,6 +4,8 @@
 
 #include "cli/command.h"
 #include "cli/commands.h"
+#include "cli/vm_accounting.h"
+#include "snapshot/memory_stats_file.h"
 #include "state/state_store.h"
 
 namespace po = boost::program_options;
@@ -24,6 +26,27 @@ std::string shown_status(const VmRecord& r, bool alive) {
   }
   if (r.status == VmStatus::failed) return r.error.empty() ? "failed" : "failed: " + r.error;
   return "dead";
+}
+
+// Memory accounting of a live record: PSS of its VMM (a serve: of itself, whose page cache
+// holds the image), and for a clone served by a page server, that server's counters of its
+// VMM. (A serve's counters of all its clients are in `snapshot ls --json`: listing them here
+// too would count every fault twice in a sum over this output.)
+void add_accounting(nlohmann::json& j, const VmRecord& r, bool alive, const std::vector<VmRecord>& all) {
+  j["pss"] = nullptr;
+  if (!alive) return;
+  if (r.type == VmType::serve) {
+    if (auto pss = process_pss(r.process.pid)) j["pss"] = *pss;
+    return;
+  }
+  if (!r.vmm || !r.vmm->alive()) return;
+  if (auto pss = process_pss(r.vmm->pid)) j["pss"] = *pss;
+  if (!r.serve) return;
+  j["memory_server"] = nullptr;
+  for (const auto& s : all) {
+    if (s.type != VmType::serve || s.process != *r.serve || s.vm_dir.empty()) continue;
+    if (auto c = MemoryStatsFile::client(s.vm_dir, r.vmm->pid)) j["memory_server"] = *c;
+  }
 }
 
 void print_table(const std::vector<std::vector<std::string>>& rows) {
@@ -52,12 +75,12 @@ int run_ls(CommandContext& ctx, const std::vector<std::string>& args) {
 
   auto records = check(ctx.state().list());
   std::vector<std::pair<VmRecord, bool>> shown;
-  for (auto& r : records) {
+  for (const auto& r : records) {
     if (vm.count("pid") && r.process.pid != vm["pid"].as<int>()) continue;
     if (vm.count("name") && r.name != vm["name"].as<std::string>()) continue;
     const bool alive = r.alive();
     if (!alive && !vm.count("all")) continue;
-    shown.emplace_back(std::move(r), alive);
+    shown.emplace_back(r, alive);
   }
 
   if (vm.count("json")) {
@@ -65,6 +88,7 @@ int run_ls(CommandContext& ctx, const std::vector<std::string>& args) {
     for (const auto& [r, alive] : shown) {
       nlohmann::json j = to_json(r);
       j["alive"] = alive;
+      add_accounting(j, r, alive, records);
       out.push_back(std::move(j));
     }
     std::cout << out.dump(2) << "\n";

@@ -10,6 +10,8 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/serve_takeover.h"
+#include "cli/vm_accounting.h"
 #include "cli/vm_cleanup.h"
 #include "cli/vm_target.h"
 #include "config/config.h"
@@ -21,6 +23,8 @@
 #include "run/guest_assets.h"
 #include "session/image_boot.h"
 #include "session/snapshot_restore.h"
+#include "snapshot/memory_stats_file.h"
+#include "snapshot/serve_control.h"
 #include "snapshot/snapshot_store.h"
 #include "state/state_store.h"
 
@@ -119,16 +123,6 @@ int run_create(CommandContext& ctx, const std::vector<std::string>& args) {
   return 0;
 }
 
-std::uint64_t dir_bytes(const std::filesystem::path& dir) {
-  std::uint64_t total = 0;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(dir, ec)) {
-    struct stat st{};
-    if (::lstat(e.path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) total += static_cast<std::uint64_t>(st.st_blocks) * 512;
-  }
-  return total;
-}
-
 int run_ls(CommandContext& ctx, const std::vector<std::string>& args) {
   po::options_description desc("snapshot ls options");
   desc.add_options()("json", "print a JSON array");
@@ -148,7 +142,16 @@ int run_ls(CommandContext& ctx, const std::vector<std::string>& args) {
       auto j = to_json(s.manifest);
       j["dir"] = s.dir.string();
       j["serve_pids"] = serving(s.manifest.tag);
-      j["disk_bytes"] = dir_bytes(s.dir);
+      j["disk"] = disk_usage(s.dir);
+      j["disk_bytes"] = j["disk"]["allocated_bytes"];
+      // Each serve's page-server counters, per clone VMM (empty for file memory).
+      j["serves"] = nlohmann::json::array();
+      for (const auto& serve : serves) {
+        if (serve.snapshot != s.manifest.tag) continue;
+        j["serves"].push_back({{"pid", serve.process.pid},
+                               {"memory_clients", serve.vm_dir.empty() ? nlohmann::json::array()
+                                                                       : MemoryStatsFile::read_clients(serve.vm_dir)}});
+      }
       out.push_back(std::move(j));
     }
     std::cout << out.dump(2) << "\n";
@@ -189,6 +192,23 @@ int run_rm(CommandContext& ctx, const std::vector<std::string>& args) {
   return 0;
 }
 
+constexpr auto kStatsInterval = std::chrono::milliseconds(1000);
+
+// Rewrites the serve's counters file when they changed since `published`.
+void publish_memory_stats(CommandContext& ctx, const std::filesystem::path& dir, const MemoryServer& server,
+                          std::string& published) {
+  nlohmann::json now = nlohmann::json::array();
+  const auto stats = server.stats();
+  for (const auto& c : stats) now.push_back(c.to_json());
+  std::string text = now.dump();
+  if (text == published) return;
+  if (Status st = MemoryStatsFile::write(dir, stats); !st.ok()) {
+    ctx.log()->warn("memory counters not published: " + st.message());
+    return;
+  }
+  published = std::move(text);
+}
+
 // The serve's record and directory; on every exit path its clones are stopped first.
 class ServeRecord {
  public:
@@ -213,27 +233,44 @@ class ServeRecord {
 
 int run_serve(CommandContext& ctx, const std::vector<std::string>& args) {
   po::options_description desc("snapshot serve options");
-  desc.add_options()("name", po::value<std::string>(), "name of the serve record");
+  desc.add_options()("name", po::value<std::string>(), "name of the serve record")(
+      "prefetch", po::value<std::string>()->default_value("on"),
+      "memory-uffd: push the pages the first clone touched to later clones before they fault (on|off)");
   po::positional_options_description pos;
   pos.add("tag", 1);
   po::options_description hidden;
   hidden.add_options()("tag", po::value<std::string>());
-  auto vm = parse_command_line(ctx, "snapshot serve TAG [--name NAME]", desc, pos, args, hidden);
+  auto vm = parse_command_line(ctx, "snapshot serve TAG [--name NAME] [--memory file|memory-uffd] [--prefetch on|off]",
+                               desc, pos, args, hidden);
   if (!vm.count("tag")) throw CliError("snapshot serve needs a tag (see 'fcvm snapshot ls')", kUsageExit);
+  const auto prefetch = vm["prefetch"].as<std::string>();
+  if (prefetch != "on" && prefetch != "off") throw CliError("--prefetch takes on or off, not '" + prefetch + "'", kUsageExit);
   const auto snap = check(SnapshotStore(ctx.config().data_dir).get(vm["tag"].as<std::string>()));
   if (snap.manifest.disk_only) throw CliError("snapshot '" + snap.manifest.tag + "' has no memory to serve; clone it with 'fcvm snapshot run --snapshot'");
   auto memory = ctx.backend_as<MemoryBackend>(PluginKind::memory);
+  const std::string memory_plugin = ctx.chosen_plugin(PluginKind::memory);
+  const MemoryCapabilities caps = memory->capabilities();
+  std::optional<std::string> name;
+  if (vm.count("name")) name = vm["name"].as<std::string>();
 
   block_stop_signals();
-  VmRecord record;
-  record.type = VmType::serve;
-  if (vm.count("name")) record.name = vm["name"].as<std::string>();
-  record.process = ProcessIdentity::self();
-  record.snapshot = snap.manifest.tag;
-  record.plugins[PluginKind::memory] = ctx.chosen_plugin(PluginKind::memory);
-  record.status = VmStatus::creating;
-  auto created = check(ctx.state().create(record));
-  const auto dir = ctx.config().data_dir / "vms" / created.id;
+  // A restarted page server takes over the dead one's directory, whose client records say
+  // which VMMs it served.
+  auto taken = caps.adopts_clients ? take_over_dead_serve(ctx, snap.manifest.tag, memory_plugin, name) : std::nullopt;
+  VmRecord created;
+  if (taken) {
+    created = taken->record;
+  } else {
+    VmRecord record;
+    record.type = VmType::serve;
+    if (name) record.name = *name;
+    record.process = ProcessIdentity::self();
+    record.snapshot = snap.manifest.tag;
+    record.plugins[PluginKind::memory] = memory_plugin;
+    record.status = VmStatus::creating;
+    created = check(ctx.state().create(record));
+  }
+  const auto dir = taken ? taken->record.vm_dir : ctx.config().data_dir / "vms" / created.id;
   ServeRecord guard(ctx, created, dir);
   std::filesystem::create_directories(dir);
   ::chmod(dir.c_str(), 0700);
@@ -243,13 +280,27 @@ int run_serve(CommandContext& ctx, const std::vector<std::string>& args) {
   serve_options.socket = socket;
   serve_options.state_dir = dir;
   serve_options.snapshot_dir = snap.dir;
+  serve_options.prefetch = prefetch == "on";
   // Null with the file backend: the VMMs map the image themselves.
   auto server = check(memory->serve(serve_options));
+  std::unique_ptr<ServeControlServer> control;
+  if (server) {
+    control = check(ServeControlServer::listen(dir / "serve.sock", [&](pid_t vmm) { server->expect_client(vmm); }));
+  }
   check(ctx.state().update(created.id, [&](VmRecord& r) {
     r.vm_dir = dir;
     r.status = VmStatus::running;
+    if (server) {
+      r.extra["memory_socket"] = socket.string();
+      r.extra["control_socket"] = (dir / "serve.sock").string();
+    }
     return ok_status();
   }).status());
+  if (server && taken) {
+    const int adopted = adopt_clones(ctx, *server, taken->previous);
+    ctx.log()->info("adopted " + std::to_string(adopted) + " clone(s) of serve process " +
+                    std::to_string(taken->previous.pid));
+  }
 
   std::cout << "serving snapshot " << snap.manifest.tag << ": pid " << ::getpid() << ", socket "
             << (server ? socket.string() : std::string("none (file memory: clones map the image)"))
@@ -259,16 +310,57 @@ int run_serve(CommandContext& ctx, const std::vector<std::string>& args) {
   sigemptyset(&set);
   for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, s);
   UniqueFd signals(::signalfd(-1, &set, SFD_CLOEXEC));
+  std::string published;
+  auto next_publish = std::chrono::steady_clock::now();
   for (;;) {
-    pollfd fds[2] = {{signals.get(), POLLIN, 0}, {server ? server->fd() : -1, POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0 && errno != EINTR) break;
+    pollfd fds[3] = {{signals.get(), POLLIN, 0},
+                     {server ? server->fd() : -1, POLLIN, 0},
+                     {control ? control->fd() : -1, POLLIN, 0}};
+    const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_publish - std::chrono::steady_clock::now());
+    if (::poll(fds, 3, server ? int(std::max<std::int64_t>(0, wait.count())) : -1) < 0 && errno != EINTR) break;
     if (fds[0].revents & POLLIN) break;
-    if (fds[1].revents & POLLIN) {
-      if (Status st = server->dispatch(); !st.ok()) ctx.log()->warn("memory server: " + st.message());
+    if (fds[2].revents & POLLIN) control->serve_one();
+    if (!server) continue;
+    // Also on the publishing tick: a working-set recording window may have closed.
+    if (Status st = server->dispatch(); !st.ok()) ctx.log()->warn("memory server: " + st.message());
+    if (std::chrono::steady_clock::now() >= next_publish) {
+      publish_memory_stats(ctx, dir, *server, published);
+      next_publish = std::chrono::steady_clock::now() + kStatsInterval;
     }
   }
   ctx.log()->info("stopping the clones of this serve");
   return 0;
+}
+
+// A running serve's page server, as its record names it.
+struct PageServerSockets {
+  std::filesystem::path memory_socket;   // the VMMs' UFFD handshake
+  std::filesystem::path control_socket;  // announcements of the VMMs (serve_control.h)
+};
+
+std::optional<PageServerSockets> served_memory(CommandContext& ctx, const VmRecord& serve) {
+  const auto& extra = serve.extra;
+  if (!extra.contains("memory_socket") || !extra["memory_socket"].is_string()) return std::nullopt;
+  if (!extra.contains("control_socket") || !extra["control_socket"].is_string() ||
+      !serve.plugins.count(PluginKind::memory)) {
+    throw CliError("serve process " + std::to_string(serve.process.pid) + " has a malformed record; restart it");
+  }
+  const auto& chosen = ctx.config().plugins;
+  const auto& name = serve.plugins.at(PluginKind::memory);
+  if (auto it = chosen.find(PluginKind::memory); it != chosen.end() && it->second != name) {
+    throw CliError("serve process " + std::to_string(serve.process.pid) + " serves memory with " + name +
+                   ", not " + it->second + "; drop --memory or pick another serve", kUsageExit);
+  }
+  return PageServerSockets{extra["memory_socket"].get<std::string>(), extra["control_socket"].get<std::string>()};
+}
+
+VmRecord find_page_server(CommandContext& ctx, const std::string& tag, const std::string& memory) {
+  for (auto& r : live_records(ctx, VmType::serve)) {
+    auto it = r.plugins.find(PluginKind::memory);
+    if (r.snapshot == tag && it != r.plugins.end() && it->second == memory) return std::move(r);
+  }
+  throw CliError("no 'fcvm snapshot serve " + tag + " --memory " + memory + "' is running; start one (" + memory +
+                 " clones get their memory from it), or clone with --memory file", kUsageExit);
 }
 
 int run_clone(CommandContext& ctx, const std::vector<std::string>& args) {
@@ -289,18 +381,25 @@ int run_clone(CommandContext& ctx, const std::vector<std::string>& args) {
   if (!exec && !command.empty()) throw CliError("a clone continues its snapshot's container; to run a command in it, use --exec", kUsageExit);
 
   SnapshotStore store(ctx.config().data_dir);
-  std::optional<ProcessIdentity> serve;
+  std::optional<VmRecord> serve_record;
   std::string tag;
   if (vm.count("pid")) {
     auto rec = ctx.state().find_by_pid(vm["pid"].as<int>());
     if (!rec || rec->type != VmType::serve || !rec->alive()) {
       throw CliError("process " + std::to_string(vm["pid"].as<int>()) + " is not a running 'fcvm snapshot serve' (see 'fcvm ls')");
     }
-    serve = rec->process;
+    serve_record = *rec;
     tag = rec->snapshot;
   } else {
     tag = vm["snapshot"].as<std::string>();
+    // A memory backend with a page server clones through a running serve of the snapshot.
+    if (ctx.backend_as<MemoryBackend>(PluginKind::memory)->capabilities().needs_server) {
+      serve_record = find_page_server(ctx, tag, ctx.chosen_plugin(PluginKind::memory));
+    }
   }
+  const std::optional<ProcessIdentity> serve =
+      serve_record ? std::optional<ProcessIdentity>(serve_record->process) : std::nullopt;
+  const auto page_server = serve_record ? served_memory(ctx, *serve_record) : std::nullopt;
   const auto snap = check(store.get(tag));
   const auto& m = snap.manifest;
   if (m.is_cache()) {
@@ -357,8 +456,15 @@ int run_clone(CommandContext& ctx, const std::vector<std::string>& args) {
     spec.disks = m.disks_in(snap.dir);
     spec.network = m.network;
     spec.files = m.files(snap.dir);
-    spec.memory = MemorySource{MemorySourceKind::file, spec.files.memory};
-    spec.memory_backend = ctx.backend_as<MemoryBackend>(PluginKind::memory);
+    if (page_server) {
+      spec.memory = MemorySource{MemorySourceKind::uffd, page_server->memory_socket};
+      spec.memory_plugin = serve_record->plugins.at(PluginKind::memory);
+      spec.announce_vmm = [control = page_server->control_socket](pid_t vmm) { return announce_vmm(control, vmm); };
+    } else {
+      spec.memory = MemorySource{MemorySourceKind::file, spec.files.memory};
+      spec.memory_plugin = ctx.chosen_plugin(PluginKind::memory);
+      spec.memory_backend = ctx.backend_as<MemoryBackend>(PluginKind::memory);
+    }
     spec.exec = ExecDefaults{m.main_process, m.rootfs};
     spec.serve = serve;
     spec.boot_id = m.boot_id;
@@ -376,7 +482,9 @@ int run_clone(CommandContext& ctx, const std::vector<std::string>& args) {
   const bool detach = exec || vm.count("detach") > 0;
   options.keep_exited = !exec;
   options.forward_output = !detach;
-  options.stop_with = serve;
+  // A clone whose pages come from its serve outlives a serve killed with -9, hung at its
+  // next fault, so that a restarted serve can adopt it ('fcvm gc' stops it otherwise).
+  if (!page_server) options.stop_with = serve;
   VmSession session(SessionServices{ctx.state(), ctx.config().data_dir, ctx.log()}, std::move(backends),
                     std::move(options));
   check(session.check(), kRunFailedExit);

@@ -4,6 +4,8 @@
 
 #include <chrono>
 
+#include "plugin/capability_check.h"
+
 namespace fcvm {
 namespace {
 
@@ -13,12 +15,12 @@ constexpr auto kAttachTimeout = std::chrono::seconds(30);
 }  // namespace
 
 Status SnapshotRestore::check(const VmmCapabilities& vmm, const std::string& vmm_name) const {
-  const bool file = spec_.memory.kind == MemorySourceKind::file;
-  if (file ? vmm.restore_file_memory : vmm.restore_uffd_memory) return ok_status();
-  return error(Errc::unavailable,
-               vmm_name + " cannot restore with " + (file ? "file" : "uffd") +
-                   " memory; choose the other memory backend (--plugin memory=" +
-                   (file ? "memory-uffd" : "file") + ") or another VMM (--vmm)");
+  BackendChoice choice;
+  choice.vmm = vmm_name;
+  choice.vmm_capabilities = vmm;
+  choice.memory = spec_.memory_plugin;
+  return check_capabilities(choice, spec_.memory.kind == MemorySourceKind::file ? VmOperation::restore_file
+                                                                                 : VmOperation::restore_uffd);
 }
 
 void SnapshotRestore::describe(VmRecord& record) const {
@@ -81,6 +83,7 @@ Result<std::unique_ptr<Vm>> SnapshotRestore::start(VmmBackend& vmm, const VmSpec
     restore.memory.path = placed;
   }
   restore.resume = true;
+  restore.announce_vmm = spec_.announce_vmm;
   return vmm.restore(restore);
 }
 

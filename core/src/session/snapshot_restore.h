@@ -6,6 +6,7 @@
 // Used by `fcvm snapshot run`; the snapshot manifest supplies the fields below.
 #pragma once
 
+#include <functional>
 #include <optional>
 
 #include "fcvm/memory.h"
@@ -22,6 +23,9 @@ struct SnapshotRestoreSpec {
   // When set (and memory is a file), the clone gets its own name for the memory image in
   // its directory (a hardlink: the snapshot can be removed while the clone runs).
   std::shared_ptr<MemoryBackend> memory_backend;
+  std::string memory_plugin;                   // for the capability check's message
+  // uffd memory: tells the page server the VMM's pid before it connects (RestoreSpec).
+  std::function<Status(pid_t)> announce_vmm;
   ExecDefaults exec;                           // the snapshot's container process and rootfs
   std::optional<ProcessIdentity> serve;        // the serve process the clone depends on
   // The guest's boot id at snapshot time; empty: not known (the clone is not checked).

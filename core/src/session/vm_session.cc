@@ -158,7 +158,11 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
     FCVM_RETURN_IF_ERROR(backends_.network->attach(*network_, vm_->pid()));
     FCVM_RETURN_IF_ERROR(update_record([&](VmRecord& r) { r.network = *network_; }));
   }
-  FCVM_RETURN_IF_ERROR(update_record([&](VmRecord& r) { r.status = VmStatus::running; }));
+  auto vmm_process = ProcessIdentity::of(vm_->pid());
+  FCVM_RETURN_IF_ERROR(update_record([&](VmRecord& r) {
+    r.status = VmStatus::running;
+    if (vmm_process) r.vmm = *vmm_process;
+  }));
 
   auto channel = connect_agent(spec);
   if (!channel) {

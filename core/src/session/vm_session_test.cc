@@ -108,7 +108,7 @@ class AttachFailingNetwork final : public NetworkBackend {
   std::shared_ptr<NetworkBackend> real_;
 };
 
-enum class Inject { nothing, launch_fails, vm_dies_while_booting };
+enum class Inject { nothing, launch_fails, vm_dies_while_booting, no_uffd_restore };
 
 // Forwards to the real VMM plugin, with one injected failure.
 class FaultyVmm final : public VmmBackend {
@@ -118,6 +118,7 @@ class FaultyVmm final : public VmmBackend {
   VmmCapabilities capabilities() const override {
     VmmCapabilities caps = real_->capabilities();
     caps.mmds = caps.mmds || serves_mmds;
+    if (inject_ == Inject::no_uffd_restore) caps.restore_uffd_memory = false;
     return caps;
   }
   Result<std::unique_ptr<Vm>> launch(const VmSpec& spec) override {
@@ -359,16 +360,17 @@ TEST_F(VmSessionTest, RestoreClonesDisksAndHandsTheLayoutToTheVmm) {
 // A memory source the VMM cannot restore from is refused before anything is created.
 TEST_F(VmSessionTest, RestoreTheVmmCannotDoIsRefusedBeforeAnythingIsCreated) {
   make_storage();
-  auto vmm = std::make_shared<FaultyVmm>(real_vmm_, Inject::nothing);
-  if (vmm->capabilities().restore_uffd_memory) GTEST_SKIP() << "vmm-qemu restores uffd memory now";
+  auto vmm = std::make_shared<FaultyVmm>(real_vmm_, Inject::no_uffd_restore);
   SnapshotRestoreSpec spec;
   spec.snapshot_name = "snap";
   spec.memory = {MemorySourceKind::uffd, tmp_.path() / "uffd.sock"};
+  spec.memory_plugin = "memory-uffd";
   SnapshotRestore origin(spec);
   auto r = run_session(vmm, origin);
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Errc::unavailable);
-  EXPECT_NE(r.status().message().find("vmm-qemu cannot restore with uffd memory"), std::string::npos)
+  EXPECT_EQ(r.status().code(), Errc::invalid_argument);
+  EXPECT_NE(r.status().message().find("cannot restore from a UFFD page server (memory backend memory-uffd)"),
+            std::string::npos)
       << r.status().message();
   EXPECT_TRUE(storage_->created.empty());
   EXPECT_TRUE(vmm->restores.empty());

@@ -68,6 +68,18 @@ Status read_optional(const json& doc, const char* key, std::optional<T>& out) {
   return ok_status();
 }
 
+// An optional process: "<key>" (null when absent) and "<key>_start_time".
+Status read_optional_process(const json& doc, const std::string& key, std::optional<ProcessIdentity>& out) {
+  std::optional<pid_t> pid;
+  FCVM_RETURN_IF_ERROR(read_optional(doc, key.c_str(), pid));
+  out.reset();
+  if (!pid) return ok_status();
+  ProcessIdentity process{*pid, 0};
+  FCVM_RETURN_IF_ERROR(read_field(doc, (key + "_start_time").c_str(), process.start_time, true));
+  out = process;
+  return ok_status();
+}
+
 Status parse_record(const json& doc, VmRecord& r) {
   if (!doc.is_object()) {
     return error(Errc::invalid_argument, std::string("expected an object, got ") + doc.type_name());
@@ -102,13 +114,8 @@ Status parse_record(const json& doc, VmRecord& r) {
 
   FCVM_RETURN_IF_ERROR(read_field(doc, "pid", r.process.pid, true));
   FCVM_RETURN_IF_ERROR(read_field(doc, "pid_start_time", r.process.start_time, true));
-  std::optional<pid_t> serve_pid;
-  FCVM_RETURN_IF_ERROR(read_optional(doc, "serve_pid", serve_pid));
-  if (serve_pid) {
-    ProcessIdentity serve{*serve_pid, 0};
-    FCVM_RETURN_IF_ERROR(read_field(doc, "serve_pid_start_time", serve.start_time, true));
-    r.serve = serve;
-  }
+  FCVM_RETURN_IF_ERROR(read_optional_process(doc, "serve_pid", r.serve));
+  FCVM_RETURN_IF_ERROR(read_optional_process(doc, "vmm_pid", r.vmm));
 
   FCVM_RETURN_IF_ERROR(read_field(doc, "snapshot", r.snapshot));
   FCVM_RETURN_IF_ERROR(read_field(doc, "image", r.image));
@@ -190,6 +197,8 @@ nlohmann::json to_json(const VmRecord& r) {
       {"pid_start_time", r.process.start_time},
       {"serve_pid", r.serve ? json(r.serve->pid) : json()},
       {"serve_pid_start_time", r.serve ? json(r.serve->start_time) : json()},
+      {"vmm_pid", r.vmm ? json(r.vmm->pid) : json()},
+      {"vmm_pid_start_time", r.vmm ? json(r.vmm->start_time) : json()},
       {"snapshot", r.snapshot},
       {"image", r.image},
       {"plugins", std::move(plugins)},

@@ -38,6 +38,9 @@ struct VmRecord {
   VmType type = VmType::vm;
   ProcessIdentity process;               // the fcvm process this record belongs to
   std::optional<ProcessIdentity> serve;  // clones: the `snapshot serve` process they use
+  // vm/clone: the VMM process once it runs (its memory is accounted in `fcvm ls --json`; a
+  // restarted uffd serve finds a clone's VMM by it).
+  std::optional<ProcessIdentity> vmm;
   std::string snapshot;                  // serve/clone: the snapshot's name
   std::string image;                     // vm: the image reference
   std::map<PluginKind, std::string> plugins;  // backends in use, by kind

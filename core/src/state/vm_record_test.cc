@@ -15,6 +15,7 @@ VmRecord full_record() {
   r.type = VmType::clone;
   r.process = {1234, 5678};
   r.serve = ProcessIdentity{99, 100};
+  r.vmm = ProcessIdentity{1235, 5679};
   r.snapshot = "snap1";
   r.image = "docker.io/library/nginx:latest";
   r.plugins = {{PluginKind::vmm, "vmm-qemu"}, {PluginKind::network, "network-slirp"}};
@@ -49,6 +50,8 @@ TEST(VmRecord, JsonRoundTripKeepsEveryField) {
   EXPECT_EQ(j["pid_start_time"], 5678);
   EXPECT_EQ(j["serve_pid"], 99);
   EXPECT_EQ(j["serve_pid_start_time"], 100);
+  EXPECT_EQ(j["vmm_pid"], 1235);
+  EXPECT_EQ(j["vmm_pid_start_time"], 5679);
   EXPECT_EQ(j["plugins"]["vmm"], "vmm-qemu");
   EXPECT_EQ(j["status"], "exited");
   EXPECT_EQ(j["type"], "clone");
@@ -57,6 +60,7 @@ TEST(VmRecord, JsonRoundTripKeepsEveryField) {
   ASSERT_TRUE(back.ok()) << back.status().message();
   EXPECT_EQ(to_json(*back), j);
   EXPECT_EQ(back->serve, r.serve);
+  EXPECT_EQ(back->vmm, r.vmm);
   EXPECT_EQ(back->network->ports.at(0).host_port, 8080);
   EXPECT_EQ(back->disk->drives.at(0).path, "/var/lib/fcvm/vms/x/root.sqfs");
   EXPECT_EQ(back->exit_code, 3);
@@ -74,6 +78,7 @@ TEST(VmRecord, OptionalPartsMayBeAbsent) {
   EXPECT_TRUE(j["network"].is_null());
   EXPECT_TRUE(j["disk"].is_null());
   EXPECT_TRUE(j["serve_pid"].is_null());
+  EXPECT_TRUE(j["vmm_pid"].is_null());
   EXPECT_TRUE(j["exit_code"].is_null());
   EXPECT_TRUE(j["health"].is_null());
   auto back = vm_record_from_json(j);
@@ -81,6 +86,7 @@ TEST(VmRecord, OptionalPartsMayBeAbsent) {
   EXPECT_FALSE(back->network);
   EXPECT_FALSE(back->disk);
   EXPECT_FALSE(back->serve);
+  EXPECT_FALSE(back->vmm);
   EXPECT_FALSE(back->exit_code);
   EXPECT_FALSE(back->health);
 }
