@@ -375,6 +375,7 @@ int run_clone(CommandContext& ctx, const std::vector<std::string>& args) {
   const bool detach = exec || vm.count("detach") > 0;
   options.keep_exited = !exec;
   options.forward_output = !detach;
+  options.log_max_bytes = ctx.config().log_max_bytes;
   options.stop_with = serve;
   VmSession session(SessionServices{ctx.state(), ctx.config().data_dir, ctx.log()}, std::move(backends),
                     std::move(options));
