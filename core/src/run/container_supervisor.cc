@@ -361,7 +361,8 @@ void ContainerSupervisor::after_sink_write(OutputSink& sink, std::size_t done) {
 
 void ContainerSupervisor::watch_stdin() {
   if (!stdin_pollable_) return;
-  const bool want = stdin_open_ && stdin_in_flight_ < agent::kStdinWindow;
+  // STDIN for session 0 means something only once its process runs.
+  const bool want = stdin_open_ && main_started_ && stdin_in_flight_ < agent::kStdinWindow;
   if (want == stdin_watched_) return;
   if (!want) {
     unwatch(STDIN_FILENO);
@@ -378,7 +379,7 @@ void ContainerSupervisor::watch_stdin() {
 }
 
 void ContainerSupervisor::forward_stdin() {
-  if (!stdin_open_ || stdin_in_flight_ >= agent::kStdinWindow) return watch_stdin();
+  if (!stdin_open_ || !main_started_ || stdin_in_flight_ >= agent::kStdinWindow) return watch_stdin();
   char buf[65536];
   const auto room = static_cast<std::size_t>(
       std::min<std::uint64_t>(sizeof buf, agent::kStdinWindow - stdin_in_flight_));
@@ -454,6 +455,8 @@ Status ContainerSupervisor::handle_agent() {
       case agent::FrameType::kReady: handle_ready(); break;
       case agent::FrameType::kStarted:
         if (phase_ == Phase::starting) phase_ = Phase::running;
+        main_started_ = true;
+        watch_stdin();
         if (options_.on_started) options_.on_started();
         if (pending_stop_ && phase_ == Phase::running) send_stop(*std::exchange(pending_stop_, std::nullopt));
         start_health();

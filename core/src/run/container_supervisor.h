@@ -191,6 +191,7 @@ class ContainerSupervisor {
   std::unique_ptr<OutputSink> stdout_, stderr_;
   bool output_broken_ = false;
   // -i: our stdin until EOF; epoll refuses regular files, which are read without waiting.
+  bool main_started_ = false;  // STARTED came for session 0
   bool stdin_open_ = false;
   bool stdin_pollable_ = true;
   bool stdin_watched_ = false;
