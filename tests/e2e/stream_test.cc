@@ -156,6 +156,8 @@ TEST_F(StreamTest, StalledExecClientIsBoundedAndGetsEverything) {
   EXPECT_EQ(other.out, "served\n");
   std::this_thread::sleep_for(std::chrono::seconds(3));  // the stall itself, not a wait
   const std::uint64_t rss_stalled = rss_bytes(owner);
+  RecordProperty("owner_rss_before", std::to_string(rss_before));
+  RecordProperty("owner_rss_stalled", std::to_string(rss_stalled));
   EXPECT_LT(rss_stalled, rss_before + (8u << 20))
       << "the VM's fcvm process grew from " << rss_before << " to " << rss_stalled << " bytes";
   const std::string got = read_to_end(out.read.get());
