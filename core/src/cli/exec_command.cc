@@ -102,25 +102,28 @@ Command exec_command() {
                        {read_stdin ? STDIN_FILENO : -1, POLLIN, 0},
                        {resizes.get(), POLLIN, 0}};
       if (::poll(fds, 3, -1) < 0 && errno != EINTR) throw CliError("poll: " + std::string(strerror(errno)));
-      if (fds[0].revents & POLLOUT) check(client.write_queued(), kExecFailedExit);
+      // The server stops reading once the command exited (`yes | fcvm exec -i vm head -1`):
+      // input that cannot be delivered is dropped, and the EXIT already sent is still read.
+      auto deliver = [&](const Status& sent) {
+        if (!sent.ok()) stdin_open = false;
+      };
+      if (fds[0].revents & POLLOUT) deliver(client.write_queued());
       if (fds[2].revents & POLLIN) {
         signalfd_siginfo info{};
         while (::read(resizes.get(), &info, sizeof info) == sizeof info) {
         }
         if (auto size = terminal_size(STDIN_FILENO)) {
-          check(client.queue(control::MessageType::kResize,
-                             control::to_payload(control::TerminalSize{size->rows, size->cols})),
-                kExecFailedExit);
+          deliver(client.queue(control::MessageType::kResize,
+                               control::to_payload(control::TerminalSize{size->rows, size->cols})));
         }
       }
       if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
         char buf[65536];
         ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
         if (n > 0) {
-          check(client.queue(control::MessageType::kStdin, std::string_view(buf, static_cast<size_t>(n))),
-                kExecFailedExit);
+          deliver(client.queue(control::MessageType::kStdin, std::string_view(buf, static_cast<size_t>(n))));
         } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-          check(client.queue(control::MessageType::kStdinEof, {}), kExecFailedExit);
+          deliver(client.queue(control::MessageType::kStdinEof, {}));
           stdin_open = false;
         }
       }

@@ -48,7 +48,10 @@ Status ControlClient::write_queued() {
     const ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) break;
-    if (n < 0) return errno_status("write to the control socket");
+    if (n < 0) {
+      out_.clear();  // the server is gone: nothing queued can reach it any more
+      return errno_status("write to the control socket");
+    }
     out_.erase(0, static_cast<std::size_t>(n));
   }
   return ok_status();

@@ -30,7 +30,7 @@ class ControlClient {
   // Non-blocking sending, for a client that must keep reading while the server is slow to
   // take its input (exec's stdin): queue() appends a message, write_queued() writes what
   // the socket takes now (POLLOUT on fd() while queued() > 0). Errc::io when the server
-  // is gone.
+  // is gone (the queue is then dropped; what the server sent can still be received).
   Status queue(MessageType type, std::string_view payload);
   Status write_queued();
   std::size_t queued() const { return out_.size(); }
