@@ -79,6 +79,10 @@ class StreamTest : public ::testing::Test {
     ::signal(SIGPIPE, SIG_IGN);  // a writer into a pipe fcvm closed fails the test, not the run
     cli_ = std::make_unique<FcvmCli>();
   }
+  // Detached VMs outlive the data dir's removal: stop them first.
+  void TearDown() override {
+    for (const auto& name : idle_vms_) (void)cli_->run({"stop", "-t", "0", name});
+  }
 
   std::vector<std::string> run_args(std::vector<std::string> args) const {
     args.insert(args.begin(), {"podman", "run", "--kernel", FcvmCli::kernel().string()});
@@ -105,9 +109,11 @@ class StreamTest : public ::testing::Test {
   void start_idle_vm(const std::string& name) {
     auto r = cli_->run(run_args({"-d", "--name", name, FcvmCli::hello_image(), "sleep", "600"}));
     ASSERT_EQ(r.code, 0) << r.err;
+    idle_vms_.push_back(name);
   }
 
   std::unique_ptr<FcvmCli> cli_;
+  std::vector<std::string> idle_vms_;
 };
 
 // A reader that stalls and then reads everything gets every byte and the exit code; while
