@@ -4,9 +4,11 @@
 #include <signal.h>
 #include <sys/random.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -315,6 +317,7 @@ void Agent::handle_frame(const Frame& frame) {
     case FrameType::kCredit: on_credit(frame); break;
     case FrameType::kAttach: on_attach(frame); break;
     case FrameType::kGo: on_go(frame); break;
+    case FrameType::kResize: on_resize(frame); break;
     default: break;  // the decoder admits host->guest types only
   }
 }
@@ -463,8 +466,31 @@ void Agent::on_credit(const Frame& frame) {
 void Agent::on_stdin_eof(const Frame& frame) {
   auto it = sessions_.find(frame.session);
   if (it == sessions_.end()) return;
-  it->second.in_eof = true;
-  write_stdin(it->second);
+  Session& s = it->second;
+  if (s.terminal && s.in && !s.in_eof) {
+    // A terminal has no end of input: type its end-of-file character, as a user would.
+    termios t{};
+    s.in_buffer.push_back(::tcgetattr(s.terminal.get(), &t) == 0 ? static_cast<char>(t.c_cc[VEOF]) : '\x04');
+  }
+  s.in_eof = true;
+  write_stdin(s);
+}
+
+void Agent::on_resize(const Frame& frame) {
+  std::string error;
+  auto size = parse_window_size(frame.payload, &error);
+  if (!size) {
+    send_error(frame.session, "invalid RESIZE: " + error);
+    return;
+  }
+  auto it = sessions_.find(frame.session);
+  if (it == sessions_.end() || !it->second.terminal) return;  // ended, or no terminal
+  winsize ws{};
+  ws.ws_row = size->rows;
+  ws.ws_col = size->cols;
+  if (::ioctl(it->second.terminal.get(), TIOCSWINSZ, &ws) != 0) {
+    log_line("resize session " + std::to_string(frame.session) + ": " + errno_text(errno));
+  }
 }
 
 void Agent::on_signal(const Frame& frame) {
@@ -514,6 +540,7 @@ void Agent::start_session(std::uint32_t id, const Process& process) {
   s.out_credit = process.output_window;
   s.out = std::move(p.stdout_pipe);
   s.err = std::move(p.stderr_pipe);
+  s.terminal = std::move(p.terminal);
   if (p.start_error) {
     // The child has exited with 126/127; EXIT follows when it is reaped.
     send_error(id, *p.start_error);

@@ -69,6 +69,7 @@ class Agent {
     pid_t pid = -1;
     bool started = false;  // STARTED sent; false when the program could not be run
     OwnedFd in, out, err;
+    OwnedFd terminal;  // a tty process's pseudo-terminal master, for RESIZE
     std::string in_buffer;  // STDIN bytes the pipe has not taken yet
     bool in_eof = false;    // STDIN_EOF received: close once in_buffer is written
     std::uint32_t in_consumed = 0;  // STDIN bytes written or dropped, not yet credited
@@ -117,6 +118,7 @@ class Agent {
   void on_signal(const Frame& frame);
   void on_shutdown(const Frame& frame);
   void on_credit(const Frame& frame);
+  void on_resize(const Frame& frame);
   void on_attach(const Frame& frame);
   void on_go(const Frame& frame);
 

@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -33,6 +35,41 @@ Pipe make_pipe() {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe");
   return {OwnedFd(fds[0]), OwnedFd(fds[1])};
+}
+
+// A new pseudo-terminal: the master, and the slave opened without becoming our
+// controlling terminal (the child takes it with TIOCSCTTY).
+struct Terminal {
+  OwnedFd master;
+  OwnedFd slave;
+};
+
+Terminal make_terminal(const Process& process) {
+  Terminal t;
+  t.master.reset(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!t.master) throw_errno("open a pseudo-terminal (/dev/ptmx)");
+  char name[64];
+  if (::grantpt(t.master.get()) != 0 || ::unlockpt(t.master.get()) != 0 ||
+      ::ptsname_r(t.master.get(), name, sizeof name) != 0) {
+    throw_errno("unlock the pseudo-terminal");
+  }
+  t.slave.reset(::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!t.slave) throw_errno(std::string("open ") + name);
+  // The process owns its terminal, as a login would (mesg, stty as a non-root user).
+  if (::fchown(t.slave.get(), process.uid, static_cast<gid_t>(-1)) != 0) {
+    log_line(std::string("chown ") + name + ": " + errno_text(errno));
+  }
+  winsize ws{};
+  ws.ws_row = process.tty->rows;
+  ws.ws_col = process.tty->cols;
+  ::ioctl(t.master.get(), TIOCSWINSZ, &ws);
+  return t;
+}
+
+OwnedFd duplicate(const OwnedFd& fd) {
+  OwnedFd copy(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
+  if (!copy) throw_errno("dup");
+  return copy;
 }
 
 void set_nonblocking(int fd) {
@@ -128,12 +165,16 @@ SpawnedProcess ProcessSpawner::spawn(const Process& process) {
   // fails, the child's chdir reports why.
   make_directories(process.cwd);
 
+  std::optional<Terminal> tty;
+  if (process.tty) tty = make_terminal(process);
   Pipe out = make_pipe();
   Pipe err = make_pipe();
   Pipe status = make_pipe();
   std::optional<Pipe> in;
   OwnedFd dev_null;
-  if (process.stdin) {
+  if (tty) {
+    // The terminal is every stream.
+  } else if (process.stdin) {
     in = make_pipe();
   } else {
     dev_null.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
@@ -149,9 +190,16 @@ SpawnedProcess ProcessSpawner::spawn(const Process& process) {
     for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
     ::sigprocmask(SIG_UNBLOCK, &all, nullptr);
     ::setsid();
-    const int in_fd = in ? in->read.get() : dev_null.get();
-    if (::dup2(in_fd, 0) < 0 || ::dup2(out.write.get(), 1) < 0 || ::dup2(err.write.get(), 2) < 0) {
-      child_fail(sfd, Stage::kStdio, errno, 126);
+    if (tty) {
+      const int t = tty->slave.get();
+      if (::ioctl(t, TIOCSCTTY, 0) != 0 || ::dup2(t, 0) < 0 || ::dup2(t, 1) < 0 || ::dup2(t, 2) < 0) {
+        child_fail(sfd, Stage::kStdio, errno, 126);
+      }
+    } else {
+      const int in_fd = in ? in->read.get() : dev_null.get();
+      if (::dup2(in_fd, 0) < 0 || ::dup2(out.write.get(), 1) < 0 || ::dup2(err.write.get(), 2) < 0) {
+        child_fail(sfd, Stage::kStdio, errno, 126);
+      }
     }
     if (::setgroups(groups.size(), groups.data()) != 0) child_fail(sfd, Stage::kGroups, errno, 126);
     if (::setgid(process.gid) != 0) child_fail(sfd, Stage::kGid, errno, 126);
@@ -174,6 +222,15 @@ SpawnedProcess ProcessSpawner::spawn(const Process& process) {
     result.start_exit_code = static_cast<Stage>(failure.stage) == Stage::kExec
                                  ? exit_code_for_exec_errno(failure.err)
                                  : 126;
+  }
+  if (tty) {
+    // Only the child may hold the slave: the master reads EIO once the child's side closed.
+    tty->slave.reset();
+    set_nonblocking(tty->master.get());
+    result.stdout_pipe = duplicate(tty->master);
+    if (process.stdin) result.stdin_pipe = duplicate(tty->master);
+    result.terminal = std::move(tty->master);
+    return result;
   }
   set_nonblocking(out.read.get());
   set_nonblocking(err.read.get());

@@ -1,5 +1,6 @@
 // Starts a plan's or an EXEC's process: credentials, working directory, environment, PATH
-// lookup like execvp, and pipes for its standard streams.
+// lookup like execvp, and pipes (or, for Process::tty, a pseudo-terminal) for its standard
+// streams.
 #pragma once
 
 #include <sys/types.h>
@@ -20,9 +21,14 @@ inline constexpr std::string_view kDefaultPath =
 
 struct SpawnedProcess {
   pid_t pid = -1;
-  OwnedFd stdin_pipe;   // write end; invalid when Process::stdin is false (/dev/null)
-  OwnedFd stdout_pipe;  // read end, non-blocking
-  OwnedFd stderr_pipe;  // read end, non-blocking
+  // Pipes: stdin's write end (invalid when Process::stdin is false: /dev/null), stdout's
+  // and stderr's read ends, non-blocking. A tty process: stdout_pipe is the terminal's
+  // master (non-blocking; both streams arrive there), stdin_pipe a second descriptor of
+  // it (when Process::stdin), stderr_pipe invalid, and `terminal` a third, for resizes.
+  OwnedFd stdin_pipe;
+  OwnedFd stdout_pipe;
+  OwnedFd stderr_pipe;
+  OwnedFd terminal;
   // Set when the program could not be started. The child (pid) has then already exited
   // with start_exit_code and only needs reaping; start_error names the program and cause.
   std::optional<std::string> start_error;
@@ -31,8 +37,9 @@ struct SpawnedProcess {
 
 class ProcessSpawner {
  public:
-  // Forks and execs `process` in a new session (setsid). The child gets default signal
-  // dispositions and an empty signal mask. Throws SetupError when the agent itself cannot
+  // Forks and execs `process` in a new session (setsid); a tty process gets a new
+  // pseudo-terminal of Process::tty's size as its controlling terminal, owned by its uid.
+  // The child gets default signal dispositions and an empty signal mask. Throws SetupError when the agent itself cannot
   // fork or make pipes; failures inside the child are reported through start_error.
   static SpawnedProcess spawn(const Process& process);
 

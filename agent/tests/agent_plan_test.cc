@@ -211,5 +211,25 @@ TEST(ProcessParser, ParsesExecPayload) {
   EXPECT_EQ(*round, *p);
 }
 
+// "tty" is optional, omitted when unset (agents without it accept such processes), and
+// checked when present.
+TEST(ProcessParser, TtyIsOptionalAndChecked) {
+  std::string err;
+  Process plain;
+  plain.args = {"sh"};
+  EXPECT_FALSE(to_json(plain).contains("tty"));
+  auto p = parse_process(R"({"args":["sh"],"tty":{"rows":40,"cols":120}})", &err);
+  ASSERT_TRUE(p) << err;
+  ASSERT_TRUE(p->tty);
+  EXPECT_EQ(*p->tty, (WindowSize{40, 120}));
+  auto round = parse_process(to_json(*p).dump(), &err);
+  ASSERT_TRUE(round) << err;
+  EXPECT_EQ(*round, *p);
+  EXPECT_FALSE(parse_process(R"({"args":["sh"],"tty":{"rows":70000,"cols":1}})", &err));
+  EXPECT_EQ(err, "process.tty.rows: must be between 0 and 65535");
+  EXPECT_FALSE(parse_process(R"({"args":["sh"],"tty":{"rows":1,"cols":1,"x":1}})", &err));
+  EXPECT_EQ(err, "process.tty.x: unknown field");
+}
+
 }  // namespace
 }  // namespace fcvm::agent

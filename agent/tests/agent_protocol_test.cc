@@ -258,6 +258,26 @@ TEST(Payloads, GoCarriesAnOptionalValidHostname) {
   EXPECT_TRUE(is_known_frame_type(0x89));
 }
 
+TEST(Payloads, ResizeTravelsHostToGuestAndIsChecked) {
+  std::string wire;
+  append_frame(wire, FrameType::kResize, 4, WindowSize{50, 132}.to_payload());
+  FrameDecoder guest(Direction::kHostToGuest);
+  std::vector<Frame> frames;
+  ASSERT_TRUE(guest.feed(wire, frames)) << guest.error();
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].session, 4u);
+  std::string err;
+  auto size = parse_window_size(frames[0].payload, &err);
+  ASSERT_TRUE(size) << err;
+  EXPECT_EQ(*size, (WindowSize{50, 132}));
+  FrameDecoder host(Direction::kGuestToHost);
+  EXPECT_FALSE(host.feed(wire, frames));
+  EXPECT_FALSE(parse_window_size(R"({"rows":-1,"cols":80})", &err));
+  EXPECT_FALSE(parse_window_size(R"({"rows":1})", &err));
+  EXPECT_EQ(err, "RESIZE.cols: missing");
+  EXPECT_TRUE(is_known_frame_type(0x8a));
+}
+
 TEST(Payloads, HelloCarriesTheBootId) {
   Hello h;
   h.boot_id = std::string(32, 'e');

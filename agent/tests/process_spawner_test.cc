@@ -48,6 +48,28 @@ TEST(ProcessSpawner, RunsWithPipesEnvAndCwd) {
   EXPECT_EQ(wait_exit_code(s.pid), 3);
 }
 
+// A tty process runs on a pseudo-terminal of the asked size, both streams merged on it;
+// bytes typed into it reach the process through the line discipline.
+TEST(ProcessSpawner, TtyProcessGetsATerminalOfItsSize) {
+  Process p;
+  p.args = {"/bin/sh", "-c", "tty; stty size; echo oops >&2; read line; echo got $line"};
+  p.env = {"PATH=/usr/bin:/bin"};
+  p.stdin = true;
+  p.tty = WindowSize{33, 101};
+  SpawnedProcess s = ProcessSpawner::spawn(p);
+  ASSERT_FALSE(s.start_error) << *s.start_error;
+  ASSERT_TRUE(s.terminal);
+  EXPECT_FALSE(s.stderr_pipe);
+  ASSERT_TRUE(s.stdin_pipe);
+  ASSERT_EQ(::write(s.stdin_pipe.get(), "typed\n", 6), 6);
+  const std::string out = read_all(s.stdout_pipe.get());
+  EXPECT_NE(out.find("/dev/pts/"), std::string::npos) << out;
+  EXPECT_NE(out.find("33 101\r\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("oops\r\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("got typed\r\n"), std::string::npos) << out;
+  EXPECT_EQ(wait_exit_code(s.pid), 0);
+}
+
 TEST(ProcessSpawner, FeedsStdinWhenAsked) {
   Process p;
   p.args = {"/bin/cat"};

@@ -32,8 +32,11 @@
 //     "additional_gids": [],              optional, default []
 //     "stdin": false,                     optional, default false: stdin is /dev/null;
 //                                         true: a pipe fed by STDIN frames until STDIN_EOF
-//     "output_window": 0}                 optional, default 0 (none); 1..kMaxCreditBytes:
+//     "output_window": 0,                 optional, default 0 (none); 1..kMaxCreditBytes:
 //                                         output flow control (agent_protocol.h)
+//     "tty": {"rows":24,"cols":80}}       optional, default absent (pipes); present: the
+//                                         process runs on a pseudo-terminal of this size
+//                                         ("Terminals" in agent_protocol.h)
 //   Network:
 //    {"mac": "02:fc:00:00:00:02",         required; the interface with this MAC becomes eth0
 //     "address": "10.0.0.2/24",           required; IPv4 with prefix length
@@ -85,6 +88,7 @@ struct Process {
   std::vector<std::uint32_t> additional_gids;
   bool stdin = false;
   std::uint32_t output_window = 0;
+  std::optional<WindowSize> tty;
   bool operator==(const Process&) const = default;
 };
 
@@ -306,6 +310,12 @@ inline Process read_process(const nlohmann::json& j, const std::string& path) {
   }
   p.stdin = r.boolean("stdin", false);
   p.output_window = static_cast<std::uint32_t>(r.integer("output_window", 0, kMaxCreditBytes, 0));
+  if (const nlohmann::json* tty = r.find("tty")) {
+    ObjectReader t(*tty, r.at("tty"));
+    p.tty = WindowSize{static_cast<std::uint16_t>(t.integer("rows", 0, 65535)),
+                       static_cast<std::uint16_t>(t.integer("cols", 0, 65535))};
+    t.finish();
+  }
   r.finish();
   return p;
 }
@@ -425,9 +435,11 @@ inline std::optional<Process> parse_process(std::string_view payload, std::strin
 }
 
 inline nlohmann::json to_json(const Process& p) {
-  return {{"args", p.args}, {"env", p.env}, {"cwd", p.cwd}, {"uid", p.uid}, {"gid", p.gid},
-          {"additional_gids", p.additional_gids}, {"stdin", p.stdin},
-          {"output_window", p.output_window}};
+  nlohmann::json j = {{"args", p.args}, {"env", p.env}, {"cwd", p.cwd}, {"uid", p.uid},
+                      {"gid", p.gid}, {"additional_gids", p.additional_gids},
+                      {"stdin", p.stdin}, {"output_window", p.output_window}};
+  if (p.tty) j["tty"] = p.tty->to_json();
+  return j;
 }
 
 inline nlohmann::json to_json(const Plan& p) {

@@ -22,6 +22,7 @@
 //             "sessions","uptime_ms"}                    "entropy"}
 //   STDIN_CREDIT {"bytes"}                    CREDIT    {"bytes"}
 //   READY    {} (plan held, session 0)        GO        {"hostname"?}, session 0
+//                                             RESIZE    {"rows","cols"}
 //
 // New frame types are appended at the end of their direction's range; numbers never change.
 //
@@ -56,6 +57,16 @@
 //   credited; the agent sends STDIN_CREDIT {"bytes": n} once it has written n of them into
 //   the process's pipe (or dropped them because the process closed its stdin). STDIN beyond
 //   the window is a protocol error for that session: the excess is dropped and reported.
+//
+// Terminals: a Process with "tty" (agent_plan.h) runs on a pseudo-terminal the agent
+// allocates: the terminal is its stdin, stdout and stderr and its controlling terminal, so
+// its output (both streams, merged as a terminal merges them) arrives as STDOUT, STDIN
+// bytes are typed into it (a Ctrl-C byte becomes SIGINT through the line discipline), and
+// STDIN_EOF types the terminal's end-of-file character. RESIZE sets the terminal's window
+// size (the process gets SIGWINCH); it is dropped for a session without a terminal.
+// "tty" and RESIZE were added without a version bump: a process without "tty" behaves as
+// before; an agent that predates them refuses a tty process (unknown field), and the host
+// sends RESIZE only to a session whose process STARTED with a terminal.
 //
 // Conversation: the agent sends HELLO as soon as its port is open and repeats it every
 // second until a PLAN arrives (bytes written before the host connects may be lost), so the
@@ -131,13 +142,14 @@ enum class FrameType : std::uint8_t {
   kAttach = 0x87,
   kCredit = 0x88,
   kGo = 0x89,
+  kResize = 0x8a,
 };
 
 // Which side sends a frame type; a decoder accepts only frames travelling its way.
 enum class Direction { kGuestToHost, kHostToGuest };
 
 inline bool is_known_frame_type(std::uint8_t raw) {
-  return (raw >= 0x01 && raw <= 0x09) || (raw >= 0x81 && raw <= 0x89);
+  return (raw >= 0x01 && raw <= 0x09) || (raw >= 0x81 && raw <= 0x8a);
 }
 
 inline Direction direction_of(FrameType type) {
@@ -165,6 +177,7 @@ inline std::string_view frame_type_name(FrameType type) {
     case FrameType::kCredit: return "CREDIT";
     case FrameType::kReady: return "READY";
     case FrameType::kGo: return "GO";
+    case FrameType::kResize: return "RESIZE";
   }
   return "UNKNOWN";
 }
@@ -529,6 +542,29 @@ inline std::optional<GoRequest> parse_go_request(std::string_view payload, std::
     r.hostname = it->get<std::string>();
   }
   return r;
+}
+
+// RESIZE (and Process.tty): {"rows":R,"cols":C}, a terminal's size in characters, 0..65535
+// each (0: unknown, as a terminal reports before anyone sets it).
+struct WindowSize {
+  std::uint16_t rows = 24;
+  std::uint16_t cols = 80;
+
+  nlohmann::json to_json() const { return {{"rows", rows}, {"cols", cols}}; }
+  std::string to_payload() const { return detail::dump(to_json()); }
+  bool operator==(const WindowSize&) const = default;
+};
+
+inline std::optional<WindowSize> parse_window_size(std::string_view payload, std::string* error) {
+  auto j = detail::parse_object(payload, "RESIZE", error);
+  if (!j) return std::nullopt;
+  std::int64_t rows = 0, cols = 0;
+  if (!detail::reject_unknown_keys(*j, {"rows", "cols"}, "RESIZE", error) ||
+      !detail::read_int(*j, "rows", 0, 65535, true, rows, "RESIZE", error) ||
+      !detail::read_int(*j, "cols", 0, 65535, true, cols, "RESIZE", error)) {
+    return std::nullopt;
+  }
+  return WindowSize{static_cast<std::uint16_t>(rows), static_cast<std::uint16_t>(cols)};
 }
 
 // Boot ids and entropy travel as lowercase hex.

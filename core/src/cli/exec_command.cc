@@ -2,13 +2,16 @@
 // the guest agent; output and exit code come back as if it ran here.
 #include <poll.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <iostream>
 
 #include "cli/commands.h"
 #include "cli/vm_target.h"
+#include "fcvm/unique_fd.h"
 #include "log/logging.h"
+#include "run/terminal.h"
 
 namespace po = boost::program_options;
 
@@ -38,6 +41,12 @@ constexpr int kBrokenPipeExit = 128 + SIGPIPE;
 // podman exec's code when the exec itself failed.
 constexpr int kExecFailedExit = 125;
 
+// Stdin is read only while less than this waits for the control socket: the VM's fcvm
+// process takes it at the pace the command consumes it, and meanwhile we keep reading
+// the command's output (blocking on the send could deadlock with a command whose output
+// we do not read).
+constexpr std::size_t kStdinQueueLimit = 64u << 10;
+
 }  // namespace
 
 Command exec_command() {
@@ -46,6 +55,7 @@ Command exec_command() {
     po::options_description desc("exec options");
     desc.add_options()
         ("interactive,i", "pass this process's stdin to the command")
+        ("tty,t", "run the command on a pseudo-terminal in the guest (stdout and stderr merged)")
         ("env,e", po::value<std::vector<std::string>>()->composing(), "set KEY=VALUE")
         ("workdir,w", po::value<std::string>(), "working directory")
         ("user,u", po::value<std::string>(), "UID[:GID] or NAME[:GROUP]");
@@ -63,22 +73,57 @@ Command exec_command() {
     if (vm.count("workdir")) request.workdir = vm["workdir"].as<std::string>();
     if (vm.count("user")) request.user = vm["user"].as<std::string>();
 
+    // -t: our terminal's size now and, through SIGWINCH, later.
+    UniqueFd resizes;
+    if (vm.count("tty")) {
+      const auto size = initial_terminal_size();
+      request.tty = control::TerminalSize{size.rows, size.cols};
+      if (::isatty(STDIN_FILENO)) {
+        sigset_t winch;
+        sigemptyset(&winch);
+        sigaddset(&winch, SIGWINCH);
+        ::sigprocmask(SIG_BLOCK, &winch, nullptr);
+        resizes.reset(::signalfd(-1, &winch, SFD_CLOEXEC | SFD_NONBLOCK));
+      }
+    }
+
     ::signal(SIGPIPE, SIG_IGN);
     auto client = check(connect_control(record), kExecFailedExit);
     check(client.send_request(request), kExecFailedExit);
+    // -it on a terminal: keys reach the guest's terminal as typed; restored on every return.
+    const std::optional<RawTerminal> raw =
+        request.tty && request.stdin ? RawTerminal::enter(STDIN_FILENO) : std::nullopt;
     bool stdin_open = request.stdin;
     bool refused = false;
     for (;;) {
-      pollfd fds[2] = {{client.fd(), POLLIN, 0}, {stdin_open ? STDIN_FILENO : -1, POLLIN, 0}};
-      if (::poll(fds, 2, -1) < 0 && errno != EINTR) throw CliError("poll: " + std::string(strerror(errno)));
-      if (fds[1].revents & (POLLIN | POLLHUP)) {
+      const bool read_stdin = stdin_open && client.queued() < kStdinQueueLimit;
+      const short socket_events = static_cast<short>(POLLIN | (client.queued() > 0 ? POLLOUT : 0));
+      pollfd fds[3] = {{client.fd(), socket_events, 0},
+                       {read_stdin ? STDIN_FILENO : -1, POLLIN, 0},
+                       {resizes.get(), POLLIN, 0}};
+      if (::poll(fds, 3, -1) < 0 && errno != EINTR) throw CliError("poll: " + std::string(strerror(errno)));
+      // The server stops reading once the command exited (`yes | fcvm exec -i vm head -1`):
+      // input that cannot be delivered is dropped, and the EXIT already sent is still read.
+      auto deliver = [&](const Status& sent) {
+        if (!sent.ok()) stdin_open = false;
+      };
+      if (fds[0].revents & POLLOUT) deliver(client.write_queued());
+      if (fds[2].revents & POLLIN) {
+        signalfd_siginfo info{};
+        while (::read(resizes.get(), &info, sizeof info) == sizeof info) {
+        }
+        if (auto size = terminal_size(STDIN_FILENO)) {
+          deliver(client.queue(control::MessageType::kResize,
+                               control::to_payload(control::TerminalSize{size->rows, size->cols})));
+        }
+      }
+      if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
         char buf[65536];
         ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
         if (n > 0) {
-          check(client.send(control::MessageType::kStdin, std::string_view(buf, static_cast<size_t>(n))),
-                kExecFailedExit);
-        } else {
-          check(client.send(control::MessageType::kStdinEof, {}), kExecFailedExit);
+          deliver(client.queue(control::MessageType::kStdin, std::string_view(buf, static_cast<size_t>(n))));
+        } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+          deliver(client.queue(control::MessageType::kStdinEof, {}));
           stdin_open = false;
         }
       }

@@ -37,6 +37,8 @@ Command podman_run_command() {
         ("publish,p", po::value<std::vector<std::string>>()->composing(), "publish a port: [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|udp]")
         ("pull", po::value<std::string>()->default_value("missing"),
          "when to fetch the image: missing (use a stored copy), always, never, newer")
+        ("interactive,i", "keep stdin open: it feeds the container's process, EOF included")
+        ("tty,t", "run the process on a pseudo-terminal in the guest (stdout and stderr merged)")
         ("rm", "remove the VM's record and files when it exits")
         ("detach,d", "run in the background and print the VM's name")
         ("no-snapshot", "boot even when a startup snapshot of this container exists, and take none")
@@ -72,6 +74,9 @@ Command podman_run_command() {
     }
     req.pull = check(parse_pull_policy(vm["pull"].as<std::string>()), kUsageExit);
     req.remove = vm.count("rm") > 0;
+    req.interactive = vm.count("interactive") > 0;
+    req.tty = vm.count("tty") > 0;
+    req.log_max_bytes = ctx.config().log_max_bytes;
     req.detach = vm.count("detach") > 0;
     req.startup_snapshot = vm.count("no-snapshot") == 0;
     if (vm.count("kernel")) req.kernel = vm["kernel"].as<std::filesystem::path>();

@@ -482,6 +482,7 @@ int run_clone(CommandContext& ctx, const std::vector<std::string>& args) {
   const bool detach = exec || vm.count("detach") > 0;
   options.keep_exited = !exec;
   options.forward_output = !detach;
+  options.log_max_bytes = ctx.config().log_max_bytes;
   // A clone whose pages come from its serve outlives a serve killed with -9, hung at its
   // next fault, so that a restarted serve can adopt it ('fcvm gc' stops it otherwise).
   if (!page_server) options.stop_with = serve;

@@ -38,6 +38,25 @@ Status ControlClient::send(MessageType type, std::string_view payload) {
   return ok_status();
 }
 
+Status ControlClient::queue(MessageType type, std::string_view payload) {
+  FCVM_RETURN_IF_ERROR(append_message(out_, type, payload));
+  return write_queued();
+}
+
+Status ControlClient::write_queued() {
+  while (!out_.empty()) {
+    const ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n < 0) {
+      out_.clear();  // the server is gone: nothing queued can reach it any more
+      return errno_status("write to the control socket");
+    }
+    out_.erase(0, static_cast<std::size_t>(n));
+  }
+  return ok_status();
+}
+
 Result<std::vector<Message>> ControlClient::receive() {
   std::vector<Message> out;
   if (closed_) return out;

@@ -27,6 +27,14 @@ class ControlClient {
     return send(MessageType::kRequest, to_payload(request));
   }
 
+  // Non-blocking sending, for a client that must keep reading while the server is slow to
+  // take its input (exec's stdin): queue() appends a message, write_queued() writes what
+  // the socket takes now (POLLOUT on fd() while queued() > 0). Errc::io when the server
+  // is gone (the queue is then dropped; what the server sent can still be received).
+  Status queue(MessageType type, std::string_view payload);
+  Status write_queued();
+  std::size_t queued() const { return out_.size(); }
+
   // Waits for bytes from the server and returns the messages they complete (maybe none).
   // At the end of the stream returns no messages and closed() turns true. Errc::protocol
   // for a malformed stream.
@@ -41,6 +49,7 @@ class ControlClient {
   explicit ControlClient(UniqueFd fd) : fd_(std::move(fd)) {}
 
   UniqueFd fd_;
+  std::string out_;  // queued, not yet written
   MessageDecoder decoder_{Sender::server};
   bool closed_ = false;
 };

@@ -23,7 +23,8 @@ std::optional<Sender> sender_of(std::uint8_t raw) {
   switch (static_cast<MessageType>(raw)) {
     case MessageType::kRequest:
     case MessageType::kStdin:
-    case MessageType::kStdinEof: return Sender::client;
+    case MessageType::kStdinEof:
+    case MessageType::kResize: return Sender::client;
     case MessageType::kReply:
     case MessageType::kStdout:
     case MessageType::kStderr:
@@ -150,6 +151,29 @@ Status MessageDecoder::feed(std::string_view bytes, std::vector<Message>& out) {
   return error(Errc::protocol, error_);
 }
 
+namespace {
+
+json to_json(const TerminalSize& size) { return {{"rows", size.rows}, {"cols", size.cols}}; }
+
+Result<TerminalSize> terminal_size_from(const json& j, std::string_view what) {
+  if (!j.is_object()) return invalid(what, "expected {\"rows\":R,\"cols\":C}");
+  FCVM_RETURN_IF_ERROR(reject_unknown(j, {"rows", "cols"}, what));
+  std::int64_t rows = 0, cols = 0;
+  FCVM_RETURN_IF_ERROR(read_int(j, "rows", what, 0, 65535, true, rows));
+  FCVM_RETURN_IF_ERROR(read_int(j, "cols", what, 0, 65535, true, cols));
+  return TerminalSize{static_cast<std::uint16_t>(rows), static_cast<std::uint16_t>(cols)};
+}
+
+}  // namespace
+
+std::string to_payload(const TerminalSize& size) { return dump(to_json(size)); }
+
+Result<TerminalSize> parse_terminal_size(std::string_view payload) {
+  auto j = parse_object(payload, "resize");
+  if (!j) return j.status();
+  return terminal_size_from(*j, "resize");
+}
+
 std::string to_payload(const Request& request) {
   json j = {{"version", kVersion}};
   if (const auto* exec = std::get_if<ExecRequest>(&request)) {
@@ -159,6 +183,7 @@ std::string to_payload(const Request& request) {
     if (exec->workdir) j["workdir"] = *exec->workdir;
     if (exec->user) j["user"] = *exec->user;
     j["stdin"] = exec->stdin;
+    if (exec->tty) j["tty"] = to_json(*exec->tty);
   } else if (const auto* stop = std::get_if<StopRequest>(&request)) {
     j["request"] = "stop";
     j["timeout_ms"] = stop->timeout_ms;
@@ -186,7 +211,7 @@ Result<Request> parse_request(std::string_view payload) {
   if (*kind == "exec") {
     ExecRequest r;
     FCVM_RETURN_IF_ERROR(
-        reject_unknown(*j, {"version", "request", "args", "env", "workdir", "user", "stdin"}, "exec"));
+        reject_unknown(*j, {"version", "request", "args", "env", "workdir", "user", "stdin", "tty"}, "exec"));
     FCVM_RETURN_IF_ERROR(read_strings(*j, "args", "exec", r.args));
     if (r.args.empty()) return invalid("exec", "args must name a command");
     FCVM_RETURN_IF_ERROR(read_strings(*j, "env", "exec", r.env));
@@ -195,6 +220,11 @@ Result<Request> parse_request(std::string_view payload) {
     if (auto it = j->find("stdin"); it != j->end()) {
       if (!it->is_boolean()) return invalid("exec", "stdin must be true or false");
       r.stdin = it->get<bool>();
+    }
+    if (auto it = j->find("tty"); it != j->end()) {
+      auto size = terminal_size_from(*it, "exec.tty");
+      if (!size) return size.status();
+      r.tty = *size;
     }
     return Request{std::move(r)};
   }

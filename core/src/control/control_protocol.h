@@ -10,7 +10,8 @@
 //     REQUEST   Request (JSON), first, once   REPLY   Reply (JSON), exactly one
 //     STDIN     bytes (exec)                  STDOUT  bytes (exec)
 //     STDIN_EOF empty (exec)                  STDERR  bytes (exec)
-//                                             EXIT    ExitReport (JSON), exec's last
+//     RESIZE    TerminalSize (JSON) (exec     EXIT    ExitReport (JSON), exec's last
+//               with a tty)
 //
 // Requests carry "version"; a server refuses one whose version it does not speak. Every
 // request gets one REPLY: {"ok":true} once the request took effect (exec: the command runs;
@@ -22,6 +23,11 @@
 // closes; an exec whose command the guest could not start gets an error REPLY then EXIT
 // (126 cannot be run, 127 not found). A malformed frame closes the connection after an
 // error REPLY. Nothing a client sends can stop the VM except a stop request.
+//
+// An exec with "tty" runs on a pseudo-terminal in the guest (its output comes as STDOUT
+// only); RESIZE sets that terminal's size and is ignored for other sessions. Both were
+// added within version 1 without changing anything else: a server that predates them
+// refuses "tty" as an unknown field, and a client sends RESIZE only after such an exec.
 //
 // Threading: plain values and functions; nothing here throws (parse failures are Status).
 #pragma once
@@ -47,6 +53,7 @@ enum class MessageType : std::uint8_t {
   kRequest = 0x01,
   kStdin = 0x02,
   kStdinEof = 0x03,
+  kResize = 0x04,
   // server -> client
   kReply = 0x81,
   kStdout = 0x82,
@@ -85,6 +92,15 @@ class MessageDecoder {
   std::string error_;
 };
 
+// A terminal's size in characters: {"rows":R,"cols":C}, each 0..65535.
+struct TerminalSize {
+  std::uint16_t rows = 24;
+  std::uint16_t cols = 80;
+  bool operator==(const TerminalSize&) const = default;
+};
+std::string to_payload(const TerminalSize& size);
+Result<TerminalSize> parse_terminal_size(std::string_view payload);
+
 // exec: runs a command in the running container. Unset fields default to the container's
 // main process (environment, working directory, user); env entries are added to it.
 struct ExecRequest {
@@ -93,6 +109,7 @@ struct ExecRequest {
   std::optional<std::string> workdir;
   std::optional<std::string> user;  // UID[:GID] or NAME[:GROUP]
   bool stdin = false;               // the client streams STDIN, then STDIN_EOF
+  std::optional<TerminalSize> tty;  // run on a pseudo-terminal of this size
   bool operator==(const ExecRequest&) const = default;
 };
 

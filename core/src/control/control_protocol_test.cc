@@ -20,6 +20,7 @@ TEST(ControlProtocol, ExecRequestRoundTrips) {
   e.workdir = "/tmp";
   e.user = "1000:1000";
   e.stdin = true;
+  e.tty = TerminalSize{40, 120};
   auto parsed = parse_request(to_payload(Request{e}));
   ASSERT_TRUE(parsed.ok()) << parsed.status().message();
   EXPECT_EQ(std::get<ExecRequest>(*parsed), e);
@@ -29,6 +30,25 @@ TEST(ControlProtocol, ExecRequestRoundTrips) {
   parsed = parse_request(to_payload(Request{minimal}));
   ASSERT_TRUE(parsed.ok());
   EXPECT_EQ(std::get<ExecRequest>(*parsed), minimal);
+}
+
+TEST(ControlProtocol, TerminalSizesAreChecked) {
+  auto size = parse_terminal_size(to_payload(TerminalSize{50, 132}));
+  ASSERT_TRUE(size.ok()) << size.status().message();
+  EXPECT_EQ(*size, (TerminalSize{50, 132}));
+  EXPECT_EQ(parse_terminal_size(R"({"rows":1,"cols":99999})").status().message(),
+            "resize: cols must be an integer from 0 to 65535");
+  EXPECT_EQ(parse_request(R"({"version":1,"request":"exec","args":["sh"],"tty":{"rows":1}})")
+                .status()
+                .message(),
+            "exec.tty: cols is missing");
+  std::string wire;
+  ASSERT_TRUE(append_message(wire, MessageType::kResize, to_payload(TerminalSize{})).ok());
+  MessageDecoder server(Sender::client);
+  std::vector<Message> got;
+  ASSERT_TRUE(server.feed(wire, got).ok());
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].type, MessageType::kResize);
 }
 
 TEST(ControlProtocol, StopRequestRoundTripsAndDefaults) {

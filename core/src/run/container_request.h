@@ -22,6 +22,8 @@ struct ContainerRequest {
   unsigned vcpus = 1;                 // --cpus
   unsigned memory_mib = 256;          // --memory
   bool remove = false;                // --rm
+  bool interactive = false;           // -i: our stdin is the container's
+  bool tty = false;                   // -t: a pseudo-terminal in the guest
   bool detach = false;                // -d
   std::vector<PortMapping> ports;     // -p
   std::optional<std::filesystem::path> kernel;  // --kernel: the user's own guest kernel
@@ -30,6 +32,7 @@ struct ContainerRequest {
   // false: --no-snapshot, always boot and keep nothing.
   bool startup_snapshot = true;
   HealthCheckSpec health;             // --health-*; -d then waits until healthy
+  std::uint64_t log_max_bytes = 0;    // Config::log_max_bytes; 0: logs are not capped
 };
 
 // "512", "512m", "512M", "1g", "1G" → MiB. Errors name the flag.

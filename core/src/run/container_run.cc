@@ -11,6 +11,7 @@
 #include "run/container_supervisor.h"
 #include "run/guest_assets.h"
 #include "run/startup_cache.h"
+#include "run/terminal.h"
 #include "session/image_boot.h"
 #include "session/snapshot_restore.h"
 #include "snapshot/snapshot_store.h"
@@ -117,6 +118,9 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
   options.keep_exited = !req.remove;
   options.forward_output = !req.detach;
   options.health = req.health;
+  options.forward_stdin = req.interactive && !req.detach;
+  if (req.tty) options.tty = initial_terminal_size();
+  options.log_max_bytes = req.log_max_bytes;
   const std::filesystem::path data_dir = services.data_dir;
   const LoggerPtr log = services.log;
   const auto backend_names = backends.names;
@@ -141,10 +145,15 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
   auto process = resolve_process(image.config, req.process, image.rootfs(),
                                  [](const char* k) -> const char* { return std::getenv(k); });
   if (!process) return process.status();
+  // The startup snapshot holds the process as planned, so what the supervisor adds to the
+  // plan is part of it (and of its cache key): stdin and the output window. A terminal's
+  // size is the user's at the moment: -t runs boot every time.
+  process->stdin = req.interactive && !req.detach;
+  process->output_window = kOutputWindow;
   boot.process = *process;
 
   std::unique_ptr<VmOrigin> origin;
-  if (req.startup_snapshot && can_snapshot) {
+  if (req.startup_snapshot && can_snapshot && !req.tty) {
     auto key = startup_cache_key(StartupInputs{image.digest, *process, req.vcpus, req.memory_mib,
                                                boot.assets, backend_names, vmm_version});
     if (!key) return key.status();
@@ -154,6 +163,11 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
   if (!origin) origin = std::make_unique<ImageBoot>(std::move(boot));
 
   block_stop_signals();
+  // -it on a terminal: keys go to the guest's terminal as they are typed (Ctrl-C too).
+  // Restored when this scope ends, on every path out of the run.
+  const std::optional<RawTerminal> raw = req.tty && req.interactive && !req.detach
+                                             ? RawTerminal::enter(STDIN_FILENO)
+                                             : std::nullopt;
   ContainerOutcome outcome{session.name(), 0};
   auto code = req.detach ? run_detached(session, *origin) : session.run(*origin);
   if (!code) return code.status();

@@ -17,32 +17,37 @@
 
 #include "control/control_protocol.h"
 #include "health/health_monitor.h"
+#include "run/capped_log.h"
+#include "run/output_sink.h"
 #include "run/process_overrides.h"
+#include "run/terminal.h"
 
 namespace fcvm {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-enum Tag : std::uint64_t { kAgent = 1, kVmExit, kSignals, kListener, kHealth, kWatchedBase = 100, kClientBase = 1000 };
+enum Tag : std::uint64_t {
+  kAgent = 1, kVmExit, kSignals, kListener, kStdin, kStdoutSink, kStderrSink, kHealth,
+  kWatchedBase = 100, kClientBase = 1000
+};
 
-// Signals the supervisor turns into a graceful stop; blocked so only the signalfd sees them.
-sigset_t stop_signals() {
+// Output queued for one reader beyond which the guest has ignored its output window (the
+// window plus what one agent read may add); the excess is dropped.
+constexpr std::size_t kMaxQueuedOutput = 2 * kOutputWindow + (1u << 20);
+// How often the console log's size is checked against the cap.
+constexpr std::chrono::seconds kConsoleCapInterval{5};
+
+// Signals the supervisor turns into a graceful stop, and SIGWINCH when it follows our
+// terminal's size; blocked so only the signalfd sees them.
+sigset_t loop_signals(bool resize) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGHUP);
+  if (resize) sigaddset(&set, SIGWINCH);
   return set;
-}
-
-void write_all(int fd, const std::string& bytes) {
-  for (size_t done = 0; done < bytes.size();) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // a closed terminal or pipe must not stop the VM
-    done += static_cast<size_t>(n);
-  }
 }
 
 // The last `lines` lines of the guest's console, for boot failures.
@@ -65,16 +70,30 @@ std::string console_tail(const std::filesystem::path& console, size_t lines) {
 struct ContainerSupervisor::ControlClient {
   UniqueFd fd;
   control::MessageDecoder decoder{control::Sender::client};
-  std::string out;
+  std::string out;              // messages owed to the client, from out_offset on
+  std::size_t out_offset = 0;   // compacted at half, so writing stays linear
+  std::uint64_t out_written = 0;  // bytes of the stream written so far
+  // Output bytes to credit once the stream has been written up to `first`.
+  std::deque<std::pair<std::uint64_t, std::uint32_t>> uncredited;
+  std::string stdin_held;       // STDIN received, not yet within the agent's window
+  bool stdin_eof_held = false;  // STDIN_EOF received behind stdin_held
+  std::uint64_t stdin_in_flight = 0;  // sent to the agent, not yet credited
   bool requested = false;     // its REQUEST came
   bool exec_running = false;  // its command went to the agent and has not exited
+  bool started = false;       // the agent reported its command STARTED
   bool replied = false;       // its REPLY is queued
   bool finished = false;      // close once `out` is written
 
+  std::size_t owed() const { return out.size() - out_offset; }
   void reply(control::Reply r) {
     if (replied) return;
     replied = true;
     (void)control::append_message(out, control::MessageType::kReply, control::to_payload(r));
+  }
+  // Queues a session's output; its credit is due once it has been written.
+  void output(control::MessageType type, const std::string& bytes) {
+    (void)control::append_message(out, type, bytes);
+    uncredited.emplace_back(out_written + owed(), static_cast<std::uint32_t>(bytes.size()));
   }
   void refuse(std::string why) {
     reply(control::Reply{std::move(why)});
@@ -108,6 +127,8 @@ ContainerSupervisor::~ContainerSupervisor() {
   if (listener_) ::unlink(options_.control_socket.c_str());
 }
 
+void ContainerSupervisor::unwatch(int fd) { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+
 void ContainerSupervisor::watch(int fd, std::uint32_t events, std::uint64_t tag) {
   epoll_event ev{};
   ev.events = events;
@@ -120,13 +141,17 @@ void ContainerSupervisor::watch(int fd, std::uint32_t events, std::uint64_t tag)
 Result<int> ContainerSupervisor::run() {
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) return errno_status("epoll_create1");
-  const sigset_t set = stop_signals();
+  const sigset_t set = loop_signals(options_.tty && ::isatty(STDIN_FILENO));
   ::sigprocmask(SIG_BLOCK, &set, nullptr);
   signals_.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!signals_) return errno_status("signalfd");
-  output_log_.reset(::open(options_.output_log.c_str(),
-                           O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
-  if (!output_log_) return errno_status("open " + options_.output_log.string());
+  auto log = CappedLog::open(options_.output_log, options_.log_max_bytes);
+  if (!log) return log.status();
+  output_log_ = std::make_unique<CappedLog>(std::move(*log));
+  if (options_.forward_output) {
+    stdout_ = std::make_unique<OutputSink>(STDOUT_FILENO);
+    stderr_ = std::make_unique<OutputSink>(STDERR_FILENO);
+  }
 
   listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   sockaddr_un addr{};
@@ -150,9 +175,13 @@ Result<int> ContainerSupervisor::run() {
   for (size_t i = 0; i < options_.watched.size(); ++i) watch(options_.watched[i].fd, EPOLLIN, kWatchedBase + i);
   if (options_.health) watch(options_.health->fd(), EPOLLIN, kHealth);
   bool agent_open = true;
+  stdin_open_ = options_.forward_stdin;
   if (options_.plan) {
     phase_ = Phase::booting;
     deadline_ = Clock::now() + options_.boot_timeout;
+    options_.plan->process.output_window = kOutputWindow;
+    options_.plan->process.stdin = options_.forward_stdin;
+    options_.plan->process.tty = options_.tty;
   } else if (options_.go) {
     // A restored guest holding at its startup barrier: the container starts now.
     if (Status st = agent_.send(agent::FrameType::kGo, agent::kMainSession, options_.go->to_payload()); !st.ok()) {
@@ -161,15 +190,28 @@ Result<int> ContainerSupervisor::run() {
     phase_ = Phase::starting;
   } else {
     phase_ = Phase::running;
-    // A restored guest already runs its container; exec is served from here on.
+    // A restored guest already runs its container; exec is served from here on. Credit
+    // the snapshot's host never sent is lost with it: grant one window afresh (the agent
+    // caps what it holds), so the main process cannot stay blocked on it.
+    credit(agent::kMainSession, kOutputWindow);
     if (options_.on_started) options_.on_started();
     start_health();
   }
+  watch_stdin();
 
+  next_console_cap_ = Clock::now() + kConsoleCapInterval;
   while (!vm_.exited() && !failure_) {
+    if (options_.log_max_bytes > 0 && Clock::now() >= next_console_cap_) {
+      if (Status st = cap_appended_file(options_.console_log, options_.log_max_bytes); !st.ok()) {
+        log_->warn("console log cap: " + st.message());
+      }
+      next_console_cap_ = Clock::now() + kConsoleCapInterval;
+    }
+    auto wake = deadline_;
+    if (options_.log_max_bytes > 0 && (!wake || next_console_cap_ < *wake)) wake = next_console_cap_;
     int timeout_ms = -1;
-    if (deadline_) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline_ - Clock::now());
+    if (wake) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(*wake - Clock::now());
       timeout_ms = static_cast<int>(std::clamp<long>(left.count(), 0, 60000));
     }
     epoll_event events[16];
@@ -210,6 +252,10 @@ Result<int> ContainerSupervisor::run() {
         accept_client();
       } else if (tag == kHealth) {
         options_.health->on_ready();
+      } else if (tag == kStdin) {
+        forward_stdin();
+      } else if (tag == kStdoutSink || tag == kStderrSink) {
+        flush_sink(tag == kStderrSink);
       } else if (tag >= kWatchedBase && tag < kWatchedBase + options_.watched.size()) {
         auto& watched = options_.watched[tag - kWatchedBase];
         if (watched.on_ready()) {
@@ -217,9 +263,11 @@ Result<int> ContainerSupervisor::run() {
           begin_stop(options_.stop_timeout);
         }
       } else if (tag >= kClientBase) {
-        handle_client(static_cast<std::uint32_t>(tag - kClientBase));
+        handle_client(static_cast<std::uint32_t>(tag - kClientBase), events[i].events);
       }
     }
+    // Regular files are never waited for: read them whenever the window has room.
+    if (stdin_open_ && !stdin_pollable_) forward_stdin();
     if (agent_open) watch(agent_.fd(), agent_.epoll_events(), kAgent);
   }
   // The VM is gone: whatever the agent wrote before powering off is still in the socket
@@ -228,6 +276,14 @@ Result<int> ContainerSupervisor::run() {
                                          ::poll(&p, 1, 0) > 0 && handle_agent().ok();) {
   }
   while (!clients_.empty()) drop_client(clients_.begin()->first);
+  // The VM is gone: what our readers are still owed (at most a window) is written out,
+  // waiting for them as any program's last writes would.
+  for (auto* sink : {stdout_.get(), stderr_.get()}) {
+    if (sink) sink->drain();
+  }
+  if (Status st = cap_appended_file(options_.console_log, options_.log_max_bytes); !st.ok()) {
+    log_->warn("console log cap: " + st.message());
+  }
 
   if (failure_) return *failure_;
   if (phase_ == Phase::booting) {
@@ -256,9 +312,125 @@ void ContainerSupervisor::fail(Status failure) {
   if (!failure_) failure_ = std::move(failure);
 }
 
-void ContainerSupervisor::write_output(int fd, const std::string& bytes) {
-  write_all(output_log_.get(), bytes);
-  if (options_.forward_output) write_all(fd, bytes);
+void ContainerSupervisor::credit(std::uint32_t session, std::uint64_t bytes) {
+  while (bytes > 0) {
+    const auto grant = static_cast<std::uint32_t>(std::min<std::uint64_t>(bytes, agent::kMaxCreditBytes));
+    (void)agent_.send(agent::FrameType::kCredit, session, agent::Credit{grant}.to_payload());
+    bytes -= grant;
+  }
+}
+
+void ContainerSupervisor::relay_main_output(bool is_stderr, const std::string& bytes) {
+  if (Status st = output_log_->append(bytes); !st.ok() && !std::exchange(output_log_failed_, true)) {
+    log_->warn("container log: " + st.message());
+  }
+  OutputSink* sink = is_stderr ? stderr_.get() : stdout_.get();
+  if (!sink || output_broken_) return credit(agent::kMainSession, bytes.size());
+  if (sink->queued() + bytes.size() > kMaxQueuedOutput) {
+    log_->warn("the guest sent output beyond its window; dropped " + std::to_string(bytes.size()) +
+               " bytes");
+    return;
+  }
+  after_sink_write(*sink, sink->write(bytes));
+}
+
+void ContainerSupervisor::flush_sink(bool is_stderr) {
+  OutputSink* sink = is_stderr ? stderr_.get() : stdout_.get();
+  if (sink) after_sink_write(*sink, sink->flush());
+}
+
+void ContainerSupervisor::after_sink_write(OutputSink& sink, std::size_t done) {
+  if (done > 0) credit(agent::kMainSession, done);
+  if (sink.broken() && !output_broken_) {
+    // Our reader is gone (`| head -1`): what the kernel does to a writer into a closed
+    // pipe, done to the container's process; then the container stops.
+    output_broken_ = true;
+    log_->info("the output's reader went away; sending the container SIGPIPE and stopping it");
+    (void)agent_.send_signal(agent::kMainSession, SIGPIPE);
+    begin_stop(options_.stop_timeout);
+  }
+  if (sink.poll_fd() >= 0) {
+    const std::uint64_t tag = &sink == stderr_.get() ? kStderrSink : kStdoutSink;
+    if (sink.queued() > 0) {
+      watch(sink.poll_fd(), EPOLLOUT, tag);
+    } else {
+      unwatch(sink.poll_fd());
+    }
+  }
+}
+
+void ContainerSupervisor::watch_stdin() {
+  if (!stdin_pollable_) return;
+  // STDIN for session 0 means something only once its process runs.
+  const bool want = stdin_open_ && main_started_ && stdin_in_flight_ < agent::kStdinWindow;
+  if (want == stdin_watched_) return;
+  if (!want) {
+    unwatch(STDIN_FILENO);
+  } else {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kStdin;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, STDIN_FILENO, &ev) != 0) {
+      stdin_pollable_ = false;  // EPERM: a regular file; the loop reads it directly
+      return;
+    }
+  }
+  stdin_watched_ = want;
+}
+
+void ContainerSupervisor::forward_stdin() {
+  if (!stdin_open_ || !main_started_ || stdin_in_flight_ >= agent::kStdinWindow) return watch_stdin();
+  char buf[65536];
+  const auto room = static_cast<std::size_t>(
+      std::min<std::uint64_t>(sizeof buf, agent::kStdinWindow - stdin_in_flight_));
+  const ssize_t n = ::read(STDIN_FILENO, buf, room);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  if (n > 0) {
+    stdin_in_flight_ += static_cast<std::uint64_t>(n);
+    (void)agent_.send_stdin(agent::kMainSession, std::string_view(buf, static_cast<std::size_t>(n)));
+  } else {  // EOF, or an error that ends our input all the same
+    stdin_open_ = false;
+    (void)agent_.send_stdin_eof(agent::kMainSession);
+  }
+  watch_stdin();
+}
+
+void ContainerSupervisor::forward_resize() {
+  if (!main_started_) return;  // the process starts with the size of that moment
+  if (auto size = terminal_size(STDIN_FILENO)) {
+    (void)agent_.send(agent::FrameType::kResize, agent::kMainSession, size->to_payload());
+  }
+}
+
+void ContainerSupervisor::on_stdin_credit(const agent::Frame& f) {
+  std::string err;
+  auto granted = agent::parse_credit(f.payload, &err);
+  if (!granted) return log_->warn("agent sent a bad STDIN_CREDIT: " + err);
+  if (f.session == agent::kMainSession) {
+    stdin_in_flight_ -= std::min<std::uint64_t>(stdin_in_flight_, granted->bytes);
+    return watch_stdin();
+  }
+  auto it = clients_.find(f.session);
+  if (it == clients_.end()) return;
+  ControlClient& c = *it->second;
+  c.stdin_in_flight -= std::min<std::uint64_t>(c.stdin_in_flight, granted->bytes);
+  forward_client_stdin(f.session, c);
+  // Reading the client resumes once nothing is held back.
+  if (c.stdin_held.empty() && !c.stdin_eof_held) handle_client(f.session);
+}
+
+void ContainerSupervisor::forward_client_stdin(std::uint32_t session, ControlClient& c) {
+  const std::uint64_t room = agent::kStdinWindow - std::min<std::uint64_t>(c.stdin_in_flight, agent::kStdinWindow);
+  const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(room, c.stdin_held.size()));
+  if (n > 0) {
+    (void)agent_.send_stdin(session, std::string_view(c.stdin_held).substr(0, n));
+    c.stdin_held.erase(0, n);
+    c.stdin_in_flight += n;
+  }
+  if (c.stdin_held.empty() && c.stdin_eof_held) {
+    c.stdin_eof_held = false;
+    (void)agent_.send_stdin_eof(session);
+  }
 }
 
 Status ContainerSupervisor::handle_agent() {
@@ -267,6 +439,10 @@ Status ContainerSupervisor::handle_agent() {
   for (auto& f : *frames) {
     if (f.type == agent::FrameType::kHello) {
       handle_hello(f);
+      continue;
+    }
+    if (f.type == agent::FrameType::kStdinCredit) {
+      on_stdin_credit(f);
       continue;
     }
     if (f.session != agent::kMainSession) {
@@ -279,12 +455,14 @@ Status ContainerSupervisor::handle_agent() {
       case agent::FrameType::kReady: handle_ready(); break;
       case agent::FrameType::kStarted:
         if (phase_ == Phase::starting) phase_ = Phase::running;
+        main_started_ = true;
+        watch_stdin();
         if (options_.on_started) options_.on_started();
         if (pending_stop_ && phase_ == Phase::running) send_stop(*std::exchange(pending_stop_, std::nullopt));
         start_health();
         break;
-      case agent::FrameType::kStdout: write_output(STDOUT_FILENO, f.payload); break;
-      case agent::FrameType::kStderr: write_output(STDERR_FILENO, f.payload); break;
+      case agent::FrameType::kStdout: relay_main_output(false, f.payload); break;
+      case agent::FrameType::kStderr: relay_main_output(true, f.payload); break;
       case agent::FrameType::kExit:
         if (auto e = agent::parse_exit(f.payload, &err)) {
           exit_code_ = e->code;
@@ -343,6 +521,10 @@ void ContainerSupervisor::handle_ready() {
 Status ContainerSupervisor::handle_signal() {
   signalfd_siginfo info{};
   while (::read(signals_.get(), &info, sizeof info) == sizeof info) {
+    if (info.ssi_signo == SIGWINCH) {
+      forward_resize();
+      continue;
+    }
     log_->info(std::string("received ") + strsignal(static_cast<int>(info.ssi_signo)) +
                "; stopping the container");
     begin_stop(options_.stop_timeout);
@@ -394,12 +576,22 @@ void ContainerSupervisor::relay_exec_frame(const agent::Frame& f) {
   ControlClient& c = *it->second;
   std::string err;
   switch (f.type) {
-    case agent::FrameType::kStarted: c.reply({}); break;
-    case agent::FrameType::kStdout:
-      (void)control::append_message(c.out, control::MessageType::kStdout, f.payload);
+    case agent::FrameType::kStarted:
+      c.started = true;
+      c.reply({});
       break;
+    case agent::FrameType::kStdout:
     case agent::FrameType::kStderr:
-      (void)control::append_message(c.out, control::MessageType::kStderr, f.payload);
+      if (c.owed() + f.payload.size() > kMaxQueuedOutput) {
+        log_->warn("the guest sent exec output beyond its window; ending exec session " +
+                   std::to_string(f.session));
+        (void)agent_.send_signal(f.session, SIGKILL);
+        drop_client(f.session);
+        return;
+      }
+      c.output(f.type == agent::FrameType::kStdout ? control::MessageType::kStdout
+                                                    : control::MessageType::kStderr,
+               f.payload);
       break;
     case agent::FrameType::kError: {
       auto e = agent::parse_error_message(f.payload, &err);
@@ -463,6 +655,8 @@ void ContainerSupervisor::handle_request(std::uint32_t session, ControlClient& c
                                  [](const char*) -> const char* { return nullptr; });
   if (!process) return c.refuse(process.status().message());
   process->stdin = exec.stdin;
+  process->output_window = kOutputWindow;
+  if (exec.tty) process->tty = agent::WindowSize{exec.tty->rows, exec.tty->cols};
   if (Status st = agent_.send_exec(session, *process); !st.ok()) return c.refuse(st.message());
   c.exec_running = true;
 }
@@ -512,13 +706,21 @@ void ContainerSupervisor::run_health_check(std::uint32_t session, ControlClient&
   if (!started) c.refuse("the container is not running; its health cannot be checked");
 }
 
-void ContainerSupervisor::handle_client(std::uint32_t session) {
+void ContainerSupervisor::handle_client(std::uint32_t session, std::uint32_t events) {
   auto it = clients_.find(session);
   if (it == clients_.end()) return;
   ControlClient& c = *it->second;
+  const bool reading = !c.finished && c.stdin_held.empty() && !c.stdin_eof_held;
+  if (!reading && (events & (EPOLLHUP | EPOLLERR))) {
+    // Gone while we were not reading it (it would be reported again and again).
+    if (c.exec_running) (void)agent_.send_signal(session, SIGKILL);
+    drop_client(session);
+    return;
+  }
 
   char buf[65536];
-  while (!c.finished) {
+  // While STDIN waits for the agent's window, the client is not read: it waits in turn.
+  while (!c.finished && c.stdin_held.empty() && !c.stdin_eof_held) {
     ssize_t n = ::read(c.fd.get(), buf, sizeof buf);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
       // The client went away: its process must not linger in the guest.
@@ -538,10 +740,18 @@ void ContainerSupervisor::handle_client(std::uint32_t session) {
       switch (m.type) {
         case control::MessageType::kRequest: handle_request(session, c, m.payload); break;
         case control::MessageType::kStdin:
-          if (c.exec_running) (void)agent_.send_stdin(session, m.payload);
+          if (c.exec_running) c.stdin_held += m.payload;
           break;
         case control::MessageType::kStdinEof:
-          if (c.exec_running) (void)agent_.send_stdin_eof(session);
+          if (c.exec_running) c.stdin_eof_held = true;
+          break;
+        case control::MessageType::kResize:
+          // Only to a command that started (on its terminal): an agent that predates
+          // terminals refused it, and must not see a frame type it does not know.
+          if (auto size = control::parse_terminal_size(m.payload); size && c.exec_running && c.started) {
+            (void)agent_.send(agent::FrameType::kResize, session,
+                              agent::WindowSize{size->rows, size->cols}.to_payload());
+          }
           break;
         default: break;
       }
@@ -551,6 +761,7 @@ void ContainerSupervisor::handle_client(std::uint32_t session) {
       c.exec_running = false;
       c.refuse("malformed control message: " + decoded.message());
     }
+    forward_client_stdin(session, c);
   }
   flush_client(session);
 }
@@ -560,19 +771,35 @@ void ContainerSupervisor::flush_client(std::uint32_t session) {
   if (it == clients_.end()) return;
   ControlClient& c = *it->second;
   // Write what we owe the client; a slow client only gets EPOLLOUT interest.
-  while (!c.out.empty()) {
-    ssize_t n = ::write(c.fd.get(), c.out.data(), c.out.size());
-    if (n <= 0) break;
-    c.out.erase(0, static_cast<size_t>(n));
+  while (c.owed() > 0) {
+    const ssize_t n = ::send(c.fd.get(), c.out.data() + c.out_offset, c.owed(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n <= 0) break;  // full (EPOLLOUT brings us back) or gone (EPOLLIN/HUP does)
+    c.out_offset += static_cast<std::size_t>(n);
+    c.out_written += static_cast<std::uint64_t>(n);
   }
-  if (c.finished && c.out.empty()) {
+  if (c.owed() == 0) {
+    c.out.clear();
+    c.out_offset = 0;
+  } else if (c.out_offset > c.out.size() / 2) {
+    c.out.erase(0, c.out_offset);
+    c.out_offset = 0;
+  }
+  std::uint64_t written = 0;
+  while (!c.uncredited.empty() && c.uncredited.front().first <= c.out_written) {
+    written += c.uncredited.front().second;
+    c.uncredited.pop_front();
+  }
+  if (written > 0 && c.exec_running) credit(session, written);
+  if (c.finished && c.owed() == 0) {
     drop_client(session);
     return;
   }
   // A finished client is only written to: reading it again would spin on unread input.
+  // Nor is one read whose STDIN waits for the agent's window.
+  const bool read = !c.finished && c.stdin_held.empty() && !c.stdin_eof_held;
   watch(c.fd.get(),
-        (c.finished ? 0u : static_cast<std::uint32_t>(EPOLLIN)) |
-            (c.out.empty() ? 0u : static_cast<std::uint32_t>(EPOLLOUT)),
+        (read ? static_cast<std::uint32_t>(EPOLLIN) : 0u) |
+            (c.owed() == 0 ? 0u : static_cast<std::uint32_t>(EPOLLOUT)),
         kClientBase + session);
 }
 

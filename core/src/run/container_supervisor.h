@@ -15,16 +15,29 @@
 // `fcvm exec`, `fcvm stop`; a malformed request gets an error reply and the VM runs on),
 // turns SIGINT/SIGTERM into a graceful stop, and returns the container's exit code.
 //
+// Flow control (agent_protocol.h, "Flow control"): every session's output runs under an
+// output window of kOutputWindow bytes that is credited only once the bytes left this
+// process (the main process: written to our stdout/stderr, which never block the loop, and
+// to the container log; an exec session: written to its client's socket). A slow reader
+// thus slows its own session's process in the guest and nothing here grows without bound;
+// output beyond the window (a guest that ignores it) is dropped with a warning. STDIN is
+// held to the agent's STDIN window: a client or terminal that sends faster than the
+// process reads is simply not read. When our stdout's reader goes away (`| head -1`), the
+// container's process gets SIGPIPE, as the kernel would do to it, and the container stops.
+//
 // Threading: single-threaded; run() owns the calling thread until the VM is gone.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <sys/epoll.h>
 
 #include <fcvm/agent_plan.h>
 
@@ -38,10 +51,23 @@ namespace fcvm {
 
 class HealthMonitor;
 
+class CappedLog;
+class OutputSink;
+
+// Output bytes a session may have in flight between the agent and its reader.
+inline constexpr std::uint32_t kOutputWindow = 256u << 10;
+
 struct SupervisorOptions {
   std::filesystem::path control_socket;  // served with the host control protocol
   std::filesystem::path output_log;      // container stdout+stderr, appended
   bool forward_output = true;            // also write to our stdout/stderr (foreground)
+  bool forward_stdin = false;            // -i: our stdin feeds the main process, EOF included
+  // -t: the main process runs on a guest pseudo-terminal of this size; when our stdin is
+  // a terminal too, its size changes (SIGWINCH) follow.
+  std::optional<agent::WindowSize> tty;
+  // Cap on the container log and the console log (Config::log_max_bytes; capped_log.h).
+  // 0: no cap.
+  std::uint64_t log_max_bytes = 0;
   agent::Process main_process;           // defaults for exec sessions (env, cwd, user)
   std::filesystem::path rootfs;          // the image rootfs, for exec --user names
   std::filesystem::path console_log;     // the guest's console, quoted when boot fails
@@ -118,7 +144,8 @@ class ContainerSupervisor {
   Status boot_failure(Errc code, const std::string& what) const;
   Status handle_signal();
   void accept_client();
-  void handle_client(std::uint32_t session);
+  // `events`: what epoll reported (EPOLLIN when called to resume reading).
+  void handle_client(std::uint32_t session, std::uint32_t events = EPOLLIN);
   void handle_request(std::uint32_t session, ControlClient& client, const std::string& payload);
   // pause, resume and snapshot requests; each finishes its client.
   void handle_vm_request(ControlClient& client, const control::Request& request);
@@ -134,14 +161,42 @@ class ContainerSupervisor {
   void begin_stop(std::chrono::milliseconds grace);
   // Sends the stop to the agent and waits `grace` and a little more for the power-off.
   void send_stop(std::chrono::milliseconds grace);
-  void write_output(int fd, const std::string& bytes);
+  // Main-session output: to the container log and (foreground) our stdout/stderr; credits
+  // the agent for what left.
+  void relay_main_output(bool is_stderr, const std::string& bytes);
+  // EPOLLOUT on one of our output streams.
+  void flush_sink(bool is_stderr);
+  // Credits `bytes` of main-session output, and stops the container once our reader left.
+  void after_sink_write(OutputSink& sink, std::size_t done);
+  void credit(std::uint32_t session, std::uint64_t bytes);
+  // -i: reads our stdin into STDIN frames while the main session's window has room.
+  void forward_stdin();
+  void watch_stdin();
+  // SIGWINCH: our terminal's new size to the main process's guest terminal.
+  void forward_resize();
+  // Moves a client's held STDIN to the agent as far as its window allows.
+  void forward_client_stdin(std::uint32_t session, ControlClient& c);
+  void on_stdin_credit(const agent::Frame& frame);
   void watch(int fd, std::uint32_t events, std::uint64_t tag);
+  void unwatch(int fd);
 
   Vm& vm_;
   AgentChannel& agent_;
   SupervisorOptions options_;
   LoggerPtr log_;
-  UniqueFd epoll_, signals_, listener_, output_log_;
+  UniqueFd epoll_, signals_, listener_;
+  std::unique_ptr<CappedLog> output_log_;
+  bool output_log_failed_ = false;  // warned once
+  // Our stdout and stderr (foreground runs), and whether their reader went away.
+  std::unique_ptr<OutputSink> stdout_, stderr_;
+  bool output_broken_ = false;
+  // -i: our stdin until EOF; epoll refuses regular files, which are read without waiting.
+  bool main_started_ = false;  // STARTED came for session 0
+  bool stdin_open_ = false;
+  bool stdin_pollable_ = true;
+  bool stdin_watched_ = false;
+  std::uint64_t stdin_in_flight_ = 0;  // sent to the agent, not yet credited
+  std::chrono::steady_clock::time_point next_console_cap_{};
   std::map<std::uint32_t, std::unique_ptr<ControlClient>> clients_;
   std::uint32_t next_session_ = 1;
   Phase phase_ = Phase::booting;

@@ -180,6 +180,9 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   opts.control_socket = vm_dir_ / "control.sock";
   opts.output_log = vm_dir_ / "container.log";
   opts.forward_output = options_.forward_output;
+  opts.forward_stdin = options_.forward_stdin;
+  opts.tty = options_.tty;
+  opts.log_max_bytes = options_.log_max_bytes;
   opts.main_process = exec.main_process;
   opts.rootfs = exec.rootfs;
   opts.console_log = spec.console_log;

@@ -118,6 +118,9 @@ struct VmSessionOptions {
   // Keep the record and logs of a VM whose container exited (podman without --rm).
   bool keep_exited = true;
   bool forward_output = true;       // container output also to our stdout/stderr
+  bool forward_stdin = false;       // -i: our stdin feeds the container's process
+  std::optional<agent::WindowSize> tty;  // -t: the process gets a guest terminal this size
+  std::uint64_t log_max_bytes = 0;  // cap on the container and console logs; 0: none
   // Stop the VM gracefully when this process exits (a clone's `snapshot serve`).
   std::optional<ProcessIdentity> stop_with;
   // --health-*: checks run once the container runs; their state goes to the record.
