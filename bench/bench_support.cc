@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -53,6 +54,22 @@ fs::path bare_initramfs() {
 }
 
 }  // namespace
+
+std::string env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+int reps() { return std::max(1, std::atoi(env_or("FCVM_BENCH_REPS", "3").c_str())); }
+
+std::vector<std::string> plugin_flags() {
+  std::vector<std::string> flags = {"--vmm", env_or("FCVM_BENCH_VMM", "vmm-qemu"), "--storage",
+                                    env_or("FCVM_BENCH_STORAGE", "storage-squashfs")};
+  if (const auto net = env_or("FCVM_BENCH_NETWORK", "none"); net != "none") {
+    flags.insert(flags.end(), {"--network", net});
+  }
+  return flags;
+}
 
 std::string guest_kernel() {
   for (const char* var : {"FCVM_BENCH_KERNEL", "FCVM_TEST_KERNEL"}) {

@@ -15,6 +15,14 @@
 
 namespace fcvm::bench {
 
+// $name, or `fallback` when unset or empty.
+std::string env_or(const char* name, const char* fallback);
+// Repetitions of each measurement: $FCVM_BENCH_REPS, default 3.
+int reps();
+// The combination's plugin flags for fcvm commands, from $FCVM_BENCH_VMM, $FCVM_BENCH_STORAGE
+// and $FCVM_BENCH_NETWORK ("none" or unset: no --network).
+std::vector<std::string> plugin_flags();
+
 // The guest kernel: $FCVM_BENCH_KERNEL, else $FCVM_TEST_KERNEL; empty when neither is set.
 std::string guest_kernel();
 

@@ -48,22 +48,13 @@ namespace fb = fcvm::bench;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
-std::string env_or(const char* name, const char* fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : fallback;
-}
+using fb::env_or;
+using fb::plugin_flags;
+using fb::reps;
 
-int reps() { return std::max(1, std::atoi(env_or("FCVM_BENCH_REPS", "3").c_str())); }
 int fleet_size() { return std::max(1, std::atoi(env_or("FCVM_BENCH_CLONES", "10").c_str())); }
 std::string memory() { return env_or("FCVM_BENCH_MEMORY", "file"); }
 bool with_network() { return env_or("FCVM_BENCH_NETWORK", "none") != "none"; }
-
-std::vector<std::string> plugin_flags() {
-  std::vector<std::string> flags = {"--vmm", env_or("FCVM_BENCH_VMM", "vmm-qemu"), "--storage",
-                                    env_or("FCVM_BENCH_STORAGE", "storage-squashfs")};
-  if (with_network()) flags.insert(flags.end(), {"--network", env_or("FCVM_BENCH_NETWORK", "")});
-  return flags;
-}
 
 std::vector<std::string> fcvm(std::vector<std::string> head, const std::vector<std::string>& tail = {}) {
   for (auto& f : plugin_flags()) head.push_back(f);

@@ -39,22 +39,9 @@ namespace fs = std::filesystem;
 namespace fb = fcvm::bench;
 using Clock = std::chrono::steady_clock;
 
-std::string env_or(const char* name, const char* fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : fallback;
-}
-
-int reps() { return std::max(1, std::atoi(env_or("FCVM_BENCH_REPS", "3").c_str())); }
-
-// The plugin flags of the combination, for `podman run`.
-std::vector<std::string> plugin_flags() {
-  std::vector<std::string> flags = {"--vmm", env_or("FCVM_BENCH_VMM", "vmm-qemu"), "--storage",
-                                    env_or("FCVM_BENCH_STORAGE", "storage-squashfs")};
-  if (const auto net = env_or("FCVM_BENCH_NETWORK", "none"); net != "none") {
-    flags.insert(flags.end(), {"--network", net});
-  }
-  return flags;
-}
+using fb::env_or;
+using fb::plugin_flags;
+using fb::reps;
 
 std::vector<std::string> podman_run(std::vector<std::string> tail) {
   std::vector<std::string> args = {"podman", "run", "--kernel", fb::guest_kernel()};
