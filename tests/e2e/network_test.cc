@@ -196,6 +196,54 @@ TEST_P(CloneNetworkTest, ThreeClonesOfOneServeEachAnswerHttpOnTheirOwnPublishedP
   EXPECT_EQ(cli_->run({"snapshot", "rm", "web"}).code, 0);
 }
 
+// memory-uffd end to end with a network: two clones whose memory comes from one page server
+// answer HTTP on their own ports with the source's state.
+TEST_P(CloneNetworkTest, TwoClonesOfOnePageServerAnswerHttpWithTheSourcesState) {
+  auto src = cli_->run(run_args({"-d", "--no-snapshot", "--name", "pages-src", FcvmCli::hello_image(), "httpd",
+                                 "-f", "-p", "80", "-h", "/www"}));
+  ASSERT_EQ(src.code, 0) << src.err;
+  remember("pages-src");
+  ASSERT_EQ(cli_->run({"exec", "pages-src", "sh", "-c", "echo paged-state >> /www/index.html"}).code, 0);
+  const std::vector<std::string> global = {"--config", (cli_->data_dir() / "config.json").string(),
+                                           "--network", GetParam()};
+  auto with_global = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), global.begin(), global.end());
+    return args;
+  };
+  ASSERT_EQ(cli_->run(with_global({"snapshot", "create", "pages-src", "--tag", "pages"})).code, 0);
+  auto serve = cli_->start(with_global({"snapshot", "serve", "pages", "--name", "pages-serve", "--memory",
+                                        "memory-uffd", "--prefetch", "off"}));
+  ASSERT_TRUE(cli_->wait_status("pages-serve", "running", std::chrono::seconds(60)));
+  for (const char* name : {"pages-c1", "pages-c2"}) {
+    const std::uint16_t port = fcvm::testing::free_tcp_port();
+    auto r = cli_->run(with_global({"snapshot", "run", "--pid", std::to_string(serve.pid()), "-d", "--name", name,
+                                    "-p", std::to_string(port) + ":80"}));
+    ASSERT_EQ(r.code, 0) << name << ": " << r.err;
+    remember(name);
+    const std::string page = http_get(host_ip_of(name), port, std::chrono::seconds(60));
+    EXPECT_NE(page.find("paged-state"), std::string::npos) << name << ": " << page;
+  }
+  // Their pages came from the server: it counts faults for each (its stats file is
+  // rewritten at most once a second, so wait for both clients to appear in it).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  int counted = 0;
+  while (counted < 2 && std::chrono::steady_clock::now() < deadline) {
+    counted = 0;
+    for (const auto& rec : cli_->ls()) {
+      if (rec.value("type", "") == "clone" && rec.contains("memory_server") && rec["memory_server"].is_object() &&
+          rec["memory_server"].value("faults", 0) > 0) {
+        ++counted;
+      }
+    }
+    if (counted < 2) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(counted, 2) << cli_->ls().dump();
+  ASSERT_TRUE(serve.signal(SIGTERM).ok());
+  ASSERT_TRUE(serve.wait(std::chrono::seconds(120)).has_value());
+  EXPECT_EQ(cli_->run({"stop", "pages-src"}).code, 0);
+  EXPECT_EQ(cli_->run({"snapshot", "rm", "pages"}).code, 0);
+}
+
 // The whole of `fcvm podman run --network network-slirp -p` as an unprivileged user created
 // for the test, with a data dir of its own.
 TEST(RootlessNetworkVmTest, HttpdAnswersOnAPortPublishedWithoutRoot) {
