@@ -95,6 +95,7 @@ std::unique_ptr<VmOrigin> cached_start(const SnapshotStore& store, const std::st
     return nullptr;
   }
   log->info("restoring startup snapshot " + tag + " instead of booting");
+  touch_startup_snapshot(snap->dir);
   SnapshotRestoreSpec spec;
   spec.snapshot_name = tag;
   spec.disks = m.disks_in(snap->dir);

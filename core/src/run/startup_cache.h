@@ -13,14 +13,18 @@
 // Threading: plain functions.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <fcvm/agent_plan.h>
 
 #include "fcvm/plugin.h"
 #include "fcvm/result.h"
+#include "fcvm/log.h"
 #include "run/guest_assets.h"
+#include "snapshot/snapshot_store.h"
 
 namespace fcvm {
 
@@ -42,5 +46,20 @@ Result<std::string> startup_cache_key(const StartupInputs& inputs);
 
 // The snapshot tag of a key: "cache-" and its first 20 hex digits.
 std::string startup_cache_tag(const std::string& key);
+
+// How many startup snapshots a data dir keeps. Each holds the guest's memory image and a
+// disk; a run of a new key beyond this evicts the least recently used entries.
+inline constexpr std::size_t kStartupCacheEntries = 8;
+
+// Marks the entry in `dir` as just used (its directory's mtime), for eviction order.
+void touch_startup_snapshot(const std::filesystem::path& dir);
+
+// Keeps the `keep` most recently used startup snapshots of `store` (never evicting
+// `current`, the one just taken) and removes the others through `remove`, which gives back
+// their disks and then the snapshot. Entries `remove` refuses (disks of another storage
+// plugin) stay for `fcvm gc --cache`. Returns the tags removed. Never throws.
+std::vector<std::string> prune_startup_snapshots(
+    const SnapshotStore& store, const std::string& current, std::size_t keep,
+    const std::function<Status(const StoredSnapshot&)>& remove, const LoggerPtr& log);
 
 }  // namespace fcvm

@@ -1,6 +1,10 @@
 #include "run/startup_cache.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <ctime>
 
 #include <fstream>
 #include <functional>
@@ -71,6 +75,45 @@ TEST_F(StartupCacheKeyTest, AMissingGuestAssetIsAnError) {
   auto k = startup_cache_key(in);
   ASSERT_FALSE(k.ok());
   EXPECT_NE(k.status().message().find("nosuch"), std::string::npos) << k.status().message();
+}
+
+// A cached entry as the store holds it, last used `age_s` seconds ago.
+void add_entry(SnapshotStore& store, const std::string& tag, const std::string& key, int age_s) {
+  auto building = store.begin(tag);
+  ASSERT_TRUE(building.ok()) << building.status().message();
+  SnapshotManifest m;
+  m.tag = tag;
+  m.cache_key = key;
+  m.main_process.args = {"true"};
+  ASSERT_TRUE(write_snapshot_manifest(building->path(), m).ok());
+  ASSERT_TRUE(store.commit(*building, tag).ok());
+  const timespec when[2] = {{::time(nullptr) - age_s, 0}, {::time(nullptr) - age_s, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, store.dir_of(tag).c_str(), when, 0), 0);
+}
+
+TEST_F(StartupCacheKeyTest, PruningKeepsTheMostRecentlyUsedAndNeverTheCurrentOrPlainSnapshots) {
+  SnapshotStore store(dir_->path() / "data");
+  add_entry(store, "cache-old", "k1", 300);
+  add_entry(store, "cache-mid", "k2", 200);
+  add_entry(store, "cache-new", "k3", 100);
+  add_entry(store, "cache-current", "k4", 400);  // just taken, though its clock says old
+  add_entry(store, "plain", "", 500);            // a user's snapshot: not the cache's
+  touch_startup_snapshot(store.dir_of("cache-old"));  // a hit makes it the most recent
+
+  std::set<std::string> asked;
+  auto removed = prune_startup_snapshots(
+      store, "cache-current", 2,
+      [&](const StoredSnapshot& s) {
+        asked.insert(s.manifest.tag);
+        if (s.manifest.tag == "cache-new") return error(Errc::invalid_argument, "another storage plugin");
+        return store.remove(s.manifest.tag);
+      },
+      null_logger());
+  EXPECT_EQ(asked, (std::set<std::string>{"cache-mid", "cache-new"}));
+  EXPECT_EQ(removed, std::vector<std::string>{"cache-mid"});
+  std::set<std::string> left;
+  for (const auto& s : store.list()) left.insert(s.manifest.tag);
+  EXPECT_EQ(left, (std::set<std::string>{"cache-current", "cache-old", "cache-new", "plain"}));
 }
 
 }  // namespace

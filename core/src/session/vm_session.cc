@@ -266,6 +266,21 @@ void VmSession::take_startup_snapshot(const SnapshotSource& vm, const std::strin
     return;
   }
   log_->info("startup snapshot " + request.tag + " taken; the next runs of this container restore it");
+  const auto storage_name = backends_.names.count(PluginKind::storage) ? backends_.names.at(PluginKind::storage)
+                                                                        : std::string();
+  prune_startup_snapshots(
+      snapshots, request.tag, kStartupCacheEntries,
+      [&](const StoredSnapshot& old) -> Status {
+        const SnapshotManifest& m = old.manifest;
+        if (!m.disks.drives.empty()) {
+          if (m.disks.plugin != storage_name) {
+            return error(Errc::invalid_argument, "its disks belong to " + m.disks.plugin);
+          }
+          FCVM_RETURN_IF_ERROR(backends_.storage->destroy(m.disks_in(old.dir)));
+        }
+        return snapshots.remove(m.tag);
+      },
+      log_);
 }
 
 Result<std::unique_ptr<HealthMonitor>> VmSession::start_health_monitor(const agent::Process& main_process) {
