@@ -1,6 +1,7 @@
 #include "bench_support.h"
 
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -93,14 +94,42 @@ const fs::path& scratch_dir() {
   return dir;
 }
 
+namespace {
+
+std::string fcvm_binary() { return std::string(FCVM_BINARY_DIR) + "/bin/fcvm"; }
+
+// The run's data dir. storage-btrfs needs it on btrfs: `fcvm setup storage` makes a
+// loop-mounted volume in it once, which remove_scratch_dir() unmounts.
+const fs::path& data_dir() {
+  static const fs::path dir = [] {
+    const fs::path d = scratch_dir() / "data";
+    fs::create_directories(d);
+    if (env_or("FCVM_BENCH_STORAGE", "") == "storage-btrfs") {
+      check(run_command({fcvm_binary(), "--data-dir", d.string(), "setup", "storage"}));
+    }
+    return d;
+  }();
+  return dir;
+}
+
+bool is_mount_point(const fs::path& path) {
+  struct stat self{}, parent{};
+  return ::stat(path.c_str(), &self) == 0 && ::stat(path.parent_path().c_str(), &parent) == 0 &&
+         self.st_dev != parent.st_dev;
+}
+
+}  // namespace
+
 void remove_scratch_dir() {
+  // The btrfs volume's loop device is autoclear: it goes with the unmount.
+  const fs::path volume = scratch_dir() / "data" / "btrfs";
+  if (is_mount_point(volume) && ::umount2(volume.c_str(), 0) != 0) ::umount2(volume.c_str(), MNT_DETACH);
   std::error_code ec;
   fs::remove_all(scratch_dir(), ec);
 }
 
 std::vector<std::string> fcvm_argv(std::vector<std::string> args) {
-  args.insert(args.begin(), {std::string(FCVM_BINARY_DIR) + "/bin/fcvm", "--data-dir",
-                             (scratch_dir() / "data").string()});
+  args.insert(args.begin(), {fcvm_binary(), "--data-dir", data_dir().string()});
   return args;
 }
 
