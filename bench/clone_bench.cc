@@ -36,6 +36,7 @@
 
 #include "bench_support.h"
 #include "fcvm/child_process.h"
+#include "fcvm/file_clone.h"
 #include "fcvm/storage.h"
 #include "fcvm/temp_dir.h"
 #include "fcvm/vmm.h"
@@ -247,8 +248,12 @@ std::vector<fcvm::Drive> bare_drives(const json& manifest, const fs::path& snap,
     fcvm::Drive drive = d.get<fcvm::Drive>();
     if (drive.path.is_relative()) drive.path = snap / drive.path;
     if (!drive.read_only) {
+      // Holes stay holes (as the storage plugin's own clone): a full copy of a sparse disk
+      // would leave writeback running into the timed restore.
       const auto copy = dir / drive.path.filename();
-      fs::copy_file(drive.path, copy);
+      if (auto st = fcvm::clone_file(drive.path, copy, fcvm::CloneMode::create_new); !st.ok()) {
+        throw std::runtime_error(st.message());
+      }
       drive.path = copy;
     }
     drives.push_back(drive);
