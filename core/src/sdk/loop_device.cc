@@ -58,13 +58,17 @@ Result<LoopDevice> LoopDevice::attach(const std::filesystem::path& file, bool re
       return error(Errc::unavailable, "open /dev/loop-control: permission denied; run as root");
     return errno_status("open /dev/loop-control (is the loop module loaded?)");
   }
-  // Another process may claim the free device between GET_FREE and configuring it.
+  // Loop devices are shared by the whole host: between GET_FREE and configuring it, another
+  // process may claim the free device (EBUSY) or remove it (ENXIO, ENOENT). Ask again.
   for (int attempt = 0; attempt < 32; ++attempt) {
     const int index = ::ioctl(control.get(), LOOP_CTL_GET_FREE);
     if (index < 0) return errno_status("find a free loop device");
     std::filesystem::path device = "/dev/loop" + std::to_string(index);
     UniqueFd dev(::open(device.c_str(), mode | O_CLOEXEC));
-    if (!dev) return errno_status("open " + device.string());
+    if (!dev) {
+      if (errno == ENXIO || errno == ENOENT) continue;
+      return errno_status("open " + device.string());
+    }
     const int err = configure(dev.get(), backing.get(), file, read_only);
     if (err == 0) return LoopDevice(std::move(device), std::move(dev));
     if (err != EBUSY) return errno_status("attach " + file.string() + " to " + device.string(), err);

@@ -2,7 +2,12 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/loop.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <thread>
 
 #include "fcvm/child_process.h"
 #include "fcvm/mount.h"
@@ -83,6 +88,32 @@ TEST_F(LoopDeviceTest, MissingFileIsAnErrorNamingIt) {
   auto loop = LoopDevice::attach(dir_.path() / "absent.img");
   ASSERT_FALSE(loop.ok());
   EXPECT_NE(loop.status().message().find("absent.img"), std::string::npos);
+}
+
+// Loop devices belong to the whole host: another process may remove the free device
+// attach() was given before it opens it. attach() asks for another one.
+TEST_F(LoopDeviceTest, AttachSurvivesFreeDevicesRemovedByAnotherProcess) {
+  std::atomic<bool> done{false};
+  std::thread remover([&] {
+    UniqueFd control(::open("/dev/loop-control", O_RDWR | O_CLOEXEC));
+    while (!done) {
+      const int index = ::ioctl(control.get(), LOOP_CTL_GET_FREE);
+      if (index >= 0) ::ioctl(control.get(), LOOP_CTL_REMOVE, index);  // EBUSY once taken
+    }
+  });
+  int failures = 0;
+  std::string last_error;
+  for (int i = 0; i < 2000; ++i) {
+    auto loop = LoopDevice::attach(file_);
+    if (!loop.ok()) {
+      ++failures;
+      last_error = loop.status().message();
+    }
+  }
+  done = true;
+  remover.join();
+  EXPECT_EQ(failures, 0) << last_error;
+  EXPECT_TRUE(loop_devices_backed_by(file_).empty());
 }
 
 TEST(LoopFilesystemTest, BtrfsIsMountedAndCleanedUp) {

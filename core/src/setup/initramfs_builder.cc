@@ -21,7 +21,7 @@ namespace fcvm {
 namespace {
 
 // Bumped whenever the archive's layout changes, so old cache entries are not reused.
-constexpr std::string_view kLayoutVersion = "fcvm-initramfs-1";
+constexpr std::string_view kLayoutVersion = "fcvm-initramfs-2";
 constexpr std::string_view kStagePrefix = ".stage-";
 
 // Directories the agent mounts on or writes to.
@@ -73,6 +73,21 @@ Status copy_into(const std::filesystem::path& from, const std::filesystem::path&
   if (ec) return error(Errc::io, "copy " + from.string() + " into the initramfs: " + ec.message());
   if (::chmod(to.c_str(), mode) != 0) return errno_status("chmod " + to.string());
   return ok_status();
+}
+
+// cpio records each entry's mtime (--reproducible does not clamp it), so staging at another
+// second would change the archive: every entry gets the epoch instead.
+Status clamp_mtimes(const std::filesystem::path& root) {
+  const timespec epoch[2] = {{0, 0}, {0, 0}};
+  auto clamp = [&](const std::filesystem::path& p) {
+    return ::utimensat(AT_FDCWD, p.c_str(), epoch, AT_SYMLINK_NOFOLLOW) == 0
+               ? ok_status()
+               : errno_status("set the mtime of " + p.string());
+  };
+  for (const auto& e : std::filesystem::recursive_directory_iterator(root)) {
+    FCVM_RETURN_IF_ERROR(clamp(e.path()));
+  }
+  return clamp(root);
 }
 
 // Lists every entry under `root` as "./relative/path", parents before children, sorted, so
@@ -178,6 +193,7 @@ Status InitramfsBuilder::build(const InitramfsContents& contents,
   }
   // Without CAP_MKNOD this fails; the agent then opens /dev/console after mounting devtmpfs.
   ::mknod((root / "dev/console").c_str(), S_IFCHR | 0600, makedev(5, 1));
+  FCVM_RETURN_IF_ERROR(clamp_mtimes(root));
 
   const auto list_path = stage_dir->path() / "files";
   FCVM_RETURN_IF_ERROR(write_file_atomic(list_path, file_list(root)));

@@ -108,6 +108,31 @@ TEST_F(InitramfsBuilderTest, ReproducibleAndKeyedByContent) {
   EXPECT_NE(three->parent_path(), one->parent_path());
 }
 
+// The archive does not depend on when it was built: cpio's newc headers carry each entry's
+// mtime, and every one is the epoch.
+TEST_F(InitramfsBuilderTest, EveryEntryHasTheEpochAsItsMtime) {
+  InitramfsBuilder b(data_dir(), nullptr);
+  auto initrd = b.ensure(agent_);
+  ASSERT_TRUE(initrd.ok()) << initrd.status().message();
+  auto archive = run_command({"gzip", "-dc", initrd->string()});
+  ASSERT_TRUE(archive.ok()) << archive.status().message();
+  // newc: "070701", then 13 fields of 8 hex digits (mtime is the 6th, namesize the 12th),
+  // then the name; header+name and the data are each padded to 4 bytes.
+  auto field = [&](size_t at, int n) { return std::stoul(archive->substr(at + 6 + 8 * n, 8), nullptr, 16); };
+  auto pad4 = [](size_t n) { return (n + 3) & ~size_t{3}; };
+  int entries = 0;
+  for (size_t at = 0; at + 110 <= archive->size();) {
+    ASSERT_EQ(archive->compare(at, 6, "070701"), 0) << "bad header at " << at;
+    const size_t name_size = field(at, 11), file_size = field(at, 6);
+    const std::string name = archive->substr(at + 110, name_size - 1);
+    if (name == "TRAILER!!!") break;
+    EXPECT_EQ(field(at, 5), 0u) << name;
+    ++entries;
+    at = pad4(pad4(at + 110 + name_size) + file_size);
+  }
+  EXPECT_GE(entries, 8);
+}
+
 TEST_F(InitramfsBuilderTest, AddsExtraFilesAndSymlinks) {
   const fs::path tool = dir_.path() / "tool";
   write(tool, "tool bytes");
