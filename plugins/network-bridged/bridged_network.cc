@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "fcvm/host_port.h"
@@ -91,11 +92,8 @@ Result<Options> Options::from_json(const nlohmann::json& config) {
   return o;
 }
 
-BridgedNetwork::BridgedNetwork(std::filesystem::path data_dir, Options options, LoggerPtr log)
-    : data_dir_(std::move(data_dir)),
-      options_(std::move(options)),
-      log_(std::move(log)),
-      allocations_(data_dir_ / "subnets.json") {}
+BridgedNetwork::BridgedNetwork(std::filesystem::path allocations, Options options, LoggerPtr log)
+    : options_(std::move(options)), log_(std::move(log)), allocations_(std::move(allocations)) {}
 
 Probe BridgedNetwork::probe() {
   if (::geteuid() != 0) {
@@ -185,7 +183,7 @@ Result<NetworkLease> BridgedNetwork::create(const NetworkRequest& request, Guest
         }
       }
     }
-    auto free = AllocationFile::lowest_free_slot(doc, options_.capacity());
+    auto free = lowest_free_subnet(doc);
     if (!free) {
       return error(Errc::unavailable, "network-bridged: the pool " + options_.pool_text + " is exhausted (" +
                                           std::to_string(options_.capacity()) +
@@ -193,7 +191,9 @@ Result<NetworkLease> BridgedNetwork::create(const NetworkRequest& request, Guest
                                           "to a larger range");
     }
     slot = *free;
-    doc["holders"][request.vm_id] = {{"slot", slot}, {"name", request.name}, {"ports", request.ports}};
+    doc["holders"][request.vm_id] = {{"subnet", format_ipv4(options_.pool_base + 4 * slot) + "/30"},
+                                     {"name", request.name},
+                                     {"ports", request.ports}};
     return ok_status();
   }));
   const std::uint32_t base = options_.pool_base + 4 * slot;
@@ -265,6 +265,19 @@ Result<NetworkLease> BridgedNetwork::create(const NetworkRequest& request, Guest
   }
   log_->debug("VM " + request.name + ": " + st.netns + ", " + st.subnet);
   return lease;
+}
+
+std::optional<std::uint32_t> BridgedNetwork::lowest_free_subnet(const nlohmann::json& doc) const {
+  // By address, not by index: processes with other data dirs may use other pools.
+  std::set<std::uint32_t> taken;
+  for (const auto& [holder, entry] : doc["holders"].items()) {
+    auto subnet = parse_ipv4_cidr(entry.value("subnet", ""));
+    if (subnet) taken.insert(subnet->address & ~3u);
+  }
+  for (std::uint32_t slot = 0; slot < options_.capacity(); ++slot) {
+    if (!taken.count(options_.pool_base + 4 * slot)) return slot;
+  }
+  return std::nullopt;
 }
 
 Status BridgedNetwork::attach(NetworkLease&, pid_t) { return ok_status(); }

@@ -3,8 +3,10 @@
 //
 //   host: fv<id> 172.30.N.1/30 ── ns fcvm-<id>: veth0 172.30.N.2/30, tap0 10.0.2.2/24 ── guest 10.0.2.15
 //
-// The /30 comes from a pool (an AllocationFile under the plugin's data dir, locked across
-// processes) and is recorded in the lease. Inside the namespace, nftables DNATs what
+// The /30 comes from a pool and is recorded in the lease. Subnets, host ports and the nft
+// table belong to the whole host, so the allocations do too: one AllocationFile per host
+// (kHostAllocations, locked across processes), whichever data dir a VM's fcvm uses. It lives
+// in /run because what it hands out (namespaces, veths, nft chains) does not outlive a boot. Inside the namespace, nftables DNATs what
 // arrives for veth0's address to the guest and masquerades the guest's egress; so every VM
 // and every clone of a snapshot sees the same guest address and gateway, and a clone is
 // reached through its own /30 and its own published ports. On the host, fcvm's table
@@ -15,6 +17,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +28,7 @@
 namespace fcvm::bridged {
 
 inline constexpr const char* kPluginName = "network-bridged";
+inline constexpr const char* kHostAllocations = "/run/fcvm/network-bridged/subnets.json";
 
 struct Options {
   std::uint32_t pool_base = 0;  // host byte order, aligned to the pool's prefix
@@ -58,7 +62,9 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BridgedState, netns, host_veth, 
 
 class BridgedNetwork final : public NetworkBackend {
  public:
-  BridgedNetwork(std::filesystem::path data_dir, Options options, LoggerPtr log);
+  // `allocations`: the host's allocation file (kHostAllocations; tests pass their own along
+  // with a pool of their own).
+  BridgedNetwork(std::filesystem::path allocations, Options options, LoggerPtr log);
 
   Probe probe() override;
   Result<NetworkLease> setup(const NetworkRequest& request) override;
@@ -72,8 +78,9 @@ class BridgedNetwork final : public NetworkBackend {
 
  private:
   Result<NetworkLease> create(const NetworkRequest& request, GuestNetwork guest, const std::string& tap);
+  // The lowest slot of the pool whose /30 no holder in `doc` has; nullopt when all are.
+  std::optional<std::uint32_t> lowest_free_subnet(const nlohmann::json& doc) const;
 
-  std::filesystem::path data_dir_;
   Options options_;
   LoggerPtr log_;
   AllocationFile allocations_;

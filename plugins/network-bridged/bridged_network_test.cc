@@ -39,7 +39,7 @@ class BridgedNetworkTest : public ::testing::Test {
     config.update(extra_config_);
     auto options = Options::from_json(config);
     ASSERT_TRUE(options.ok()) << options.status().message();
-    backend_ = std::make_unique<BridgedNetwork>(dir_, *options, null_logger());
+    backend_ = std::make_unique<BridgedNetwork>(dir_ / "subnets.json", *options, null_logger());
   }
   void TearDown() override {
     backend_.reset();
@@ -194,12 +194,30 @@ TEST_F(BridgedNetworkTest, TenLeasesGetDistinctSubnetsAndAllAreReturned) {
   }
 }
 
+// Allocations are by address: a process configured with another pool that overlaps this
+// one never hands out a /30 this one holds.
+TEST_F(BridgedNetworkTest, AnOverlappingPoolOfAnotherProcessSkipsTheSubnetsHeld) {
+  const std::string third = std::to_string((::getpid() & 0x7f) * 2);
+  auto narrow = Options::from_json({{"pool", "100.84." + third + ".0/24"}, {"ip_forward", false}});
+  auto wide = Options::from_json({{"pool", "100.84." + third + ".0/23"}, {"ip_forward", false}});
+  ASSERT_TRUE(narrow.ok() && wide.ok());
+  BridgedNetwork a(dir_ / "shared.json", *narrow, null_logger());
+  BridgedNetwork b(dir_ / "shared.json", *wide, null_logger());
+  auto first = a.setup(request());
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  auto second = b.setup(request());
+  ASSERT_TRUE(second.ok()) << second.status().message();
+  EXPECT_NE(first->extra["subnet"], second->extra["subnet"]);
+  EXPECT_TRUE(a.teardown(*first).ok());
+  EXPECT_TRUE(b.teardown(*second).ok());
+}
+
 TEST_F(BridgedNetworkTest, TeardownWorksFromThePersistedLeaseAndTwice) {
   auto req = request({{"tcp", "0.0.0.0", fcvm::testing::free_tcp_port(), 80}});
   auto lease = backend_->setup(req);
   ASSERT_TRUE(lease.ok()) << lease.status().message();
   const NetworkLease persisted = nlohmann::json::parse(nlohmann::json(*lease).dump()).get<NetworkLease>();
-  auto other = std::make_unique<BridgedNetwork>(dir_, *Options::from_json({{"pool", "100.80.0.0/24"}}), null_logger());
+  auto other = std::make_unique<BridgedNetwork>(dir_ / "subnets.json", *Options::from_json({{"pool", "100.80.0.0/24"}}), null_logger());
   EXPECT_TRUE(other->teardown(persisted).ok());
   expect_nothing_left(req.vm_id);
   EXPECT_TRUE(other->teardown(persisted).ok()) << "idempotent";
@@ -238,7 +256,7 @@ TEST_F(BridgedNetworkTest, AnExhaustedPoolIsAOneLineErrorAndLeavesNothing) {
   auto options = Options::from_json({{"pool", "100.82." + std::to_string(::getpid() & 0xff) + ".0/30"},
                                      {"ip_forward", false}});
   ASSERT_TRUE(options.ok());
-  BridgedNetwork tiny(dir_ / "tiny", *options, null_logger());
+  BridgedNetwork tiny(dir_ / "tiny.json", *options, null_logger());
   auto first = tiny.setup(request());
   ASSERT_TRUE(first.ok()) << first.status().message();
   auto req = request();

@@ -12,7 +12,7 @@ Result<std::unique_ptr<Backend>> create(const PluginContext& context) {
   auto options = Options::from_json(context.config);
   if (!options) return options.status();
   return std::unique_ptr<Backend>(
-      std::make_unique<BridgedNetwork>(context.data_dir / kPluginName, *options, context.log));
+      std::make_unique<BridgedNetwork>(kHostAllocations, *options, context.log));
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 // AllocationFile: a small JSON document of who holds what (subnets, loopback addresses,
 // host ports), shared by every fcvm process through an exclusive lock (flock on FILE.lock).
 //
-// Plugins keep theirs under their data dir; every read-modify-write runs under the lock, so
+// A plugin keeps its file where its resources' scope is: under its data dir for what is one
+// data dir's, in /run for what is the whole host's (addresses, interfaces, nft tables), so
+// fcvm processes with other data dirs see it. Every read-modify-write runs under the lock, so
 // two processes never hand out the same slot. Writes are atomic (temp + fsync + rename),
 // files 0600, the dir 0700. Threading: update() blocks until the lock is free.
 #pragma once

@@ -238,6 +238,28 @@ class VmSessionTest : public ::testing::Test {
   }
 };
 
+// Subnets, veths and the host's nft table are the host's, not a data dir's: fcvm processes
+// with two data dirs never hand out the same subnet.
+TEST_F(VmSessionTest, NetworkBridgedOfTwoDataDirsHandsOutDistinctSubnets) {
+  auto first = bridged_network();
+  if (!first.ok() && first.status().code() == Errc::unavailable) GTEST_SKIP() << first.status().message();
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  const fs::path other_dir = tmp_.path() / "other-data";
+  fs::create_directories(other_dir);
+  PluginContext ctx{null_logger(), nlohmann::json{{"ip_forward", false}}, other_dir};
+  auto second = registry_->create_as<NetworkBackend>("network-bridged", PluginKind::network, ctx);
+  ASSERT_TRUE(second.ok()) << second.status().message();
+  auto a = (*first)->setup(NetworkRequest{random_vm_id(), "a", {}});
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  auto b = (*second)->setup(NetworkRequest{random_vm_id(), "b", {}});
+  EXPECT_TRUE(b.ok()) << b.status().message();
+  if (b.ok()) {
+    EXPECT_NE(a->extra["subnet"], b->extra["subnet"]);
+    EXPECT_TRUE((*second)->teardown(*b).ok());
+  }
+  EXPECT_TRUE((*first)->teardown(*a).ok());
+}
+
 TEST_F(VmSessionTest, FailedLaunchGivesBackDisksRecordAndDirectory) {
   make_storage();
   auto vmm = std::make_shared<FaultyVmm>(real_vmm_, Inject::launch_fails);
