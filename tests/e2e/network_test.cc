@@ -157,7 +157,14 @@ TEST_P(NetworkVmTest, KillNineThenGcLeavesNoNetworkBehind) {
 }
 
 // Clones under TCG are slow: the clone test runs with one network plugin.
-class CloneNetworkTest : public NetworkVmTest {};
+class CloneNetworkTest : public NetworkVmTest {
+ protected:
+  // `args` after the test's config and network plugin (snapshot commands).
+  std::vector<std::string> with_global(std::vector<std::string> args) const {
+    args.insert(args.begin(), {"--config", (cli_->data_dir() / "config.json").string(), "--network", GetParam()});
+    return args;
+  }
+};
 
 TEST_P(CloneNetworkTest, ThreeClonesOfOneServeEachAnswerHttpOnTheirOwnPublishedPort) {
   auto src = cli_->run(run_args({"-d", "--no-snapshot", "--name", "web-src", FcvmCli::hello_image(), "httpd",
@@ -166,12 +173,6 @@ TEST_P(CloneNetworkTest, ThreeClonesOfOneServeEachAnswerHttpOnTheirOwnPublishedP
   remember("web-src");
   // Written before the snapshot: each clone serves the source's state.
   ASSERT_EQ(cli_->run({"exec", "web-src", "sh", "-c", "echo cloned-state >> /www/index.html"}).code, 0);
-  const std::vector<std::string> global = {"--config", (cli_->data_dir() / "config.json").string(),
-                                           "--network", GetParam()};
-  auto with_global = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), global.begin(), global.end());
-    return args;
-  };
   auto created = cli_->run(with_global({"snapshot", "create", "web-src", "--tag", "web"}));
   ASSERT_EQ(created.code, 0) << created.err;
   auto serve = cli_->start(with_global({"snapshot", "serve", "web", "--name", "web-serve"}));
@@ -205,12 +206,6 @@ TEST_P(CloneNetworkTest, TwoClonesOfOnePageServerAnswerHttpWithTheSourcesState) 
   ASSERT_EQ(src.code, 0) << src.err;
   remember("pages-src");
   ASSERT_EQ(cli_->run({"exec", "pages-src", "sh", "-c", "echo paged-state >> /www/index.html"}).code, 0);
-  const std::vector<std::string> global = {"--config", (cli_->data_dir() / "config.json").string(),
-                                           "--network", GetParam()};
-  auto with_global = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), global.begin(), global.end());
-    return args;
-  };
   ASSERT_EQ(cli_->run(with_global({"snapshot", "create", "pages-src", "--tag", "pages"})).code, 0);
   auto serve = cli_->start(with_global({"snapshot", "serve", "pages", "--name", "pages-serve", "--memory",
                                         "memory-uffd", "--prefetch", "off"}));

@@ -96,8 +96,8 @@ Status remove_snapshot(CommandContext& ctx, SnapshotStore& store, const StoredSn
                                                        : std::string();
   if (!m.disks.drives.empty()) {
     if (name.empty()) return error(Errc::not_found, "snapshot " + m.tag + " names no storage plugin for its disks");
-    auto backend = ctx.plugins().create_as<StorageBackend>(name, PluginKind::storage, ctx.plugin_context(name));
-    if (!backend) return backend.status().with_context("snapshot " + m.tag + ": cannot load " + name + ": ");
+    auto backend = load_backend<StorageBackend>(ctx, name, PluginKind::storage);
+    if (!backend) return backend.status().with_context("snapshot " + m.tag + ": cannot load storage plugin '" + name + "': ");
     FCVM_RETURN_IF_ERROR((*backend)->destroy(m.disks_in(snap.dir)).with_context("snapshot " + m.tag + ": disks: "));
   }
   return store.remove(m.tag);

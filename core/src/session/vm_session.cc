@@ -3,6 +3,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <utility>
+
 #include "health/health_monitor.h"
 #include "plugin/plugin_registry.h"
 #include "run/container_supervisor.h"
@@ -214,9 +216,15 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
     if (!taken) return taken.status();
     return control::SnapshotTaken{taken->tag, taken->pause_ms};
   };
+  bool prune_due = false;
   if (startup_cache_key_ && opts.plan) {
     opts.plan->hold = true;
-    opts.at_barrier = [&](const std::string& boot_id) { take_startup_snapshot(source, boot_id); };
+    opts.at_barrier = [&](const std::string& boot_id) { prune_due = take_startup_snapshot(source, boot_id); };
+    // Evicting old entries waits until the container runs: it is not on its start path.
+    opts.on_started = [this, &prune_due] {
+      if (on_started_) on_started_();
+      if (std::exchange(prune_due, false)) prune_startup_cache();
+    };
   }
 
   UniqueFd anchor;
@@ -247,7 +255,7 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   return code;
 }
 
-void VmSession::take_startup_snapshot(const SnapshotSource& vm, const std::string& boot_id) {
+bool VmSession::take_startup_snapshot(const SnapshotSource& vm, const std::string& boot_id) {
   SnapshotSource source = vm;
   source.cache_key = *startup_cache_key_;
   source.boot_id = boot_id;
@@ -258,18 +266,23 @@ void VmSession::take_startup_snapshot(const SnapshotSource& vm, const std::strin
                                /*was_paused=*/false, nullptr, log_);
   if (!taken && taken.status().code() == Errc::already_exists) {
     log_->info("startup snapshot " + request.tag + ": a concurrent run took it first");
-    return;
+    return false;
   }
   if (!taken) {
     log_->warn("startup snapshot " + request.tag + " not taken (later runs boot too): " +
                taken.status().message());
-    return;
+    return false;
   }
   log_->info("startup snapshot " + request.tag + " taken; the next runs of this container restore it");
+  return true;
+}
+
+void VmSession::prune_startup_cache() {
+  SnapshotStore snapshots(services_.data_dir);
   const auto storage_name = backends_.names.count(PluginKind::storage) ? backends_.names.at(PluginKind::storage)
                                                                         : std::string();
   prune_startup_snapshots(
-      snapshots, request.tag, kStartupCacheEntries,
+      snapshots, startup_cache_tag(*startup_cache_key_), kStartupCacheEntries,
       [&](const StoredSnapshot& old) -> Status {
         const SnapshotManifest& m = old.manifest;
         if (!m.disks.drives.empty()) {

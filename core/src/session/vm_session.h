@@ -171,8 +171,12 @@ class VmSession {
   class RecordGuard;
   Result<int> run_steps(VmOrigin& origin);
   Status update_record(const std::function<void(VmRecord&)>& change);
-  // At the startup barrier (set_startup_snapshot): the startup snapshot of `source`.
-  void take_startup_snapshot(const SnapshotSource& source, const std::string& boot_id);
+  // At the startup barrier (set_startup_snapshot): the startup snapshot of `source`; true
+  // when taken.
+  bool take_startup_snapshot(const SnapshotSource& source, const std::string& boot_id);
+  // Once the container runs after a startup snapshot was taken: evicts the least recently
+  // used entries beyond kStartupCacheEntries.
+  void prune_startup_cache();
   // The health checks of options_.health, their state "starting" in the record.
   Result<std::unique_ptr<HealthMonitor>> start_health_monitor(const agent::Process& main_process);
   VmSpec layout() const;
