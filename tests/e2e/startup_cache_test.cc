@@ -79,5 +79,49 @@ TEST_F(StartupCacheTest, ACachedStartGivesTheColdStartsOutputAndAnyChangeMisses)
   EXPECT_TRUE(cache_entries().empty());
 }
 
+// With a health check the entry is taken once the container is healthy: a later run goes on
+// from there, already running, and its output is the cold run's, including what was printed
+// before the snapshot (a value drawn then, which a fresh start would draw anew).
+TEST_F(StartupCacheTest, AHealthCheckedRunIsCachedOnceHealthyAndGoesOnFromThere) {
+  const std::string script =
+      "n=$(cat /proc/sys/kernel/random/uuid); echo \"drew $n\"; echo warming >&2; touch /tmp/ready; "
+      "while [ ! -f /tmp/go ]; do sleep 1; done; echo \"still $n\"; exit 7";
+  auto start = [&](const std::string& name) {
+    return cli_->run({"podman", "run", "-d", "--name", name, "--kernel", FcvmCli::kernel().string(), "--health-cmd",
+                      "test -f /tmp/ready", "--health-interval", "1s", "--health-retries", "60",
+                      FcvmCli::hello_image(), "sh", "-c", script});
+  };
+  // Lets the container finish; returns its log.
+  auto finish = [&](const std::string& name) {
+    EXPECT_EQ(cli_->run({"exec", name, "touch", "/tmp/go"}).code, 0);
+    EXPECT_TRUE(cli_->wait_status(name, "exited", std::chrono::seconds(60)));
+    EXPECT_EQ(cli_->record(name)["exit_code"], 7);
+    return cli_->run({"logs", name}).out;
+  };
+
+  auto cold = start("cold");
+  ASSERT_EQ(cold.code, 0) << cold.err;
+  auto entries = cache_entries();
+  ASSERT_EQ(entries.size(), 1u) << "taken before the detached run returned: " << entries.dump();
+  const std::string cold_log = finish("cold");
+  ASSERT_EQ(cold_log.rfind("drew ", 0), 0u) << cold_log;
+  const std::string drawn = cold_log.substr(5, cold_log.find('\n') - 5);
+  EXPECT_EQ(cold_log, "drew " + drawn + "\nwarming\nstill " + drawn + "\n");
+
+  auto cached = start("cached");
+  ASSERT_EQ(cached.code, 0) << cached.err;
+  const auto record = cli_->record("cached");
+  EXPECT_EQ(record["snapshot"], entries[0]["tag"]) << record.dump();
+  EXPECT_EQ(record["health"]["status"], "healthy") << record.dump();
+  EXPECT_EQ(finish("cached"), cold_log) << "the cached run continues the cold run's container";
+  EXPECT_EQ(cache_entries().size(), 1u);
+
+  // The same container without a health check is another entry (taken at the barrier).
+  auto plain = cli_->run({"podman", "run", "--name", "plain", "--kernel", FcvmCli::kernel().string(),
+                          FcvmCli::hello_image(), "sh", "-c", "exit 4"});
+  EXPECT_EQ(plain.code, 4) << plain.err;
+  EXPECT_EQ(cache_entries().size(), 2u);
+}
+
 }  // namespace
 }  // namespace fcvm::test

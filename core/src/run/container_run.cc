@@ -6,6 +6,7 @@
 
 #include <iostream>
 
+#include "fcvm/atomic_file.h"
 #include "image/image_store.h"
 #include "plugin/plugin_registry.h"
 #include "run/container_supervisor.h"
@@ -106,6 +107,18 @@ std::unique_ptr<VmOrigin> cached_start(const SnapshotStore& store, const std::st
   spec.boot_id = m.boot_id;
   spec.machine = m.machine;
   spec.startup = SnapshotRestoreSpec::Startup{image_ref};
+  if (m.cache_healthy) {
+    // Taken with the container running: it goes on from there after what it had printed.
+    auto bytes = read_file(snap->dir / m.startup_output);
+    auto replay = bytes ? decode_startup_output(*bytes) : Result<std::vector<OutputChunk>>(bytes.status());
+    if (!replay) {
+      log->warn("snapshot " + tag + ": its startup output is unreadable (" + replay.status().message() +
+                "); booting");
+      return nullptr;
+    }
+    spec.startup->held = false;
+    spec.startup->replay = std::move(*replay);
+  }
   return std::make_unique<SnapshotRestore>(std::move(spec));
 }
 
@@ -155,11 +168,13 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
 
   std::unique_ptr<VmOrigin> origin;
   if (req.startup_snapshot && can_snapshot && !req.tty) {
+    // With a health check, the entry holds the container once healthy, not before it starts.
+    const std::string moment = startup_moment_of(req.health);
     auto key = startup_cache_key(StartupInputs{image.digest, *process, req.vcpus, req.memory_mib,
-                                               boot.assets, backend_names, vmm_version});
+                                               boot.assets, backend_names, vmm_version, moment});
     if (!key) return key.status();
     origin = cached_start(SnapshotStore(data_dir), *key, req.image, log);
-    if (!origin) session.set_startup_snapshot(*key);
+    if (!origin) session.set_startup_snapshot(*key, /*at_healthy=*/!moment.empty());
   }
   if (!origin) origin = std::make_unique<ImageBoot>(std::move(boot));
 

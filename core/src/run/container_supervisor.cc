@@ -152,6 +152,7 @@ Result<int> ContainerSupervisor::run() {
     stdout_ = std::make_unique<OutputSink>(STDOUT_FILENO);
     stderr_ = std::make_unique<OutputSink>(STDERR_FILENO);
   }
+  if (options_.keep_startup_output > 0) startup_output_.emplace();
 
   listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   sockaddr_un addr{};
@@ -174,6 +175,7 @@ Result<int> ContainerSupervisor::run() {
   watch(listener_.get(), EPOLLIN, kListener);
   for (size_t i = 0; i < options_.watched.size(); ++i) watch(options_.watched[i].fd, EPOLLIN, kWatchedBase + i);
   if (options_.health) watch(options_.health->fd(), EPOLLIN, kHealth);
+  for (const auto& chunk : options_.replay_output) emit_output(chunk.is_stderr, chunk.bytes, /*from_guest=*/false);
   bool agent_open = true;
   stdin_open_ = options_.forward_stdin;
   if (options_.plan) {
@@ -321,16 +323,36 @@ void ContainerSupervisor::credit(std::uint32_t session, std::uint64_t bytes) {
 }
 
 void ContainerSupervisor::relay_main_output(bool is_stderr, const std::string& bytes) {
+  if (startup_output_) {
+    startup_output_bytes_ += bytes.size();
+    if (startup_output_bytes_ > options_.keep_startup_output) {
+      log_->info("more than " + std::to_string(options_.keep_startup_output) +
+                 " bytes of output before the startup snapshot: it is not taken");
+      startup_output_.reset();
+    } else if (!startup_output_->empty() && startup_output_->back().is_stderr == is_stderr) {
+      startup_output_->back().bytes += bytes;
+    } else {
+      startup_output_->push_back({is_stderr, bytes});
+    }
+  }
+  emit_output(is_stderr, bytes, /*from_guest=*/true);
+}
+
+void ContainerSupervisor::emit_output(bool is_stderr, const std::string& bytes, bool from_guest) {
   if (Status st = output_log_->append(bytes); !st.ok() && !std::exchange(output_log_failed_, true)) {
     log_->warn("container log: " + st.message());
   }
   OutputSink* sink = is_stderr ? stderr_.get() : stdout_.get();
-  if (!sink || output_broken_) return credit(agent::kMainSession, bytes.size());
-  if (sink->queued() + bytes.size() > kMaxQueuedOutput) {
+  if (!sink || output_broken_) {
+    if (from_guest) credit(agent::kMainSession, bytes.size());
+    return;
+  }
+  if (from_guest && sink->queued() + bytes.size() > kMaxQueuedOutput) {
     log_->warn("the guest sent output beyond its window; dropped " + std::to_string(bytes.size()) +
                " bytes");
     return;
   }
+  if (!from_guest) uncredited_[is_stderr] += bytes.size();
   after_sink_write(*sink, sink->write(bytes));
 }
 
@@ -340,6 +362,11 @@ void ContainerSupervisor::flush_sink(bool is_stderr) {
 }
 
 void ContainerSupervisor::after_sink_write(OutputSink& sink, std::size_t done) {
+  // Replayed bytes go out first and were never the guest's to be credited for.
+  std::uint64_t& replayed = uncredited_[&sink == stderr_.get()];
+  const std::uint64_t not_owed = std::min<std::uint64_t>(replayed, done);
+  replayed -= not_owed;
+  done -= not_owed;
   if (done > 0) credit(agent::kMainSession, done);
   if (sink.broken() && !output_broken_) {
     // Our reader is gone (`| head -1`): what the kernel does to a writer into a closed

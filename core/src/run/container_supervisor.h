@@ -46,6 +46,7 @@
 #include "fcvm/log.h"
 #include "fcvm/unique_fd.h"
 #include "fcvm/vmm.h"
+#include "run/output_chunk.h"
 
 namespace fcvm {
 
@@ -105,6 +106,11 @@ struct SupervisorOptions {
   // Health checks, started once the container runs (health/health_monitor.h); borrowed,
   // must outlive run(). Null: none.
   HealthMonitor* health = nullptr;
+  // Output the container sent before this VM existed (a startup snapshot taken once
+  // healthy, run/startup_cache.h): written to the log and our streams before any other.
+  std::vector<OutputChunk> replay_output;
+  // Keeps up to this many bytes of the main process's output for startup_output(); 0: none.
+  std::size_t keep_startup_output = 0;
 };
 
 // Exit codes of the run itself, when there is no container exit code (as podman).
@@ -128,6 +134,10 @@ class ContainerSupervisor {
   // The guest agent's boot id (drawn once per agent start): what a snapshot records and its
   // clones must report. Empty before the HELLO of a booting guest.
   const std::string& guest_boot_id() const { return options_.guest_boot_id; }
+  // With keep_startup_output: the main process's output so far; null once it outgrew
+  // that or stop_keeping_startup_output() was called.
+  const std::vector<OutputChunk>* startup_output() const { return startup_output_ ? &*startup_output_ : nullptr; }
+  void stop_keeping_startup_output() { startup_output_.reset(); }
 
  private:
   struct ControlClient;
@@ -164,6 +174,9 @@ class ContainerSupervisor {
   // Main-session output: to the container log and (foreground) our stdout/stderr; credits
   // the agent for what left.
   void relay_main_output(bool is_stderr, const std::string& bytes);
+  // Output to the log and (foreground) our streams; `from_guest` bytes are credited once
+  // written out, replayed ones are not.
+  void emit_output(bool is_stderr, const std::string& bytes, bool from_guest);
   // EPOLLOUT on one of our output streams.
   void flush_sink(bool is_stderr);
   // Credits `bytes` of main-session output, and stops the container once our reader left.
@@ -190,6 +203,9 @@ class ContainerSupervisor {
   // Our stdout and stderr (foreground runs), and whether their reader went away.
   std::unique_ptr<OutputSink> stdout_, stderr_;
   bool output_broken_ = false;
+  std::uint64_t uncredited_[2] = {0, 0};  // replayed bytes still queued in stdout_, stderr_
+  std::optional<std::vector<OutputChunk>> startup_output_;
+  std::size_t startup_output_bytes_ = 0;
   // -i: our stdin until EOF; epoll refuses regular files, which are read without waiting.
   bool main_started_ = false;  // STARTED came for session 0
   bool stdin_open_ = false;

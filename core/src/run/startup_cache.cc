@@ -30,7 +30,7 @@ Result<std::string> startup_cache_key(const StartupInputs& in) {
   nlohmann::json plugins = nlohmann::json::object();
   for (const auto& [kind, name] : in.plugins) plugins[to_string(kind)] = name;
   // Versioned, so that a change of what the key covers invalidates every older entry.
-  const nlohmann::json canonical = {{"key_version", 1},
+  const nlohmann::json canonical = {{"key_version", 2},
                                     {"image", in.image_digest},
                                     {"process", agent::to_json(in.process)},
                                     {"vcpus", in.vcpus},
@@ -38,8 +38,45 @@ Result<std::string> startup_cache_key(const StartupInputs& in) {
                                     {"kernel", *kernel},
                                     {"initrd", *initrd},
                                     {"plugins", plugins},
-                                    {"vmm_version", in.vmm_version}};
+                                    {"vmm_version", in.vmm_version},
+                                    {"moment", in.moment}};
   return sha256_hex(canonical.dump());
+}
+
+std::string startup_moment_of(const HealthCheckSpec& health) {
+  if (!health.enabled()) return {};
+  // What decides "healthy"; the timings only decide how soon it is seen.
+  return nlohmann::json{{"healthy", {{"command", health.command}, {"url", health.url}}}}.dump();
+}
+
+std::string encode_startup_output(const std::vector<OutputChunk>& chunks) {
+  std::string out;
+  for (const auto& c : chunks) {
+    out.push_back(c.is_stderr ? 'e' : 'o');
+    const auto n = static_cast<std::uint32_t>(c.bytes.size());
+    for (int shift = 0; shift < 32; shift += 8) out.push_back(static_cast<char>((n >> shift) & 0xff));
+    out += c.bytes;
+  }
+  return out;
+}
+
+Result<std::vector<OutputChunk>> decode_startup_output(std::string_view bytes) {
+  std::vector<OutputChunk> chunks;
+  std::size_t total = 0;
+  while (!bytes.empty()) {
+    if (bytes.size() < 5 || (bytes[0] != 'o' && bytes[0] != 'e')) {
+      return error(Errc::protocol, "startup output: malformed chunk header");
+    }
+    std::uint32_t n = 0;
+    for (int i = 0; i < 4; ++i) n |= static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[1 + i])) << (8 * i);
+    total += n;
+    if (n > bytes.size() - 5 || total > kMaxStartupOutput) {
+      return error(Errc::protocol, "startup output: a chunk runs past the end or the size limit");
+    }
+    chunks.push_back({bytes[0] == 'e', std::string(bytes.substr(5, n))});
+    bytes.remove_prefix(5 + n);
+  }
+  return chunks;
 }
 
 std::string startup_cache_tag(const std::string& key) { return "cache-" + key.substr(0, 20); }

@@ -10,6 +10,12 @@
 // and `fcvm gc` remove them); concurrent first runs each build in a temp directory and the
 // first rename wins (snapshot/snapshot_store.h).
 //
+// With a health check the moment is another: "ready" for such a container means healthy
+// (a server that has loaded what it serves). The first run boots without holding, and its
+// VM's process snapshots the running guest when the first probe passes, keeping the
+// output the container had sent by then. Later runs restore that snapshot, replay the
+// output and go on with the container already running, healthy after their first probe.
+//
 // Threading: plain functions.
 #pragma once
 
@@ -23,6 +29,8 @@
 #include "fcvm/plugin.h"
 #include "fcvm/result.h"
 #include "fcvm/log.h"
+#include "health/health_check.h"
+#include "run/output_chunk.h"
 #include "run/guest_assets.h"
 #include "snapshot/snapshot_store.h"
 
@@ -37,7 +45,22 @@ struct StartupInputs {
   GuestAssets assets;      // kernel and initramfs (which holds the agent)
   std::map<PluginKind, std::string> plugins;  // vmm, storage, network
   std::string vmm_version;  // the VMM plugin's version, which writes and reads the state file
+  // When the snapshot is taken: empty at the startup barrier; with a health check, its
+  // canonical form (startup_moment_of), as the entry holds a container that ran until then.
+  std::string moment;
 };
+
+// The `moment` of a run with `health` (health_check.h): "" without a check.
+std::string startup_moment_of(const HealthCheckSpec& health);
+
+// A healthy-moment snapshot keeps at most this much output; a container that printed
+// more before it was healthy is not cached.
+inline constexpr std::size_t kMaxStartupOutput = 1 << 20;
+// The file format of a snapshot's startup output: per chunk 'o' or 'e', the length as 4
+// bytes little-endian, the bytes. decode refuses anything else (the file is read back from
+// the data dir) with Errc::protocol.
+std::string encode_startup_output(const std::vector<OutputChunk>& chunks);
+Result<std::vector<OutputChunk>> decode_startup_output(std::string_view bytes);
 
 // The inputs' key: SHA-256 (hex) of their canonical form. The kernel and initramfs count by
 // content identity (path, size and modification time; the initramfs path names the agent's

@@ -58,6 +58,8 @@ TEST_F(StartupCacheKeyTest, SameInputsSameKeyAndAnyChangeMisses) {
       [](StartupInputs& in) { in.plugins[PluginKind::network] = "network-bridged"; },
       [](StartupInputs& in) { in.plugins[PluginKind::storage] = "storage-btrfs"; },
       [](StartupInputs& in) { in.vmm_version = "0.2.0"; },
+      [](StartupInputs& in) { in.moment = startup_moment_of(HealthCheckSpec{{"true"}, ""}); },
+      [](StartupInputs& in) { in.moment = startup_moment_of(HealthCheckSpec{{}, "http://:80/"}); },
       [&](StartupInputs& in) { std::ofstream(in.assets.kernel, std::ios::app) << "rebuilt"; },
       [&](StartupInputs& in) { std::ofstream(in.assets.initrd, std::ios::app) << "new agent"; },
   };
@@ -67,6 +69,35 @@ TEST_F(StartupCacheKeyTest, SameInputsSameKeyAndAnyChangeMisses) {
     changes[i](changed);
     EXPECT_TRUE(seen.insert(key(changed)).second) << "change " << i << " kept the key";
   }
+}
+
+// The health check's timings decide how soon "healthy" is seen, not what it means.
+TEST(StartupMoment, IsTheCheckNotItsTimings) {
+  EXPECT_EQ(startup_moment_of(HealthCheckSpec{}), "");
+  HealthCheckSpec a{{"wget", "-q", "localhost"}, ""};
+  HealthCheckSpec b = a;
+  b.interval = std::chrono::seconds(1);
+  b.retries = 9;
+  EXPECT_EQ(startup_moment_of(a), startup_moment_of(b));
+  b.command.back() = "otherhost";
+  EXPECT_NE(startup_moment_of(a), startup_moment_of(b));
+}
+
+TEST(StartupOutput, RoundTripsAndRefusesWhatItDidNotWrite) {
+  const std::vector<OutputChunk> chunks = {{false, "hello\n"}, {true, std::string("\0\xff", 2)}, {false, ""}};
+  auto back = decode_startup_output(encode_startup_output(chunks));
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(*back, chunks);
+  EXPECT_TRUE(decode_startup_output("").value().empty());
+  const std::string good = encode_startup_output(chunks);
+  for (const std::string& bad : {std::string("x\1\0\0\0a"), good.substr(0, good.size() - 1), std::string("o\xff\xff\xff\x7f")}) {
+    auto r = decode_startup_output(bad);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Errc::protocol);
+  }
+  // Larger than a cached entry may hold: refused even when the bytes are there.
+  const std::string big = encode_startup_output({{false, std::string(kMaxStartupOutput + 1, 'a')}});
+  EXPECT_FALSE(decode_startup_output(big).ok());
 }
 
 TEST_F(StartupCacheKeyTest, AMissingGuestAssetIsAnError) {

@@ -36,7 +36,7 @@ Status SnapshotRestore::agent_unreachable(Status why) const {
 }
 
 std::optional<agent::GoRequest> SnapshotRestore::go(const std::string& hostname) const {
-  if (!spec_.startup) return std::nullopt;
+  if (!spec_.startup || !spec_.startup->held) return std::nullopt;
   return agent::GoRequest{hostname};
 }
 

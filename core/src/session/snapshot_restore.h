@@ -31,11 +31,14 @@ struct SnapshotRestoreSpec {
   // The guest's boot id at snapshot time; empty: not known (the clone is not checked).
   std::string boot_id;
   GuestMachine machine;  // the snapshot's, passed on to snapshots of the clone
-  // A startup snapshot (run/startup_cache.h): the guest holds at its startup barrier. The
-  // VM is recorded as a VM of `image` restored from the snapshot and started with GO after
-  // the attach.
+  // A startup snapshot (run/startup_cache.h): the VM is recorded as a VM of `image`
+  // restored from the snapshot. `held`: the guest holds at its startup barrier and is
+  // started with GO after the attach. Otherwise its container runs already (an entry taken
+  // once healthy, which keeps the first run's hostname) and `replay` is what it had sent.
   struct Startup {
     std::string image;
+    bool held = true;
+    std::vector<OutputChunk> replay;
   };
   std::optional<Startup> startup;
 };
@@ -57,6 +60,9 @@ class SnapshotRestore final : public VmOrigin {
   ExecDefaults exec_defaults() const override { return spec_.exec; }
   GuestMachine machine() const override { return spec_.machine; }
   std::optional<agent::GoRequest> go(const std::string& hostname) const override;
+  std::vector<OutputChunk> replayed_output() const override {
+    return spec_.startup ? spec_.startup->replay : std::vector<OutputChunk>{};
+  }
   // The restore-aware attach (agent_channel.h): the guest answers ATTACH with its boot id,
   // then steps its clock, reseeds its RNG and flushes its neighbour table. A boot id other
   // than the snapshot's (a guest that booted afresh: wrong memory) is a protocol error.

@@ -190,6 +190,7 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   opts.console_log = spec.console_log;
   opts.plan = origin.plan(name_, *disks_, network_.get());
   opts.go = origin.go(name_);
+  opts.replay_output = origin.replayed_output();
   opts.on_started = on_started_;
   opts.guest_boot_id = *guest_boot_id;
 
@@ -207,7 +208,7 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
                         exec.rootfs,
                         {},
                         {}};
-  const ContainerSupervisor* running = nullptr;
+  ContainerSupervisor* running = nullptr;
   opts.take_snapshot = [&](const control::SnapshotRequest& request, bool paused,
                            const std::function<bool()>& still_wanted) -> Result<control::SnapshotTaken> {
     source.boot_id = running ? running->guest_boot_id() : std::string();
@@ -217,7 +218,18 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
     return control::SnapshotTaken{taken->tag, taken->pause_ms};
   };
   bool prune_due = false;
-  if (startup_cache_key_ && opts.plan) {
+  std::function<void()> at_first_healthy;
+  if (startup_cache_key_ && opts.plan && startup_at_healthy_ && options_.health.enabled()) {
+    opts.keep_startup_output = kMaxStartupOutput;
+    at_first_healthy = [&] {
+      const std::vector<OutputChunk>* output = running->startup_output();
+      if (!output) return;  // the supervisor logged why
+      SnapshotSource healthy = source;
+      healthy.startup_output = encode_startup_output(*output);
+      running->stop_keeping_startup_output();
+      if (take_startup_snapshot(healthy, running->guest_boot_id())) prune_startup_cache();
+    };
+  } else if (startup_cache_key_ && opts.plan) {
     opts.plan->hold = true;
     opts.at_barrier = [&](const std::string& boot_id) { prune_due = take_startup_snapshot(source, boot_id); };
     // Evicting old entries waits until the container runs: it is not on its start path.
@@ -241,7 +253,7 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   }
   std::unique_ptr<HealthMonitor> health;
   if (options_.health.enabled()) {
-    auto monitor = start_health_monitor(exec.main_process);
+    auto monitor = start_health_monitor(exec.main_process, std::move(at_first_healthy));
     if (!monitor) return monitor.status();
     health = std::move(*monitor);
     opts.health = health.get();
@@ -296,7 +308,8 @@ void VmSession::prune_startup_cache() {
       log_);
 }
 
-Result<std::unique_ptr<HealthMonitor>> VmSession::start_health_monitor(const agent::Process& main_process) {
+Result<std::unique_ptr<HealthMonitor>> VmSession::start_health_monitor(const agent::Process& main_process,
+                                                                       std::function<void()> at_first_healthy) {
   HealthCheckSpec spec = options_.health;
   if (!spec.url.empty()) {
     // The ports the network backend actually published (slirp picks the host address).
@@ -307,7 +320,8 @@ Result<std::unique_ptr<HealthMonitor>> VmSession::start_health_monitor(const age
   FCVM_RETURN_IF_ERROR(update_record([](VmRecord& r) { r.health = HealthState{}; }));
   return HealthMonitor::create(
       std::move(spec), main_process,
-      [this](const HealthState& state) {
+      [this, at_first_healthy = std::move(at_first_healthy)](const HealthState& state) mutable {
+        if (state.status == HealthStatus::healthy && at_first_healthy) std::exchange(at_first_healthy, nullptr)();
         if (Status st = update_record([&](VmRecord& r) { r.health = state; }); !st.ok()) {
           log_->warn("health: cannot record the state: " + st.message());
         }

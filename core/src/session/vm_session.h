@@ -32,6 +32,7 @@
 #include "fcvm/storage.h"
 #include "fcvm/vmm.h"
 #include "health/health_check.h"
+#include "run/output_chunk.h"
 #include "session/lease_guard.h"
 #include "snapshot/snapshot_manifest.h"
 #include "state/vm_record.h"
@@ -99,6 +100,9 @@ class VmOrigin {
     (void)hostname;
     return std::nullopt;
   }
+  // Output the container sent before this VM existed, shown before any of its own (a
+  // startup snapshot taken once healthy); empty by default.
+  virtual std::vector<OutputChunk> replayed_output() const { return {}; }
   // Checks, once the agent channel is up and before the VM counts as started, that the
   // guest is the one this origin promised (a clone: the snapshot's guest continuing, not a
   // fresh boot), and returns the guest agent's boot id ("" until its HELLO tells it). May
@@ -159,9 +163,14 @@ class VmSession {
 
   // Makes a booting guest hold at its startup barrier (root, network and /etc set up, the
   // container not yet started) and snapshots it there as the startup snapshot of
-  // `cache_key` (run/startup_cache.h), then lets it go. A snapshot that cannot be taken (or
-  // that a concurrent run took first) is logged and the run goes on. Set before run().
-  void set_startup_snapshot(std::string cache_key) { startup_cache_key_ = std::move(cache_key); }
+  // `cache_key` (run/startup_cache.h), then lets it go. `at_healthy` (with a health check):
+  // nothing holds; the running guest is snapshotted at its first healthy probe, with the
+  // output it had sent. A snapshot that cannot be taken (or that a concurrent run took
+  // first) is logged and the run goes on. Set before run().
+  void set_startup_snapshot(std::string cache_key, bool at_healthy = false) {
+    startup_cache_key_ = std::move(cache_key);
+    startup_at_healthy_ = at_healthy;
+  }
 
   const std::string& name() const { return name_; }
   // <data_dir>/vms/<id> once run() created it, else empty.
@@ -178,7 +187,10 @@ class VmSession {
   // used entries beyond kStartupCacheEntries.
   void prune_startup_cache();
   // The health checks of options_.health, their state "starting" in the record.
-  Result<std::unique_ptr<HealthMonitor>> start_health_monitor(const agent::Process& main_process);
+  // `at_first_healthy` runs once, on the loop, before on_health_ hears of the first healthy
+  // state.
+  Result<std::unique_ptr<HealthMonitor>> start_health_monitor(const agent::Process& main_process,
+                                                              std::function<void()> at_first_healthy);
   VmSpec layout() const;
   // The one place that reaches the guest agent.
   Result<AgentChannel> connect_agent(const VmSpec& layout);
@@ -190,6 +202,7 @@ class VmSession {
   VmSessionOptions options_;
   std::function<void()> on_started_;
   std::optional<std::string> startup_cache_key_;
+  bool startup_at_healthy_ = false;
   std::function<void(const HealthState&)> on_health_;
   bool checked_ = false;
   std::string name_;

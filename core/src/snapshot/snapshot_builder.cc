@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "fcvm/atomic_file.h"
 #include "state/vm_record.h"
 
 namespace fcvm {
@@ -11,6 +12,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kStateFile = "state";
 constexpr const char* kMemoryFile = "mem";
+constexpr const char* kStartupOutputFile = "startup-output";
 
 // Resumes the VM when the snapshot is done, whatever happened (unless it was paused before).
 class ResumeGuard {
@@ -59,6 +61,11 @@ Result<SnapshotManifest> create_snapshot(Vm& vm, StorageBackend& storage, Snapsh
   m.rootfs = source.rootfs;
   m.boot_id = source.boot_id;
   m.cache_key = source.cache_key;
+  if (source.startup_output) {
+    m.cache_healthy = true;
+    m.startup_output = kStartupOutputFile;
+    FCVM_RETURN_IF_ERROR(write_file_atomic(dir / kStartupOutputFile, *source.startup_output, 0600));
+  }
 
   const auto paused_at = Clock::now();
   if (!was_paused) FCVM_RETURN_IF_ERROR(vm.pause().with_context("snapshot: pause: "));

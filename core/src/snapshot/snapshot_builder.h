@@ -37,6 +37,9 @@ struct SnapshotSource {
   std::string boot_id;  // the guest agent's, from its HELLO or ATTACHED; empty: unknown
   // A startup snapshot's cache key (run/startup_cache.h); empty for other snapshots.
   std::string cache_key;
+  // A startup snapshot taken once the container was healthy: the output it had sent, as
+  // encode_startup_output wrote it; stored beside the manifest.
+  std::optional<std::string> startup_output;
 };
 
 // Takes the snapshot `request` asks for (control/control_protocol.h). The VM is resumed on

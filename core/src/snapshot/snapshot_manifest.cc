@@ -68,7 +68,9 @@ json to_json(const SnapshotManifest& m) {
           {"rootfs", m.rootfs.string()},
           {"boot_id", m.boot_id},
           {"pause_ms", m.pause_ms},
-          {"cache_key", m.cache_key}};
+          {"cache_key", m.cache_key},
+          {"cache_healthy", m.cache_healthy},
+          {"startup_output", m.startup_output.string()}};
 }
 
 Result<SnapshotManifest> snapshot_manifest_from_json(const json& doc) {
@@ -132,10 +134,14 @@ Result<SnapshotManifest> snapshot_manifest_from_json(const json& doc) {
     read(doc, "boot_id", m.boot_id);
     read(doc, "pause_ms", m.pause_ms);
     read(doc, "cache_key", m.cache_key);
+    read(doc, "cache_healthy", m.cache_healthy);
+    path.clear();
+    read(doc, "startup_output", path);
+    m.startup_output = path;
   } catch (const std::exception& e) {
     return error(Errc::invalid_argument, std::string("snapshot manifest: ") + e.what());
   }
-  for (const auto& rel : {m.state_file, m.memory_file}) {
+  for (const auto& rel : {m.state_file, m.memory_file, m.startup_output}) {
     if (rel.is_absolute() || rel.string().find("..") != std::string::npos) {
       return error(Errc::invalid_argument,
                    "snapshot manifest: " + rel.string() + " is not a name inside the snapshot");

@@ -59,8 +59,12 @@ struct SnapshotManifest {
   std::uint64_t pause_ms = 0;           // how long the source was paused
   // Startup snapshots (the cache of `fcvm podman run`, run/startup_cache.h) only: the key
   // of the run it caches. Taken at the startup barrier, where the guest holds before its
-  // container starts.
+  // container starts; or, with cache_healthy, once the running container was first healthy,
+  // with the output it had sent by then in `startup_output` (relative; see
+  // encode_startup_output).
   std::string cache_key;
+  bool cache_healthy = false;
+  std::filesystem::path startup_output;
   bool is_cache() const { return !cache_key.empty(); }
 
   // Absolute forms, given the snapshot's directory.
