@@ -56,6 +56,11 @@ class UffdClient {
   // Reads every queued event and resolves it: faults with UFFDIO_COPY (or UFFDIO_ZEROPAGE
   // in removed ranges), removes by forgetting the pages. Returns once the uffd is empty.
   Status handle_events();
+  // Faults read but not resolved: a copy met EAGAIN because a remove was being queued, and
+  // nothing new was readable then. The remover's thread may finish before it queues
+  // anything else, so the owner retries on a timer (retry_faults), not only on readability.
+  bool has_unresolved_faults() const { return !pending_.empty(); }
+  Status retry_faults() { return handle_events(); }
 
   // Queues pages to push before the guest asks (image offsets, in the order to push).
   void set_prefetch(std::vector<std::uint64_t> image_offsets);

@@ -27,7 +27,10 @@ namespace fs = std::filesystem;
 namespace {
 
 // epoll tags: the kind in the high 32 bits, an fd or pid in the low ones.
-enum Tag : std::uint64_t { kListen = 1, kTimer, kWork, kHandshake, kUffd, kPidfd };
+enum Tag : std::uint64_t { kListen = 1, kTimer, kWork, kHandshake, kUffd, kPidfd, kRetry };
+
+// How soon faults left unresolved by a racing remove are tried again.
+constexpr long kFaultRetryNs = 200'000;
 std::uint64_t tag(Tag kind, std::uint32_t value) { return std::uint64_t(kind) << 32 | value; }
 
 constexpr std::size_t kPrefetchBatch = 64;  // chunks per loop turn, so faults stay served
@@ -98,8 +101,12 @@ Result<std::unique_ptr<UffdPageServer>> UffdPageServer::start(const MemoryServeO
   s->epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   s->timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   s->work_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!s->epoll_ || !s->timer_ || !s->work_) return errno_status("memory-uffd: epoll/timerfd/eventfd");
+  s->retry_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!s->epoll_ || !s->timer_ || !s->work_ || !s->retry_) {
+    return errno_status("memory-uffd: epoll/timerfd/eventfd");
+  }
   FCVM_RETURN_IF_ERROR(s->watch(s->timer_.get(), tag(kTimer, 0)));
+  FCVM_RETURN_IF_ERROR(s->watch(s->retry_.get(), tag(kRetry, 0)));
   FCVM_RETURN_IF_ERROR(s->watch(s->work_.get(), tag(kWork, 0)));
   auto listen = bind_socket(options.socket);
   if (!listen) return listen.status().with_context("memory-uffd: ");
@@ -161,11 +168,36 @@ Status UffdPageServer::dispatch() {
         break;
       }
       case kPidfd: drop(pid_t(value), "exited"); break;
+      case kRetry: retry_faults(); break;
     }
   }
+  arm_retry();
   if (recorder_ && recorder_->closed()) finish_recording();
   save_removed();
   return ok_status();
+}
+
+void UffdPageServer::retry_faults() {
+  std::uint64_t ticks = 0;
+  (void)!::read(retry_.get(), &ticks, sizeof ticks);
+  std::vector<std::pair<pid_t, std::string>> failed;
+  for (auto& [pid, client] : clients_) {
+    if (!client->has_unresolved_faults()) continue;
+    if (Status st = client->retry_faults(); !st.ok()) failed.emplace_back(pid, st.message());
+  }
+  for (const auto& [pid, why] : failed) drop(pid, why);
+}
+
+void UffdPageServer::arm_retry() {
+  const bool due = std::any_of(clients_.begin(), clients_.end(),
+                               [](const auto& c) { return c.second->has_unresolved_faults(); });
+  itimerspec now{};
+  ::timerfd_gettime(retry_.get(), &now);
+  const bool armed = now.it_value.tv_sec != 0 || now.it_value.tv_nsec != 0;
+  if (due == armed) return;  // an armed timer keeps its time: busy clients cannot postpone it
+  itimerspec spec{};
+  if (due) spec.it_value.tv_nsec = kFaultRetryNs;
+  ::timerfd_settime(retry_.get(), 0, &spec, nullptr);
 }
 
 void UffdPageServer::save_removed() {

@@ -76,6 +76,10 @@ class UffdPageServer final : public MemoryServer {
   void drop(pid_t pid, const std::string& why);
   void expire_handshakes();
   void arm_timer();
+  // Faults a racing remove left unresolved are retried on the retry timer, armed while any
+  // client has some.
+  void retry_faults();
+  void arm_retry();
   void run_prefetch();
   void finish_recording();
   // Rewrites the records of clients whose removed ranges grew.
@@ -87,6 +91,7 @@ class UffdPageServer final : public MemoryServer {
   std::uint64_t host_page_size_;
   std::size_t chunk_bytes_;
   UniqueFd epoll_, listen_, timer_, work_;
+  UniqueFd retry_;  // armed while a client has faults a racing remove left unresolved
   std::map<int, Pending> pending_;
   std::map<pid_t, std::unique_ptr<UffdClient>> clients_;
   std::set<pid_t> expected_;

@@ -102,25 +102,34 @@ class PageServerTest : public ::testing::Test {
     return std::move(*child);
   }
 
-  // Runs the server's loop until `done` holds.
+  // Runs the server's loop until `done` holds; false when it did not within a minute (a
+  // fault the server lost leaves its client waiting forever).
   template <class Done>
-  void serve_until(Done done) {
+  bool serve_until(Done done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
       pollfd p{server_->fd(), POLLIN, 0};
       ::poll(&p, 1, 20);
-      ASSERT_TRUE(server_->dispatch().ok());
+      EXPECT_TRUE(server_->dispatch().ok());
     }
+    return true;
   }
 
   // Serves until `child` exited and the server has seen it go.
   ExitStatus serve_until_exit(ChildProcess& child) {
     const pid_t pid = child.pid();
     std::optional<ExitStatus> status;
-    serve_until([&] {
+    const bool ended = serve_until([&] {
       if (!status) status = child.try_wait();
       const auto served = server_->clients();
       return status && std::find(served.begin(), served.end(), pid) == served.end();
     });
+    if (!ended) {
+      ADD_FAILURE() << "pid " << pid << " still waits on its memory after a minute";
+      (void)child.signal(SIGKILL);
+      (void)child.wait();
+    }
     return status.value_or(ExitStatus{-1, 0});
   }
 
@@ -176,14 +185,14 @@ TEST_F(PageServerTest, ServesSeveralClientsAtOnceWithEveryHandshakeForm) {
   harnesses.push_back(spawn_harness({"--old-format", "--size", "1048576", "--offset", "2097152"}));
   harnesses.push_back(spawn_harness({"--regions", "2", "--size", "2097152", "--offset", "1048576"}));
   std::vector<std::optional<ExitStatus>> status(harnesses.size());
-  serve_until([&] {
+  EXPECT_TRUE(serve_until([&] {
     bool all = true;
     for (std::size_t i = 0; i < harnesses.size(); ++i) {
       if (!status[i]) status[i] = harnesses[i].try_wait();
       all = all && status[i].has_value();
     }
     return all;
-  });
+  }));
   for (std::size_t i = 0; i < status.size(); ++i) EXPECT_TRUE(status[i]->success()) << i << log_->all();
   EXPECT_EQ(server_->stats().size(), harnesses.size());
 }
@@ -253,7 +262,7 @@ TEST_F(PageServerTest, RejectsEachMalformedHandshakeAndKeepsServing) {
     ASSERT_TRUE(client->connect_and_send(options_.socket, c.message, c.send_fd ? client->uffd() : -1).ok());
     char byte;
     // The server closes a rejected connection: recv sees EOF.
-    serve_until([&] { return ::recv(client->socket(), &byte, 1, MSG_DONTWAIT) == 0; });
+    EXPECT_TRUE(serve_until([&] { return ::recv(client->socket(), &byte, 1, MSG_DONTWAIT) == 0; }));
     EXPECT_THAT(log_->all(), ContainsRegex(c.log)) << c.message.substr(0, 200);
   }
   // Not a userfaultfd: a pipe end instead.
@@ -265,7 +274,7 @@ TEST_F(PageServerTest, RejectsEachMalformedHandshakeAndKeepsServing) {
     ASSERT_TRUE(client.ok());
     ASSERT_TRUE(client->connect_and_send(options_.socket, client->handshake_json(), r.get()).ok());
     char byte;
-    serve_until([&] { return ::recv(client->socket(), &byte, 1, MSG_DONTWAIT) == 0; });
+    EXPECT_TRUE(serve_until([&] { return ::recv(client->socket(), &byte, 1, MSG_DONTWAIT) == 0; }));
     EXPECT_THAT(log_->all(), HasSubstr("not a userfaultfd"));
   }
   // Silence: dropped once the handshake timeout passes.
@@ -276,7 +285,7 @@ TEST_F(PageServerTest, RejectsEachMalformedHandshakeAndKeepsServing) {
     std::strcpy(addr.sun_path, options_.socket.c_str());
     ASSERT_EQ(::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
     char byte;
-    serve_until([&] { return ::recv(sock.get(), &byte, 1, MSG_DONTWAIT) == 0; });
+    EXPECT_TRUE(serve_until([&] { return ::recv(sock.get(), &byte, 1, MSG_DONTWAIT) == 0; }));
     EXPECT_THAT(log_->all(), HasSubstr("no handshake within 200 ms"));
   }
   EXPECT_TRUE(server_->clients().empty());
@@ -293,7 +302,7 @@ TEST_F(PageServerTest, AcceptsOnlyExpectedPids) {
   UniqueFd go_read(go[0]), go_write(go[1]);
   auto stranger = spawn_harness({"--wait-stdin"}, go_read.get());
   ASSERT_EQ(::write(go_write.get(), "g", 1), 1);
-  serve_until([&] { return log_->all().find("not announced as a VMM of a clone") != std::string::npos; });
+  EXPECT_TRUE(serve_until([&] { return log_->all().find("not announced as a VMM of a clone") != std::string::npos; }));
   EXPECT_THAT(log_->all(), HasSubstr("rejected the handshake of pid " + std::to_string(stranger.pid())));
   EXPECT_TRUE(server_->stats().empty());
   stranger.kill();  // it waits forever on its first fault, as a real VMM would
@@ -312,7 +321,7 @@ TEST_F(PageServerTest, AClientAnnouncedAfterItConnectedIsServed) {
   start();
   auto clone = spawn_harness();
   // Its handshake waits unread while nobody announced it.
-  serve_until([&] { return log_->all().find("accepted a connection from pid " + std::to_string(clone.pid())) != std::string::npos; });
+  EXPECT_TRUE(serve_until([&] { return log_->all().find("accepted a connection from pid " + std::to_string(clone.pid())) != std::string::npos; }));
   EXPECT_TRUE(server_->clients().empty());
   server_->expect_client(clone.pid());
   EXPECT_TRUE(serve_until_exit(clone).success()) << log_->all();
@@ -328,10 +337,10 @@ TEST_F(PageServerTest, KillsItsClientsWhenDestroyed) {
   auto harness = spawn_harness({"--wait-stdin", "--hold"}, go_read.get());
   const pid_t pid = harness.pid();
   ASSERT_EQ(::write(go_write.get(), "g", 1), 1);
-  serve_until([&] {
+  EXPECT_TRUE(serve_until([&] {
     const auto all = server_->stats();
     return !all.empty() && all[0].pid == pid && all[0].pages_copied == kImageBytes / kPage;
-  });
+  }));
   server_.reset();
   const auto status = harness.wait();
   ASSERT_TRUE(status.has_value());
