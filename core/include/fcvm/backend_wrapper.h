@@ -10,6 +10,7 @@
 #include <memory>
 #include <utility>
 
+#include "fcvm/memory.h"
 #include "fcvm/network.h"
 #include "fcvm/storage.h"
 #include "fcvm/vmm.h"
@@ -84,6 +85,29 @@ class NetworkBackendWrapper : public NetworkBackend {
 
  private:
   std::shared_ptr<NetworkBackend> target_;
+};
+
+class MemoryBackendWrapper : public MemoryBackend {
+ public:
+  explicit MemoryBackendWrapper(std::shared_ptr<MemoryBackend> target) : target_(std::move(target)) {}
+
+  MemoryBackend& target() const { return *target_; }
+
+  Probe probe() override { return target_->probe(); }
+  MemoryCapabilities capabilities() const override { return target_->capabilities(); }
+  Result<MemorySource> source_for_clone(const SnapshotFiles& snapshot,
+                                        const std::filesystem::path& clone_dir) override {
+    return target_->source_for_clone(snapshot, clone_dir);
+  }
+  Result<std::unique_ptr<MemoryServer>> serve(const MemoryServeOptions& options) override {
+    return target_->serve(options);
+  }
+  Status place(const std::filesystem::path& memory_image, const std::filesystem::path& dest) override {
+    return target_->place(memory_image, dest);
+  }
+
+ private:
+  std::shared_ptr<MemoryBackend> target_;
 };
 
 }  // namespace fcvm

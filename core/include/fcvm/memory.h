@@ -127,24 +127,32 @@ class FCVM_SDK_API MemoryServer {
   virtual std::vector<MemoryClientStats> stats() const = 0;
 };
 
+// Threading: every method may be called from any thread, one call at a time per backend;
+// none throws (failures are Status values); none blocks beyond the file operations it names.
+// Checked for every memory backend by tests/contract/memory_contract_test.cc.
 class FCVM_SDK_API MemoryBackend : public Backend {
  public:
   PluginKind kind() const final { return PluginKind::memory; }
 
+  // Fixed for the backend's life; never fails.
   virtual MemoryCapabilities capabilities() const = 0;
 
   // How a VM restored from `snapshot` into `clone_dir` gets its memory: the image path
-  // (file) or the serving socket (uffd). Creates nothing that outlives clone_dir.
+  // (file) or the serving socket (uffd); its kind is capabilities().source_kind. Creates
+  // nothing that outlives clone_dir. Idempotent.
   virtual Result<MemorySource> source_for_clone(const SnapshotFiles& snapshot,
                                                 const std::filesystem::path& clone_dir) = 0;
 
   // Starts serving. A null server (ok Result) when !capabilities().needs_server: the VMMs
-  // map the image themselves. Fails when the image is missing or the socket cannot be
-  // created; leaves nothing behind on failure.
+  // map the image themselves. not_found when the image is missing; an error when the socket
+  // cannot be created; leaves nothing behind on failure (no socket, nothing in state_dir).
+  // The socket (0600) lives as long as the server: destroying it removes the socket.
   virtual Result<std::unique_ptr<MemoryServer>> serve(const MemoryServeOptions& options) = 0;
 
   // Gives a fork its own name for a snapshot's memory image: a hardlink at `dest`, so all
-  // forks share one inode and one page cache. Fails if `dest` exists.
+  // forks share one inode and one page cache (a copy where no hardlink can be made, e.g.
+  // across filesystems). already_exists if `dest` exists; on failure `dest` does not exist.
+  // Never writes the image.
   virtual Status place(const std::filesystem::path& memory_image,
                        const std::filesystem::path& dest) = 0;
 };
