@@ -9,6 +9,10 @@
 
 #include <cerrno>
 
+#include "fcvm/vmm.h"
+
+static_assert(fcvm::kAgentVsockPort == fcvm::agent::kVsockPort, "the SDK and the agent disagree on the vsock port");
+
 namespace fcvm {
 namespace {
 
@@ -246,12 +250,11 @@ Result<agent::Hello> AgentChannel::wait_hello(std::chrono::milliseconds timeout)
     }
     if (closed_) {
       return error(Errc::io, "fc-agent channel closed before HELLO: the guest did not boot "
-                             "or lacks fc-agent (see the VM's console log)");
+                             "or lacks fc-agent");
     }
     if (Clock::now() >= deadline) {
       return error(Errc::timeout, "no HELLO from fc-agent within " +
-                                      std::to_string(timeout.count()) +
-                                      " ms (see the VM's console log)");
+                                      std::to_string(timeout.count()) + " ms");
     }
     auto ready = wait_for(POLLIN, deadline);
     if (!ready) return ready.status();

@@ -12,12 +12,12 @@
 
 #include <algorithm>
 #include <deque>
-#include <fstream>
 #include <utility>
 
 #include "control/control_protocol.h"
 #include "health/health_monitor.h"
 #include "run/capped_log.h"
+#include "run/console_tail.h"
 #include "run/output_sink.h"
 #include "run/process_overrides.h"
 #include "run/terminal.h"
@@ -48,19 +48,6 @@ sigset_t loop_signals(bool resize) {
   sigaddset(&set, SIGHUP);
   if (resize) sigaddset(&set, SIGWINCH);
   return set;
-}
-
-// The last `lines` lines of the guest's console, for boot failures.
-std::string console_tail(const std::filesystem::path& console, size_t lines) {
-  std::ifstream in(console);
-  std::deque<std::string> tail;
-  for (std::string line; std::getline(in, line);) {
-    tail.push_back(line);
-    if (tail.size() > lines) tail.pop_front();
-  }
-  std::string out;
-  for (const auto& l : tail) out += "\n  | " + l;
-  return out;
 }
 
 }  // namespace
@@ -196,6 +183,12 @@ Result<int> ContainerSupervisor::run() {
     // the snapshot's host never sent is lost with it: grant one window afresh (the agent
     // caps what it holds), so the main process cannot stay blocked on it.
     credit(agent::kMainSession, kOutputWindow);
+    for (std::uint32_t stale : options_.guest_sessions) {
+      // Guest-supplied: numbers that would wrap the host's are not taken.
+      if (stale == agent::kMainSession || stale >= (1u << 30)) continue;
+      (void)agent_.send_signal(stale, SIGKILL);
+      next_session_ = std::max(next_session_, stale + 1);
+    }
     if (options_.on_started) options_.on_started();
     start_health();
   }
@@ -237,6 +230,13 @@ Result<int> ContainerSupervisor::run() {
           if (Status st = handle_agent(); !st.ok()) {
             log_->warn("agent channel: " + st.message());
             agent_open = false;
+            // A guest that broke the framing can be told nothing more (stop, exec): it is
+            // stopped, unless its container's exit is known already.
+            if (st.code() == Errc::protocol && !exit_code_) {
+              fail(error(Errc::protocol, "the guest agent broke the protocol (" + st.message() +
+                                             "); the VM was stopped"));
+              vm_.kill();
+            }
           } else if (agent_.closed()) {
             agent_open = false;
           }

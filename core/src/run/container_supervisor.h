@@ -109,6 +109,10 @@ struct SupervisorOptions {
   // Output the container sent before this VM existed (a startup snapshot taken once
   // healthy, run/startup_cache.h): written to the log and our streams before any other.
   std::vector<OutputChunk> replay_output;
+  // Sessions a restored guest still runs (VmOrigin::guest_sessions). Exec sessions among
+  // them belonged to clients of the snapshot's host: they are killed, and new sessions are
+  // numbered above them.
+  std::vector<std::uint32_t> guest_sessions;
   // Keeps up to this many bytes of the main process's output for startup_output(); 0: none.
   std::size_t keep_startup_output = 0;
 };
