@@ -21,9 +21,6 @@
 
 namespace fcvm::firecracker {
 
-// The guest agent's AF_VSOCK port (agent::kVsockPort in agent/protocol/fcvm/agent_protocol.h).
-inline constexpr std::uint32_t kAgentVsockPort = 1024;
-
 class FirecrackerVm final : public Vm {
  public:
   struct StartOptions {

@@ -1,13 +1,18 @@
 #include "qemu_backend.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <system_error>
 
+#include "fcvm/file_clone.h"
 #include "fcvm/memory.h"
+#include "fcvm/unique_fd.h"
 #include "host_tsc.h"
 #include "qemu_command_line.h"
 #include "qemu_vm.h"
@@ -39,6 +44,19 @@ Status make_dir(const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir, ec);
   if (ec) return error(Errc::io, "create VM directory " + dir.string() + ": " + ec.message());
   return ok_status();
+}
+
+// The VM's own RAM file, a copy of `image`: a reflink where the filesystem can, else the
+// data extents (holes stay holes). Not fsynced: it is RAM, not a snapshot.
+Status copy_memory_image(const std::filesystem::path& image, const std::filesystem::path& dest) {
+  UniqueFd in(::open(image.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in) return errno_status("open memory image " + image.string());
+  UniqueFd out(::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!out) return errno_status("create " + dest.string());
+  if (::ioctl(out.get(), FICLONE, in.get()) == 0) return ok_status();
+  Status copied = copy_data_extents(in.get(), out.get(), "memory image " + image.string());
+  if (!copied.ok()) ::unlink(dest.c_str());
+  return copied;
 }
 
 }  // namespace
@@ -149,6 +167,11 @@ Result<std::unique_ptr<Vm>> QemuBackend::restore(const RestoreSpec& spec) {
   if (!argv) return argv.status().with_context(who);
   FCVM_RETURN_IF_ERROR(check_inputs(header->kernel, header->initrd, spec.vm.drives).with_context(who));
   FCVM_RETURN_IF_ERROR(make_dir(spec.vm.dir).with_context(who));
+  const bool own_memory = spec.snapshottable && !uffd;
+  if (own_memory) {
+    const auto image = spec.memory.path.empty() ? spec.snapshot.memory : spec.memory.path;
+    FCVM_RETURN_IF_ERROR(copy_memory_image(image, QemuCommandLine::memory_file(spec.vm.dir)).with_context(who));
+  }
 
   QemuVm::StartOptions start;
   start.argv = std::move(*argv);
@@ -157,11 +180,15 @@ Result<std::unique_ptr<Vm>> QemuBackend::restore(const RestoreSpec& spec) {
   start.namespaces = spec.vm.namespaces;
   start.agent_socket = spec.vm.agent_socket;
   start.machine = *header;
-  start.owns_memory_file = false;
+  start.owns_memory_file = own_memory;  // QemuVm removes it with the VM
+  start.memory_file_ready = own_memory;
   if (uffd) start.env_add = QemuCommandLine::uffd_environment(shim, spec.memory.path, *header);
   start.on_spawned = spec.announce_vmm;
   auto vm = QemuVm::start(std::move(start), log_->child(spec.vm.name));
-  if (!vm) return vm.status().with_context(who);
+  if (!vm) {
+    if (own_memory) ::unlink(QemuCommandLine::memory_file(spec.vm.dir).c_str());
+    return vm.status().with_context(who);
+  }
   FCVM_RETURN_IF_ERROR((*vm)->load_snapshot(spec.snapshot.state, offset, spec.resume).with_context(who));
   return std::unique_ptr<Vm>(std::move(*vm));
 }

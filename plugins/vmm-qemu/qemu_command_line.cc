@@ -194,8 +194,13 @@ Result<std::vector<std::string>> QemuCommandLine::for_restore(const RestoreSpec&
   }
   const auto& image = spec.memory.path.empty() ? spec.snapshot.memory : spec.memory.path;
   if (image.empty()) return error(Errc::invalid_argument, "no memory image given");
+  // snapshottable: the VM's own copy of the image (made by the backend), mapped as a booted
+  // VM's RAM is, so that it can be snapshotted the same way.
   const std::string backend =
-      "memory-backend-file,id=mem," + size + ",mem-path=" + escape(image.string()) + ",share=off";
+      spec.snapshottable
+          ? "memory-backend-file,id=mem," + size + ",mem-path=" + escape(memory_file(spec.vm.dir).string()) +
+                ",share=on"
+          : "memory-backend-file,id=mem," + size + ",mem-path=" + escape(image.string()) + ",share=off";
   return build(host, spec.vm, snapshot, backend, /*incoming=*/true);
 }
 

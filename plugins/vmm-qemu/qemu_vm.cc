@@ -77,7 +77,9 @@ Result<std::unique_ptr<QemuVm>> QemuVm::start(StartOptions options, LoggerPtr lo
   std::error_code ec;
   std::filesystem::remove(qmp_path, ec);  // a stale socket would look like a live one
   // A boot gets fresh RAM: QEMU would reuse a leftover file, contents and all.
-  if (options.owns_memory_file) std::filesystem::remove(QemuCommandLine::memory_file(options.dir), ec);
+  if (options.owns_memory_file && !options.memory_file_ready) {
+    std::filesystem::remove(QemuCommandLine::memory_file(options.dir), ec);
+  }
 
   SpawnOptions spawn;
   spawn.argv = options.argv;

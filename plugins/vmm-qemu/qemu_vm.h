@@ -36,6 +36,9 @@ class QemuVm final : public Vm {
     // True for a boot: DIR/mem is the VM's own RAM (snapshots copy it; teardown removes
     // it). False for a restore, whose RAM is a private mapping of someone else's image.
     bool owns_memory_file = true;
+    // DIR/mem already holds the RAM to run on (a snapshottable restore's own copy); else a
+    // VM that owns its file starts on fresh RAM.
+    bool memory_file_ready = false;
     std::chrono::milliseconds qmp_timeout = std::chrono::seconds(10);
     std::vector<std::string> env_add;  // "KEY=VALUE" on top of ours (the UFFD shim's)
     // Called with QEMU's pid right after the spawn, before waiting for QMP; a failure

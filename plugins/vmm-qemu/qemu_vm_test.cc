@@ -419,6 +419,39 @@ TEST_F(QemuVmTest, RestoreCanStayPaused) {
   EXPECT_EQ((*vm)->snapshot({dir / "state", dir / "mem"}).code(), Errc::unavailable);
 }
 
+// A snapshottable restore runs on its own copy of the image: it can be snapshotted, the
+// template is untouched, and a clone of that second snapshot continues from it.
+TEST_F(QemuVmTest, ASnapshottableRestoreCanBeSnapshottedAndCloned) {
+  VmSpec s;
+  auto source = counting_vm(s, 2);
+  ASSERT_NE(source, nullptr);
+  const SnapshotFiles files = take_snapshot(*source, "snap-first");
+  source->kill();
+  const auto image_digest = digest(files.memory);
+  RestoreSpec r = clone_spec(files, "own-memory");
+  r.snapshottable = true;
+  auto vm = backend_.restore(r);
+  ASSERT_TRUE(vm.ok()) << vm.status().message() << "\n" << read_text(r.vm.dir / "qemu.log");
+  auto console = TestGuest::wait_for_file(r.vm.console_log, [](const std::string& c) { return has_counts(c, 2); }, 30s);
+  ASSERT_TRUE(console.has_value()) << read_text(r.vm.dir / "qemu.log");
+  const SnapshotFiles second = take_snapshot(**vm, "snap-second");
+  ASSERT_TRUE(std::filesystem::exists(second.memory));
+  const long last = TestGuest::counts(read_text(r.vm.console_log)).back();
+  const auto own = r.vm.dir / "mem";
+  EXPECT_TRUE(std::filesystem::exists(own));
+  (*vm)->kill();
+  vm->reset();
+  EXPECT_FALSE(std::filesystem::exists(own)) << "the VM's own RAM file goes with it";
+  EXPECT_EQ(digest(files.memory), image_digest) << "the restore wrote into the template";
+
+  RestoreSpec again = clone_spec(second, "clone-of-restore");
+  auto clone = backend_.restore(again);
+  ASSERT_TRUE(clone.ok()) << clone.status().message();
+  auto counts = TestGuest::wait_for_file(again.vm.console_log, [](const std::string& c) { return has_counts(c, 1); }, 30s);
+  ASSERT_TRUE(counts.has_value());
+  EXPECT_GT(TestGuest::counts(*counts).front(), last) << "the clone did not continue the restored VM";
+}
+
 TEST_F(QemuVmTest, ParentDeathTakesQemuDown) {
   int pipefd[2];
   ASSERT_EQ(::pipe(pipefd), 0);

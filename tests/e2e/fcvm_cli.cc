@@ -1,6 +1,7 @@
 #include "fcvm_cli.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,7 +28,36 @@ FcvmCli::FcvmCli(std::string vmm) : vmm_(std::move(vmm)) {
 
 FcvmCli::~FcvmCli() {
   // A test that failed mid-way may leave VMs: stop them before removing their files.
+  try {
+    for (const auto& r : ls()) {
+      if (r.value("alive", false)) (void)run({"stop", "-t", "1", r["id"].get<std::string>()});
+    }
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "listing the VMs to stop: " << e.what();
+  }
   (void)run({"gc"});
+  // Once everything is stopped and collected, nothing of this data dir may remain.
+  for (const auto& leak : leaks()) ADD_FAILURE() << "left behind: " << leak;
+}
+
+std::vector<std::string> FcvmCli::leaks() const {
+  const std::string under = data_dir().string() + "/";
+  std::vector<std::string> found;
+  for (pid_t pid : processes_matching(under)) found.push_back("process " + std::to_string(pid));
+  std::ifstream mounts("/proc/self/mounts");
+  for (std::string dev, point, rest; mounts >> dev >> point && std::getline(mounts, rest);) {
+    if (point.rfind(under, 0) == 0) found.push_back("mount " + point);
+  }
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/sys/block", ec)) {
+    std::ifstream backing(e.path() / "loop" / "backing_file");
+    std::string file;
+    if (std::getline(backing, file) && file.rfind(under, 0) == 0) found.push_back("loop device of " + file);
+  }
+  for (const auto& e : std::filesystem::directory_iterator(data_dir() / "snapshots", ec)) {
+    if (e.path().filename().string()[0] == '.') found.push_back("unfinished snapshot " + e.path().string());
+  }
+  return found;
 }
 
 std::filesystem::path FcvmCli::kernel() {
@@ -146,6 +176,20 @@ bool FcvmCli::wait_status(const std::string& name, const std::string& status,
 std::string test_param_name(std::string plugin) {
   std::replace(plugin.begin(), plugin.end(), '-', '_');
   return plugin;
+}
+
+pid_t live_vmm(const nlohmann::json& record) {
+  if (!record.is_object() || !record.value("vmm_pid", nlohmann::json()).is_number()) return 0;
+  const auto pid = record["vmm_pid"].get<pid_t>();
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), {});
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::vector<std::string> fields;  // from field 3 (state) on; field 22 is the start time
+  std::istringstream words(stat.substr(close + 2));
+  for (std::string w; words >> w;) fields.push_back(w);
+  if (fields.size() < 20 || fields[0] == "Z" || fields[0] == "X") return 0;
+  return fields[19] == std::to_string(record.value("vmm_pid_start_time", 0ull)) ? pid : 0;
 }
 
 std::vector<pid_t> processes_matching(const std::string& needle) {

@@ -58,6 +58,10 @@ class FcvmCli {
   // Waits until `name` has status `status` (true) or the timeout passes (false).
   bool wait_status(const std::string& name, const std::string& status,
                    std::chrono::seconds timeout) const;
+  // What of this data dir is still on the host: processes naming it (VMMs, fcvm processes,
+  // slirp4netns), mounts and loop devices under it, unfinished snapshots. The destructor
+  // stops every VM, collects, and fails the test for each one.
+  std::vector<std::string> leaks() const;
 
  private:
   TempDir data_dir_;
@@ -71,5 +75,9 @@ std::string test_param_name(std::string plugin);
 
 // PIDs of processes whose command line contains `needle`.
 std::vector<pid_t> processes_matching(const std::string& needle);
+
+// The VMM process a record names (vmm_pid, vmm_pid_start_time) while it still runs; 0 when
+// it has ended (or was never recorded). Works for every VMM plugin alike.
+pid_t live_vmm(const nlohmann::json& record);
 
 }  // namespace fcvm::test

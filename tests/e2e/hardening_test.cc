@@ -265,9 +265,9 @@ TEST_F(HardeningTest, FailedRunKeepsRecordAndLogsUntilRm) {
   while (cli_->run({"logs", "crash"}).out != "before\n") {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  auto vmm = processes_matching(vm_dir.string() + "/qmp.sock");
-  ASSERT_EQ(vmm.size(), 1u);
-  ::kill(vmm.front(), SIGKILL);
+  const pid_t vmm = live_vmm(cli_->record("crash"));
+  ASSERT_NE(vmm, 0);
+  ::kill(vmm, SIGKILL);
   ASSERT_TRUE(cli_->wait_status("crash", "failed", std::chrono::seconds(60)));
 
   auto rec = cli_->record("crash");

@@ -99,7 +99,9 @@ TEST_P(PodmanRunTest, SigintStopsTheForegroundVmAndCleansUp) {
   auto fg = cli_->start(run_args({"--rm", "--name", "interrupted", FcvmCli::hello_image(), "sh", "-c",
                                   "echo ready; exec sleep 600"}));
   ASSERT_TRUE(cli_->wait_status("interrupted", "running", std::chrono::seconds(60)));
-  const auto vm_dir = cli_->record("interrupted")["vm_dir"].get<std::string>();
+  const auto running = cli_->record("interrupted");
+  const auto vm_dir = running["vm_dir"].get<std::string>();
+  ASSERT_NE(live_vmm(running), 0) << running.dump();
   // SIGINT only once the container's process runs: before that it ends a boot (125).
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   auto container_ready = [&] {
@@ -116,7 +118,7 @@ TEST_P(PodmanRunTest, SigintStopsTheForegroundVmAndCleansUp) {
   // sleep got SIGTERM inside the guest: 128 + 15.
   EXPECT_EQ(st->code, 143);
   EXPECT_TRUE(cli_->record("interrupted").is_null());
-  EXPECT_TRUE(processes_matching(vm_dir + "/qmp.sock").empty());
+  EXPECT_EQ(live_vmm(running), 0);
   EXPECT_FALSE(std::filesystem::exists(vm_dir));
 }
 
@@ -312,19 +314,17 @@ TEST_P(PodmanRunTest, TwoVmsRunAtOnce) {
 TEST_P(PodmanRunTest, KillNineTakesTheVmmDownAndGcClearsTheRecord) {
   auto fg = cli_->start(run_args({"--name", "doomed", FcvmCli::hello_image(), "sleep", "600"}));
   ASSERT_TRUE(cli_->wait_status("doomed", "running", std::chrono::seconds(60)));
-  const auto vm_dir = cli_->record("doomed")["vm_dir"].get<std::string>();
-  // Wait for the guest to come up, so the VMM certainly runs.
-  std::this_thread::sleep_for(std::chrono::seconds(1));
-  auto vmm = processes_matching(vm_dir + "/qmp.sock");
-  ASSERT_FALSE(vmm.empty()) << "no VMM process for " << vm_dir;
+  const auto running = cli_->record("doomed");
+  const auto vm_dir = running["vm_dir"].get<std::string>();
+  ASSERT_NE(live_vmm(running), 0) << "no VMM process recorded: " << running.dump();
 
   ASSERT_TRUE(fg.signal(SIGKILL).ok());
   fg.wait();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!processes_matching(vm_dir + "/qmp.sock").empty() && std::chrono::steady_clock::now() < deadline) {
+  while (live_vmm(running) != 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  EXPECT_TRUE(processes_matching(vm_dir + "/qmp.sock").empty()) << "the VMM outlived its fcvm process";
+  EXPECT_EQ(live_vmm(running), 0) << "the VMM outlived its fcvm process";
 
   auto rec = cli_->record("doomed");
   ASSERT_FALSE(rec.is_null());

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "fcvm_cli.h"
 
@@ -224,8 +225,24 @@ TEST_P(SnapshotTest, ACloneGivenTheWrongMemoryIsRefusedNotBootedAfresh) {
 
 TEST_P(SnapshotTest, KilledCreateLeavesNothingHalfMadeAndTheSourceRuns) {
   auto create = cli_->start({"snapshot", "create", "src", "--tag", "killed"});
-  ASSERT_TRUE(create.signal(SIGKILL).ok());
-  (void)create.wait();
+  // Killed while the snapshot is being built (its hidden temp directory exists), when that
+  // moment is seen; else as soon as the client runs.
+  auto building = [&] {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(cli_->data_dir() / "snapshots", ec)) {
+      if (e.path().filename().string()[0] == '.') return true;
+    }
+    return false;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  std::optional<ExitStatus> ended;
+  while (!building() && !(ended = create.try_wait()) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (!ended) {
+    ASSERT_TRUE(create.signal(SIGKILL).ok());
+    (void)create.wait();
+  }
   // Whatever point the kill reached, a snapshot is whole or absent; the builder abandons a
   // snapshot whose client is gone, and temp directories are swept by the next create.
   auto done = cli_->run({"snapshot", "create", "src", "--tag", "after-kill"});

@@ -113,6 +113,14 @@ TEST_F(StartupCacheTest, AHealthCheckedRunIsCachedOnceHealthyAndGoesOnFromThere)
   const auto record = cli_->record("cached");
   EXPECT_EQ(record["snapshot"], entries[0]["tag"]) << record.dump();
   EXPECT_EQ(record["health"]["status"], "healthy") << record.dump();
+  // To its user a cached start is a VM like any other: it can be snapshotted and cloned.
+  auto snap = cli_->run({"snapshot", "create", "cached", "--tag", "of-cached"});
+  ASSERT_EQ(snap.code, 0) << snap.err;
+  auto clone = cli_->run({"snapshot", "run", "--snapshot", "of-cached", "--exec", "sh", "-c",
+                             "cat /tmp/ready /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '"});
+  EXPECT_EQ(clone.code, 0) << clone.err;
+  EXPECT_NE(clone.out.find("/tmp/go"), std::string::npos) << "the clone runs the cached run's container: " << clone.out;
+  EXPECT_EQ(cli_->run({"snapshot", "rm", "of-cached"}).code, 0);
   EXPECT_EQ(finish("cached"), cold_log) << "the cached run continues the cold run's container";
   EXPECT_EQ(cache_entries().size(), 1u);
 

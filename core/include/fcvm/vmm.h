@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -26,9 +27,13 @@ namespace fcvm {
 // protocol (agent/protocol/fcvm/agent_protocol.h); only the way there differs.
 //   virtio_serial: a virtio-serial port the guest finds by name; the VMM exposes it on the
 //                  host as a unix socket (vmm-qemu).
-//   vsock:         the agent listens on AF_VSOCK port 1024 (agent::kVsockPort); the host
-//                  connects through the VMM's vsock unix socket (Firecracker: "CONNECT 1024").
+//   vsock:         the agent listens on AF_VSOCK port kAgentVsockPort; the host connects
+//                  through the VMM's vsock unix socket (Firecracker: "CONNECT 1024").
 enum class AgentTransport { virtio_serial, vsock };
+
+// The guest agent's AF_VSOCK port (the agent's own name for it is agent::kVsockPort; core
+// checks at compile time that the two agree).
+inline constexpr std::uint32_t kAgentVsockPort = 1024;
 
 // What a VMM backend can do, so core refuses an impossible combination before it creates
 // anything (check_capabilities in core/src/plugin/capability_check.h).
@@ -101,6 +106,12 @@ struct RestoreSpec {
   SnapshotFiles snapshot;
   MemorySource memory;
   bool resume = true;  // resume the guest once loaded
+  // The restored VM is to be snapshotted itself later (a cached start: to its user an
+  // ordinary VM), with file memory. A VMM that cannot write out a private mapping of the
+  // image (vmm-qemu) gives the VM its own copy of it instead (a reflink where the
+  // filesystem shares extents, else a sparse copy), which its pages then no longer share
+  // with other restores of the image. VMMs that snapshot any VM ignore it.
+  bool snapshottable = false;
   // uffd memory: called once, on the restoring thread, with the VMM's pid as soon as its
   // process exists and before the snapshot is loaded, so the page server can admit that pid
   // (a server serves only the VMMs it was told of). The VMM may already be connecting to

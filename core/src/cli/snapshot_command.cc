@@ -162,7 +162,11 @@ int run_ls(CommandContext& ctx, const std::vector<std::string>& args) {
     std::string pids;
     for (int p : serving(s.manifest.tag)) pids += (pids.empty() ? "" : ",") + std::to_string(p);
     std::cout << s.manifest.tag << "\t" << s.manifest.source_name << "\t" << s.manifest.image << "\t"
-              << (s.manifest.disk_only ? "disk" : s.manifest.is_cache() ? "cache" : "full") << "\t" << s.manifest.pause_ms << "\t"
+              << (s.manifest.disk_only        ? "disk"
+                  : s.manifest.cache_healthy  ? "cache(healthy)"
+                  : s.manifest.is_cache()     ? "cache"
+                                              : "full")
+              << "\t" << s.manifest.pause_ms << "\t"
               << (pids.empty() ? "-" : pids) << "\t" << s.manifest.created << "\n";
   }
   return 0;
@@ -403,8 +407,8 @@ int run_clone(CommandContext& ctx, const std::vector<std::string>& args) {
   const auto snap = check(store.get(tag));
   const auto& m = snap.manifest;
   if (m.is_cache()) {
-    throw CliError("snapshot '" + tag + "' is a startup snapshot, held before its container starts; " +
-                   "'fcvm podman run' of that container restores it", kUsageExit);
+    throw CliError("snapshot '" + tag + "' is a startup snapshot of 'fcvm podman run', which restores it " +
+                   "for runs of that container; to clone a VM, 'fcvm snapshot create' it", kUsageExit);
   }
 
   SessionBackends backends;

@@ -107,6 +107,8 @@ std::unique_ptr<VmOrigin> cached_start(const SnapshotStore& store, const std::st
   spec.boot_id = m.boot_id;
   spec.machine = m.machine;
   spec.startup = SnapshotRestoreSpec::Startup{image_ref};
+  // To its user a cached start is an ordinary VM, which `fcvm snapshot create` takes.
+  spec.snapshottable = true;
   if (m.cache_healthy) {
     // Taken with the container running: it goes on from there after what it had printed.
     auto bytes = read_file(snap->dir / m.startup_output);
@@ -167,7 +169,9 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
   boot.process = *process;
 
   std::unique_ptr<VmOrigin> origin;
-  if (req.startup_snapshot && can_snapshot && !req.tty) {
+  // -t: the terminal size is the user's at the moment. -i with a health check: the entry
+  // would hold a container that has already read (or closed) the first run's stdin.
+  if (req.startup_snapshot && can_snapshot && !req.tty && !(req.interactive && req.health.enabled())) {
     // With a health check, the entry holds the container once healthy, not before it starts.
     const std::string moment = startup_moment_of(req.health);
     auto key = startup_cache_key(StartupInputs{image.digest, *process, req.vcpus, req.memory_mib,

@@ -53,6 +53,7 @@ Result<std::string> SnapshotRestore::verify_guest(AgentChannel& agent) {
   if (!attached) {
     return attached.status().with_context("clone of " + spec_.snapshot_name + " refused: ");
   }
+  guest_sessions_ = attached->sessions;
   return attached->boot_id;
 }
 
@@ -83,6 +84,7 @@ Result<std::unique_ptr<Vm>> SnapshotRestore::start(VmmBackend& vmm, const VmSpec
     restore.memory.path = placed;
   }
   restore.resume = true;
+  restore.snapshottable = spec_.snapshottable;
   restore.announce_vmm = spec_.announce_vmm;
   return vmm.restore(restore);
 }

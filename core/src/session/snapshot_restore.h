@@ -31,6 +31,7 @@ struct SnapshotRestoreSpec {
   // The guest's boot id at snapshot time; empty: not known (the clone is not checked).
   std::string boot_id;
   GuestMachine machine;  // the snapshot's, passed on to snapshots of the clone
+  bool snapshottable = false;  // RestoreSpec::snapshottable
   // A startup snapshot (run/startup_cache.h): the VM is recorded as a VM of `image`
   // restored from the snapshot. `held`: the guest holds at its startup barrier and is
   // started with GO after the attach. Otherwise its container runs already (an entry taken
@@ -67,11 +68,13 @@ class SnapshotRestore final : public VmOrigin {
   // then steps its clock, reseeds its RNG and flushes its neighbour table. A boot id other
   // than the snapshot's (a guest that booted afresh: wrong memory) is a protocol error.
   Result<std::string> verify_guest(AgentChannel& agent) override;
+  std::vector<std::uint32_t> guest_sessions() const override { return guest_sessions_; }
   // A restored guest that never answers did not get the snapshot's memory: refused.
   Status agent_unreachable(Status why) const override;
 
  private:
   SnapshotRestoreSpec spec_;
+  std::vector<std::uint32_t> guest_sessions_;  // from ATTACHED
 };
 
 }  // namespace fcvm

@@ -8,6 +8,7 @@
 #include "health/health_monitor.h"
 #include "plugin/plugin_registry.h"
 #include "run/container_supervisor.h"
+#include "run/console_tail.h"
 #include "run/startup_cache.h"
 #include "snapshot/snapshot_builder.h"
 #include "state/state_store.h"
@@ -168,11 +169,13 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
 
   auto channel = connect_agent(spec);
   if (!channel) {
+    Status why = channel.status();
     if (auto exit = vm_->exited()) {
-      return origin.agent_unreachable(error(Errc::io, "the VMM exited before the guest agent answered (" +
-                                                          exit->describe() + ")"));
+      why = error(Errc::io, "the VMM exited before the guest agent answered (" + exit->describe() + ")");
     }
-    return origin.agent_unreachable(channel.status());
+    why = origin.agent_unreachable(why);
+    return error(why.code(), why.message() + "; console " + spec.console_log.string() + ":" +
+                                 console_tail(spec.console_log, 8));
   }
   auto guest_boot_id = origin.verify_guest(*channel);
   if (!guest_boot_id) return guest_boot_id.status();
@@ -191,6 +194,7 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   opts.plan = origin.plan(name_, *disks_, network_.get());
   opts.go = origin.go(name_);
   opts.replay_output = origin.replayed_output();
+  opts.guest_sessions = origin.guest_sessions();
   opts.on_started = on_started_;
   opts.guest_boot_id = *guest_boot_id;
 

@@ -111,6 +111,9 @@ class VmOrigin {
     (void)agent;
     return std::string();
   }
+  // After verify_guest: the sessions the guest agent still has (a restored guest's, from a
+  // snapshot taken while they ran); none by default.
+  virtual std::vector<std::uint32_t> guest_sessions() const { return {}; }
   // The error to report when the guest's agent could not be reached at all (`why`), e.g.
   // because the VMM exited at once; the default reports `why` as it is.
   virtual Status agent_unreachable(Status why) const { return why; }

@@ -35,7 +35,9 @@ struct GuestMachine {
 struct SnapshotManifest {
   // The format written by this build; newer versions are refused with the upgrade to make.
   // Version 2 added vmm_version and machine; version 1 manifests read with them empty.
-  static constexpr int kVersion = 2;
+  // Version 3 added cache_healthy and startup_output: an older fcvm would restore such an
+  // entry as one held at its barrier, so it must refuse it.
+  static constexpr int kVersion = 3;
 
   std::string tag;
   std::string created;        // RFC3339 UTC
