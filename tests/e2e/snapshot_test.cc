@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "fcvm_cli.h"
@@ -38,12 +39,13 @@ class SnapshotTest : public ::testing::TestWithParam<std::string> {
   // Starts the suite's source VM, "src"; returns what went wrong, or empty.
   static std::string start_source(const FcvmCli& cli) {
     // State on the disk (/root is the overlay on the scratch disk) and in memory (/tmp is
-    // tmpfs in the guest), both written before any snapshot is taken.
+    // tmpfs in the guest), both written before any snapshot is taken, and a counter that
+    // lives in the shell's memory (copied to /tmp/count as it goes).
     // --no-snapshot: the snapshots here are the tests' own; none of the run's startup cache.
     auto r = cli.run({"podman", "run", "-d", "--no-snapshot", "--name", "src", "--kernel", FcvmCli::kernel().string(),
                       FcvmCli::hello_image(), "sh", "-c",
                       "echo on-disk > /root/disk-mark; echo in-memory > /tmp/mem-mark; "
-                      "while true; do sleep 1; done"});
+                      "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 1; done"});
     if (r.code != 0) return "podman run -d: " + r.err;
     // The marks are written by the container's first commands: wait until they are there.
     for (int tries = 0; tries < 300; ++tries) {
@@ -105,6 +107,28 @@ TEST_P(SnapshotTest, CloneContinuesTheSourcesDiskAndMemoryAndCleansUp) {
   auto clone = cli_->run({"snapshot", "run", "--snapshot", "cont", "--exec", "cat", "/root/disk-mark", "/tmp/mem-mark"});
   EXPECT_EQ(clone.code, 0) << clone.err;
   EXPECT_EQ(clone.out, "on-disk\nin-memory\n");
+
+  // The source's running process goes on counting from where the snapshot held it (a fresh
+  // start would count from 1), and the clone's clock was stepped to now at attach though
+  // the snapshot is a few seconds old.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  const auto held = std::stol(cli_->run({"snapshot", "run", "--snapshot", "cont", "--exec", "cat", "/tmp/count"}).out);
+  auto host_seconds = [] {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  const auto host_before = host_seconds();
+  auto later = cli_->run({"snapshot", "run", "--snapshot", "cont", "--exec", "sh", "-c",
+                          "date +%s; sleep 3; cat /tmp/count"});
+  const auto host_after = host_seconds();
+  ASSERT_EQ(later.code, 0) << later.err;
+  std::istringstream words(later.out);
+  long guest_now = 0, counted = 0;
+  words >> guest_now >> counted;
+  EXPECT_GE(guest_now, host_before - 1) << "the clone's clock lags (not stepped at attach): " << later.out;
+  EXPECT_LE(guest_now, host_after + 1) << later.out;
+  EXPECT_GT(counted, held) << "the counter did not go on in the clone: " << later.out;
+  EXPECT_GE(held, 1);
   auto failing = cli_->run({"snapshot", "run", "--snapshot", "cont", "--exec", "sh", "-c", "exit 3"});
   EXPECT_EQ(failing.code, 3) << failing.err;
   // --exec clones leave nothing: no record, no directory.
