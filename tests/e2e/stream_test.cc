@@ -54,7 +54,12 @@ std::string read_until(int fd, const std::vector<std::string>& needles) {
     }
     return true;
   };
+  // Gives up after a minute: a guest that never prints must fail the test, not hang it.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!complete()) {
+    pollfd p{fd, POLLIN, 0};
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) == 0) break;
     const ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
@@ -272,9 +277,10 @@ TEST_F(StreamTest, InteractiveStdinReachesTheProcessWithItsEnd) {
 // and the host terminal's settings are restored afterwards. Same for `fcvm exec -it`.
 TEST_F(StreamTest, TerminalGetsSizeCtrlCAndIsRestored) {
   start_idle_vm("tty");
-  for (const auto& args :
-       {run_args({"--rm", "-it", FcvmCli::hello_image(), "sh", "-c", "tty; stty size; sleep 100"}),
-        std::vector<std::string>{"exec", "-it", "tty", "sh", "-c", "tty; stty size; sleep 100"}}) {
+  // The guest's shell prints its terminal's size at start and on every SIGWINCH.
+  const std::string script = "trap 'stty size' WINCH; tty; stty size; while :; do sleep 1; done";
+  for (const auto& args : {run_args({"--rm", "-it", FcvmCli::hello_image(), "sh", "-c", script}),
+                           std::vector<std::string>{"exec", "-it", "tty", "sh", "-c", script}}) {
     int master = -1, slave = -1;
     winsize ws{};
     ws.ws_row = 40;
@@ -287,6 +293,14 @@ TEST_F(StreamTest, TerminalGetsSizeCtrlCAndIsRestored) {
     const std::string seen = read_until(m.get(), {"/dev/pts/", "40 123"});
     EXPECT_NE(seen.find("/dev/pts/"), std::string::npos) << args[0] << ": " << seen;
     EXPECT_NE(seen.find("40 123"), std::string::npos) << args[0] << ": " << seen;
+    // Resizing our terminal resizes the guest's (SIGWINCH -> RESIZE -> TIOCSWINSZ). fcvm has
+    // no controlling terminal here, so the test sends the SIGWINCH the kernel would.
+    ws.ws_row = 50;
+    ws.ws_col = 100;
+    ASSERT_EQ(::ioctl(m.get(), TIOCSWINSZ, &ws), 0);
+    ASSERT_TRUE(child.signal(SIGWINCH).ok());
+    const std::string resized = read_until(m.get(), {"50 100"});
+    EXPECT_NE(resized.find("50 100"), std::string::npos) << args[0] << ": " << resized;
     ASSERT_EQ(::write(m.get(), "\x03", 1), 1);
     // Drain what the host terminal shows until fcvm is gone.
     std::thread drain([&] { (void)read_to_end(m.get()); });
