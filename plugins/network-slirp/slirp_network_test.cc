@@ -250,6 +250,47 @@ TEST(SlirpNetwork, TenLeasesGetDistinctLoopbackAddressesAndLeaveNothing) {
   std::filesystem::remove_all(dir);
 }
 
+// A clone keeps the snapshot's guest side (tap0, 10.0.2.15) and gets its own loopback
+// address, namespaces and slirp4netns: its published port reaches a guest in its own
+// namespace. A lease that is not slirp's is refused and leaves nothing.
+TEST(SlirpNetwork, ACloneKeepsTheGuestSideAndIsReachedOnItsOwnAddress) {
+  char tmpl[] = "/tmp/fcvm-slirp-clone-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::filesystem::path dir = tmpl;
+  SlirpNetwork backend(dir, *Options::from_json({}), null_logger());
+  if (auto probe = backend.probe(); !probe.available) GTEST_SKIP() << probe.reason;
+  auto source = backend.setup({fcvm::testing::random_vm_id(), "source", {}});
+  ASSERT_TRUE(source.ok()) << source.status().message();
+  const std::uint16_t port = fcvm::testing::free_tcp_port();
+  auto clone = backend.setup_clone(*source, {fcvm::testing::random_vm_id(), "clone", {{"tcp", "0.0.0.0", port, 8080}}});
+  ASSERT_TRUE(clone.ok()) << clone.status().message();
+  EXPECT_EQ(clone->tap, source->tap);
+  EXPECT_EQ(clone->guest.address, source->guest.address);
+  EXPECT_EQ(clone->guest.mac, source->guest.mac);
+  EXPECT_NE(clone->extra["loopback"], source->extra["loopback"]);
+  EXPECT_NE(clone->extra["holder"]["pid"], source->extra["holder"]["pid"]);
+  std::string why;
+  const pid_t guest = start_stand_in_guest(*clone, 8080, why);
+  ASSERT_GT(guest, 0) << why;
+  auto reply = tcp_fetch(nullptr, clone->ports.at(0).host_ip, port);
+  EXPECT_TRUE(reply.ok()) << reply.status().message();
+  if (reply.ok()) {
+    EXPECT_EQ(*reply, "guest\n");
+  }
+  ::waitpid(guest, nullptr, 0);
+
+  NetworkLease foreign = *source;
+  foreign.tap = "eth7";
+  auto refused = backend.setup_clone(foreign, {fcvm::testing::random_vm_id(), "refused", {}});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Errc::invalid_argument);
+  for (const auto& lease : {*clone, *source}) {
+    EXPECT_TRUE(backend.teardown(lease).ok());
+    EXPECT_EQ(leftovers(dir, lease), "");
+  }
+  std::filesystem::remove_all(dir);
+}
+
 TEST(SlirpNetwork, MissingSlirp4netnsIsAOneLineErrorAndLeavesNothing) {
   char tmpl[] = "/tmp/fcvm-slirp-missing-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
