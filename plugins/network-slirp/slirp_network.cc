@@ -19,6 +19,7 @@
 #include "fcvm/child_process.h"
 #include "fcvm/host_port.h"
 #include "fcvm/netns.h"
+#include "fcvm/program_path.h"
 #include "fcvm/route_netlink.h"
 #include "fcvm/tap_device.h"
 
@@ -221,16 +222,8 @@ Result<nlohmann::json> api_call(const std::string& socket_path, const nlohmann::
 }
 
 std::optional<std::string> find_in_path(const std::string& program) {
-  if (program.find('/') != std::string::npos) {
-    return ::access(program.c_str(), X_OK) == 0 ? std::optional(program) : std::nullopt;
-  }
-  const char* path = std::getenv("PATH");
-  std::istringstream dirs(path ? path : "/usr/bin:/bin");
-  for (std::string dir; std::getline(dirs, dir, ':');) {
-    const std::string candidate = dir + "/" + program;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return std::nullopt;
+  auto found = find_program(program);
+  return found.empty() ? std::nullopt : std::optional(found.string());
 }
 
 Status keep_first(Status first, Status next) { return first.ok() ? next : first; }
