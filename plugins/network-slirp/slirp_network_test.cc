@@ -291,6 +291,31 @@ TEST(SlirpNetwork, ACloneKeepsTheGuestSideAndIsReachedOnItsOwnAddress) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(SlirpNetwork, RunningOutOfLoopbackAddressesIsAOneLineErrorAndLeavesNothing) {
+  char tmpl[] = "/tmp/fcvm-slirp-full-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::filesystem::path dir = tmpl;
+  auto options = Options::from_json({});
+  ASSERT_TRUE(options.ok());
+  options->loopback_capacity = 1;
+  SlirpNetwork backend(dir, *options, null_logger());
+  if (auto probe = backend.probe(); !probe.available) GTEST_SKIP() << probe.reason;
+  auto first = backend.setup({fcvm::testing::random_vm_id(), "first", {}});
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  const std::string id = fcvm::testing::random_vm_id();
+  auto second = backend.setup({id, "second", {}});
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find("all loopback addresses are taken"), std::string::npos)
+      << second.status().message();
+  EXPECT_EQ(second.status().message().find('\n'), std::string::npos);
+  auto alloc = read_file(dir / "loopback.json");
+  ASSERT_TRUE(alloc.ok());
+  EXPECT_EQ(alloc->find(id), std::string::npos) << *alloc;
+  EXPECT_TRUE(backend.teardown(*first).ok());
+  EXPECT_EQ(leftovers(dir, *first), "");
+  std::filesystem::remove_all(dir);
+}
+
 TEST(SlirpNetwork, MissingSlirp4netnsIsAOneLineErrorAndLeavesNothing) {
   char tmpl[] = "/tmp/fcvm-slirp-missing-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
