@@ -135,6 +135,15 @@ TEST_P(NetworkVmTest, HttpdAnswersOnPublishedPortsOfTwoVmsAndTheGuestReachesItsG
 
   auto ping = cli_->run({"exec", "web-a", "--", "ping", "-c", "1", "-W", "10", "10.0.2.2"});
   EXPECT_EQ(ping.code, 0) << ping.out << ping.err;
+  // eth0 as the lease says: address and prefix, MAC, MTU; the hostname resolves locally.
+  const auto guest = cli_->record("web-a")["network"]["guest"];
+  auto eth0 = cli_->run({"exec", "web-a", "--", "sh", "-c",
+                         "ip -4 -o addr show dev eth0; cat /sys/class/net/eth0/address /sys/class/net/eth0/mtu; "
+                         "grep -w web-a /etc/hosts"});
+  EXPECT_EQ(eth0.code, 0) << eth0.out << eth0.err;
+  EXPECT_NE(eth0.out.find("inet " + guest["address"].get<std::string>()), std::string::npos) << eth0.out;
+  EXPECT_NE(eth0.out.find(guest["mac"].get<std::string>() + "\n"), std::string::npos) << eth0.out;
+  EXPECT_NE(eth0.out.find("\n" + std::to_string(guest["mtu"].get<unsigned>()) + "\n"), std::string::npos) << eth0.out;
   auto resolv = cli_->run({"exec", "web-a", "--", "cat", "/etc/resolv.conf"});
   if (GetParam() == "network-slirp") {
     EXPECT_EQ(resolv.out, "nameserver 10.0.2.3\n");
