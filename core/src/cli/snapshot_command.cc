@@ -16,13 +16,10 @@
 #include "cli/vm_target.h"
 #include "config/config.h"
 #include "fcvm/memory.h"
-#include "plugin/plugin_registry.h"
 #include "run/container_request.h"
 #include "run/container_run.h"
 #include "run/container_supervisor.h"
-#include "run/guest_assets.h"
-#include "session/image_boot.h"
-#include "session/snapshot_restore.h"
+#include "session/clone_origin.h"
 #include "snapshot/memory_stats_file.h"
 #include "snapshot/serve_control.h"
 #include "snapshot/snapshot_store.h"
@@ -336,13 +333,8 @@ int run_serve(CommandContext& ctx, const std::vector<std::string>& args) {
   return 0;
 }
 
-// A running serve's page server, as its record names it.
-struct PageServerSockets {
-  std::filesystem::path memory_socket;   // the VMMs' UFFD handshake
-  std::filesystem::path control_socket;  // announcements of the VMMs (serve_control.h)
-};
-
-std::optional<PageServerSockets> served_memory(CommandContext& ctx, const VmRecord& serve) {
+// A running serve's page server, as its record names it; nullopt when it serves file memory.
+std::optional<CloneMemory::PageServer> served_memory(CommandContext& ctx, const VmRecord& serve) {
   const auto& extra = serve.extra;
   if (!extra.contains("memory_socket") || !extra["memory_socket"].is_string()) return std::nullopt;
   if (!extra.contains("control_socket") || !extra["control_socket"].is_string() ||
@@ -355,7 +347,8 @@ std::optional<PageServerSockets> served_memory(CommandContext& ctx, const VmReco
     throw CliError("serve process " + std::to_string(serve.process.pid) + " serves memory with " + name +
                    ", not " + it->second + "; drop --memory or pick another serve", kUsageExit);
   }
-  return PageServerSockets{extra["memory_socket"].get<std::string>(), extra["control_socket"].get<std::string>()};
+  return CloneMemory::PageServer{extra["memory_socket"].get<std::string>(), extra["control_socket"].get<std::string>(),
+                                 name};
 }
 
 VmRecord find_page_server(CommandContext& ctx, const std::string& tag, const std::string& memory) {
@@ -403,78 +396,30 @@ int run_clone(CommandContext& ctx, const std::vector<std::string>& args) {
   }
   const std::optional<ProcessIdentity> serve =
       serve_record ? std::optional<ProcessIdentity>(serve_record->process) : std::nullopt;
-  const auto page_server = serve_record ? served_memory(ctx, *serve_record) : std::nullopt;
-  const auto snap = check(store.get(tag));
-  const auto& m = snap.manifest;
-  if (m.is_cache()) {
-    throw CliError("snapshot '" + tag + "' is a startup snapshot of 'fcvm podman run', which restores it " +
-                   "for runs of that container; to clone a VM, 'fcvm snapshot create' it", kUsageExit);
+  CloneSpec spec;
+  spec.snapshot = check(store.get(tag));
+  spec.memory.page_server = serve_record ? served_memory(ctx, *serve_record) : std::nullopt;
+  if (!spec.memory.page_server) {
+    spec.memory.backend = ctx.backend_as<MemoryBackend>(PluginKind::memory);
+    spec.memory.plugin = ctx.chosen_plugin(PluginKind::memory);
   }
+  spec.serve = serve;
+  if (vm.count("kernel")) spec.kernel = vm["kernel"].as<std::filesystem::path>();
+  spec.data_dir = ctx.config().data_dir;
+  spec.log = ctx.log();
 
   SessionBackends backends;
   backends.vmm = ctx.backend_as<VmmBackend>(PluginKind::vmm);
   backends.storage = ctx.backend_as<StorageBackend>(PluginKind::storage);
   backends.network = ctx.backend_as<NetworkBackend>(PluginKind::network);
   for (auto kind : {PluginKind::vmm, PluginKind::storage, PluginKind::network}) {
-    const auto name = ctx.chosen_plugin(kind);
-    if (!name.empty()) backends.names[kind] = name;
-    auto it = m.plugins.find(kind);
-    const std::string wanted = it == m.plugins.end() ? "" : it->second;
-    if (wanted != name) {
-      throw CliError("snapshot '" + tag + "' was taken with " + to_string(kind) + " " +
-                     (wanted.empty() ? "none" : wanted) + "; pass --plugin " + to_string(kind) + "=" +
-                     (wanted.empty() ? "none" : wanted), kUsageExit);
-    }
+    if (auto name = ctx.chosen_plugin(kind); !name.empty()) backends.names[kind] = name;
   }
-  // VMM state files are only promised to load into the VMM version that wrote them.
-  if (const auto version = PluginRegistry::plugin_version_of(backends.vmm);
-      !m.vmm_version.empty() && version != m.vmm_version) {
-    throw CliError("snapshot '" + tag + "' was written by " + backends.names[PluginKind::vmm] + " " +
-                   m.vmm_version + ", this is " + version +
-                   "; take a new snapshot with 'fcvm snapshot create'");
+  if (Status st = check_clone_backends(spec.snapshot.manifest, backends); !st.ok()) {
+    throw CliError(st, st.code() == Errc::invalid_argument ? kUsageExit : 1);
   }
-
-  std::unique_ptr<VmOrigin> origin;
-  if (m.disk_only) {
-    // No memory: the clone boots the snapshot's container afresh from a copy of its disks,
-    // on the snapshot's machine where the manifest says what it was.
-    ImageBootSpec boot;
-    boot.image_ref = m.image;
-    std::optional<std::filesystem::path> kernel;
-    if (vm.count("kernel")) {
-      kernel = vm["kernel"].as<std::filesystem::path>();
-    } else if (!m.machine.kernel.empty() && std::filesystem::exists(m.machine.kernel)) {
-      kernel = m.machine.kernel;
-    }
-    boot.assets = check(find_guest_assets(ctx.config().data_dir, kernel, ctx.log()), kRunFailedExit);
-    if (m.machine.vcpus > 0) boot.vcpus = m.machine.vcpus;
-    if (m.machine.memory_mib > 0) boot.memory_mib = m.machine.memory_mib;
-    boot.rootfs = ImageRootfs{m.machine.image_digest, m.rootfs};
-    boot.process = m.main_process;
-    boot.snapshot_disks = m.disks_in(snap.dir);
-    boot.snapshot_name = tag;
-    origin = std::make_unique<ImageBoot>(std::move(boot));
-  } else {
-    SnapshotRestoreSpec spec;
-    spec.snapshot_name = tag;
-    spec.disks = m.disks_in(snap.dir);
-    spec.network = m.network;
-    spec.files = m.files(snap.dir);
-    if (page_server) {
-      spec.memory = MemorySource{MemorySourceKind::uffd, page_server->memory_socket};
-      spec.memory_plugin = serve_record->plugins.at(PluginKind::memory);
-      spec.announce_vmm = [control = page_server->control_socket](pid_t vmm) { return announce_vmm(control, vmm); };
-    } else {
-      spec.memory = MemorySource{MemorySourceKind::file, spec.files.memory};
-      spec.memory_plugin = ctx.chosen_plugin(PluginKind::memory);
-      spec.memory_backend = ctx.backend_as<MemoryBackend>(PluginKind::memory);
-    }
-    spec.exec = ExecDefaults{m.main_process, m.rootfs};
-    spec.serve = serve;
-    spec.boot_id = m.boot_id;
-    spec.machine = m.machine;
-    origin = std::make_unique<SnapshotRestore>(std::move(spec));
-  }
+  const bool page_served = spec.memory.page_server.has_value();
+  auto origin = check(clone_origin(spec), kRunFailedExit);
 
   VmSessionOptions options;
   if (vm.count("name")) options.name = vm["name"].as<std::string>();
@@ -489,7 +434,7 @@ int run_clone(CommandContext& ctx, const std::vector<std::string>& args) {
   options.log_max_bytes = ctx.config().log_max_bytes;
   // A clone whose pages come from its serve outlives a serve killed with -9, hung at its
   // next fault, so that a restarted serve can adopt it ('fcvm gc' stops it otherwise).
-  if (!page_server) options.stop_with = serve;
+  if (!page_served) options.stop_with = serve;
   VmSession session(SessionServices{ctx.state(), ctx.config().data_dir, ctx.log()}, std::move(backends),
                     std::move(options));
   check(session.check(), kRunFailedExit);
