@@ -1,16 +1,10 @@
 // fcvm snapshot create|ls|rm|serve|run: snapshots of running VMs and their clones.
-#include <signal.h>
-#include <sys/signalfd.h>
-#include <sys/stat.h>
-#include <poll.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <iostream>
-#include <thread>
 
 #include "cli/commands.h"
-#include "cli/serve_takeover.h"
 #include "cli/vm_accounting.h"
 #include "cli/vm_cleanup.h"
 #include "cli/vm_target.h"
@@ -21,7 +15,7 @@
 #include "run/container_supervisor.h"
 #include "session/clone_origin.h"
 #include "snapshot/memory_stats_file.h"
-#include "snapshot/serve_control.h"
+#include "snapshot/serve_session.h"
 #include "snapshot/snapshot_store.h"
 #include "state/state_store.h"
 
@@ -67,17 +61,6 @@ int exec_in_vm(const VmRecord& record, const std::vector<std::string>& args) {
   }
   if (refused) return kRunFailedExit;
   throw CliError(record.name + " stopped before the command finished", kRunFailedExit);
-}
-
-// Asks the fcvm process of `record` to stop (SIGTERM: a graceful stop of its VM) and waits
-// until it is gone.
-void stop_process(const ProcessIdentity& process) {
-  if (!process.alive()) return;
-  ::kill(process.pid, SIGTERM);
-  const auto deadline = std::chrono::steady_clock::now() + kStopWait;
-  while (process.alive() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
 }
 
 std::vector<VmRecord> live_records(CommandContext& ctx, VmType type) {
@@ -193,45 +176,6 @@ int run_rm(CommandContext& ctx, const std::vector<std::string>& args) {
   return 0;
 }
 
-constexpr auto kStatsInterval = std::chrono::milliseconds(1000);
-
-// Rewrites the serve's counters file when they changed since `published`.
-void publish_memory_stats(CommandContext& ctx, const std::filesystem::path& dir, const MemoryServer& server,
-                          std::string& published) {
-  nlohmann::json now = nlohmann::json::array();
-  const auto stats = server.stats();
-  for (const auto& c : stats) now.push_back(c.to_json());
-  std::string text = now.dump();
-  if (text == published) return;
-  if (Status st = MemoryStatsFile::write(dir, stats); !st.ok()) {
-    ctx.log()->warn("memory counters not published: " + st.message());
-    return;
-  }
-  published = std::move(text);
-}
-
-// The serve's record and directory; on every exit path its clones are stopped first.
-class ServeRecord {
- public:
-  ServeRecord(CommandContext& ctx, VmRecord record, std::filesystem::path dir)
-      : ctx_(ctx), record_(std::move(record)), dir_(std::move(dir)) {}
-  ~ServeRecord() {
-    for (const auto& clone : live_records(ctx_, VmType::clone)) {
-      if (clone.serve && *clone.serve == record_.process) stop_process(clone.process);
-    }
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-    (void)ctx_.state().remove(record_.id);
-  }
-  ServeRecord(const ServeRecord&) = delete;
-  ServeRecord& operator=(const ServeRecord&) = delete;
-
- private:
-  CommandContext& ctx_;
-  VmRecord record_;
-  std::filesystem::path dir_;
-};
-
 int run_serve(CommandContext& ctx, const std::vector<std::string>& args) {
   po::options_description desc("snapshot serve options");
   desc.add_options()("name", po::value<std::string>(), "name of the serve record")(
@@ -250,86 +194,19 @@ int run_serve(CommandContext& ctx, const std::vector<std::string>& args) {
   if (snap.manifest.disk_only) throw CliError("snapshot '" + snap.manifest.tag + "' has no memory to serve; clone it with 'fcvm snapshot run --snapshot'");
   auto memory = ctx.backend_as<MemoryBackend>(PluginKind::memory);
   const std::string memory_plugin = ctx.chosen_plugin(PluginKind::memory);
-  const MemoryCapabilities caps = memory->capabilities();
   std::optional<std::string> name;
   if (vm.count("name")) name = vm["name"].as<std::string>();
 
   block_stop_signals();
-  // A restarted page server takes over the dead one's directory, whose client records say
-  // which VMMs it served.
-  auto taken = caps.adopts_clients ? take_over_dead_serve(ctx, snap.manifest.tag, memory_plugin, name) : std::nullopt;
-  VmRecord created;
-  if (taken) {
-    created = taken->record;
-  } else {
-    VmRecord record;
-    record.type = VmType::serve;
-    if (name) record.name = *name;
-    record.process = ProcessIdentity::self();
-    record.snapshot = snap.manifest.tag;
-    record.plugins[PluginKind::memory] = memory_plugin;
-    record.status = VmStatus::creating;
-    created = check(ctx.state().create(record));
-  }
-  const auto dir = taken ? taken->record.vm_dir : ctx.config().data_dir / "vms" / created.id;
-  ServeRecord guard(ctx, created, dir);
-  std::filesystem::create_directories(dir);
-  ::chmod(dir.c_str(), 0700);
-  const auto socket = dir / "memory.sock";
-  MemoryServeOptions serve_options;
-  serve_options.memory_image = snap.dir / snap.manifest.memory_file;
-  serve_options.socket = socket;
-  serve_options.state_dir = dir;
-  serve_options.snapshot_dir = snap.dir;
-  serve_options.prefetch = prefetch == "on";
-  // Null with the file backend: the VMMs map the image themselves.
-  auto server = check(memory->serve(serve_options));
-  std::unique_ptr<ServeControlServer> control;
-  if (server) {
-    control = check(ServeControlServer::listen(dir / "serve.sock", [&](pid_t vmm) { server->expect_client(vmm); }));
-  }
-  check(ctx.state().update(created.id, [&](VmRecord& r) {
-    r.vm_dir = dir;
-    r.status = VmStatus::running;
-    if (server) {
-      r.extra["memory_socket"] = socket.string();
-      r.extra["control_socket"] = (dir / "serve.sock").string();
-    }
-    return ok_status();
-  }).status());
-  if (server && taken) {
-    const int adopted = adopt_clones(ctx, *server, taken->previous);
-    ctx.log()->info("adopted " + std::to_string(adopted) + " clone(s) of serve process " +
-                    std::to_string(taken->previous.pid));
-  }
-
-  std::cout << "serving snapshot " << snap.manifest.tag << ": pid " << ::getpid() << ", socket "
-            << (server ? socket.string() : std::string("none (file memory: clones map the image)"))
-            << "\n" << std::flush;
-
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, s);
-  UniqueFd signals(::signalfd(-1, &set, SFD_CLOEXEC));
-  std::string published;
-  auto next_publish = std::chrono::steady_clock::now();
-  for (;;) {
-    pollfd fds[3] = {{signals.get(), POLLIN, 0},
-                     {server ? server->fd() : -1, POLLIN, 0},
-                     {control ? control->fd() : -1, POLLIN, 0}};
-    const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_publish - std::chrono::steady_clock::now());
-    if (::poll(fds, 3, server ? int(std::max<std::int64_t>(0, wait.count())) : -1) < 0 && errno != EINTR) break;
-    if (fds[0].revents & POLLIN) break;
-    if (fds[2].revents & POLLIN) control->serve_one();
-    if (!server) continue;
-    // Also on the publishing tick: a working-set recording window may have closed.
-    if (Status st = server->dispatch(); !st.ok()) ctx.log()->warn("memory server: " + st.message());
-    if (std::chrono::steady_clock::now() >= next_publish) {
-      publish_memory_stats(ctx, dir, *server, published);
-      next_publish = std::chrono::steady_clock::now() + kStatsInterval;
-    }
-  }
-  ctx.log()->info("stopping the clones of this serve");
+  ServeSpec spec{snap, memory, memory_plugin, name, prefetch == "on"};
+  check(serve_snapshot(SessionServices{ctx.state(), ctx.config().data_dir, ctx.log()}, spec,
+                  [&](const std::filesystem::path& socket) {
+                    std::cout << "serving snapshot " << snap.manifest.tag << ": pid " << ::getpid() << ", socket "
+                              << (socket.empty() ? std::string("none (file memory: clones map the image)")
+                                                 : socket.string())
+                              << "\n"
+                              << std::flush;
+                  }));
   return 0;
 }
 
@@ -450,10 +327,10 @@ int run_clone(CommandContext& ctx, const std::vector<std::string>& args) {
   try {
     code = exec_in_vm(clone, command);
   } catch (...) {
-    stop_process(clone.process);
+    stop_process(clone.process, kStopWait);
     throw;
   }
-  stop_process(clone.process);
+  stop_process(clone.process, kStopWait);
   return code;
 }
 
