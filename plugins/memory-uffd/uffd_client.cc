@@ -122,7 +122,7 @@ Status UffdClient::process_pending() {
   while (!pending_.empty()) {
     FCVM_RETURN_IF_ERROR(resolve_fault(pending_.front().arg.pagefault.address));
     // A remove is on its way: the fault stays first in line until the uffd, readable once
-    // the remove is queued, brings us back.
+    // the remove is queued, or the server's retry timer brings us back.
     if (std::exchange(busy_, false)) return ok_status();
     pending_.pop_front();
   }
@@ -228,7 +228,7 @@ Status UffdClient::fill_run(std::size_t ri, std::uint64_t from, std::uint64_t to
       from += r.page_size;
     } else if (err == EAGAIN) {
       // A remove is being queued: read it (so later copies see it) and retry; if it is not
-      // readable yet, come back when it is rather than spin.
+      // readable yet, come back later (readability or the retry timer) rather than spin.
       ++stats_.eagain_retries;
       const std::size_t faults_before = pending_.size();
       const std::uint64_t removes_before = stats_.remove_events;

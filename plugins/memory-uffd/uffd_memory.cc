@@ -1,5 +1,7 @@
 #include "uffd_memory.h"
 
+#include "fcvm/memory_image.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -48,12 +50,10 @@ Result<std::unique_ptr<MemoryServer>> UffdMemory::serve(const MemoryServeOptions
 }
 
 Status UffdMemory::place(const std::filesystem::path& memory_image, const std::filesystem::path& dest) {
-  if (::link(memory_image.c_str(), dest.c_str()) == 0) return ok_status();
-  if (errno == EEXIST) {
-    return error(Errc::already_exists,
-                 "memory-uffd: " + dest.string() + " already exists; remove it or pick a new fork dir");
-  }
-  return errno_status("memory-uffd: hardlink " + memory_image.string() + " to " + dest.string());
+  // A hardlink, or a copy across filesystems: the server reads the image, never writes it.
+  auto placed = place_memory_image(memory_image, dest);
+  if (!placed) return placed.status().with_context("memory-uffd: ");
+  return ok_status();
 }
 
 }  // namespace fcvm::uffd

@@ -111,7 +111,10 @@ class PageServerTest : public ::testing::Test {
       if (std::chrono::steady_clock::now() > deadline) return false;
       pollfd p{server_->fd(), POLLIN, 0};
       ::poll(&p, 1, 20);
-      EXPECT_TRUE(server_->dispatch().ok());
+      if (Status st = server_->dispatch(); !st.ok()) {
+        ADD_FAILURE() << "dispatch: " << st.message();
+        return false;
+      }
     }
     return true;
   }

@@ -173,7 +173,14 @@ Result<NetworkLease> BridgedNetwork::create(const NetworkRequest& request, Guest
   std::uint32_t slot = 0;
   FCVM_RETURN_IF_ERROR(allocations_.update([&](nlohmann::json& doc) -> Status {
     for (const auto& [holder, entry] : doc["holders"].items()) {
-      for (const auto& taken : entry.value("ports", std::vector<PortMapping>{})) {
+      std::vector<PortMapping> ports;
+      try {
+        if (entry.is_object()) ports = entry.value("ports", std::vector<PortMapping>{});
+      } catch (const nlohmann::json::exception&) {
+        return error(Errc::protocol, std::string(kHostAllocations) + ": holder " + holder +
+                                         " is corrupt; remove the file once no VM runs");
+      }
+      for (const auto& taken : ports) {
         for (const auto& mine : request.ports) {
           if (host_ports_overlap(taken, mine)) {
             return error(Errc::already_exists, "host port " + mine.host_ip + ":" + std::to_string(mine.host_port) +
@@ -271,7 +278,8 @@ std::optional<std::uint32_t> BridgedNetwork::lowest_free_subnet(const nlohmann::
   // By address, not by index: processes with other data dirs may use other pools.
   std::set<std::uint32_t> taken;
   for (const auto& [holder, entry] : doc["holders"].items()) {
-    auto subnet = parse_ipv4_cidr(entry.value("subnet", ""));
+    if (!entry.is_object() || !entry.contains("subnet") || !entry["subnet"].is_string()) continue;
+    auto subnet = parse_ipv4_cidr(entry["subnet"].get<std::string>());
     if (subnet) taken.insert(subnet->address & ~3u);
   }
   for (std::uint32_t slot = 0; slot < options_.capacity(); ++slot) {

@@ -31,9 +31,10 @@ class BridgedNetworkTest : public ::testing::Test {
     char tmpl[] = "/tmp/fcvm-bridged-test-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    // A /24 of its own per test process, away from the default pool.
-    const unsigned third = static_cast<unsigned>(::getpid()) & 0xff;
-    nlohmann::json config = {{"pool", "100.80." + std::to_string(third) + ".0/24"},
+    // A /24 of its own per test process (ctest runs each test as one, several at once),
+    // away from the default pool.
+    const unsigned pid = static_cast<unsigned>(::getpid());
+    nlohmann::json config = {{"pool", "100." + std::to_string(96 + (pid >> 8) % 32) + "." + std::to_string(pid & 0xff) + ".0/24"},
                              {"ip_forward", false},
                              {"dns", {"10.0.2.3"}}};
     config.update(extra_config_);

@@ -33,8 +33,9 @@ class QemuVm final : public Vm {
     std::filesystem::path agent_socket;
     // The machine as the state header of a later snapshot records it.
     StateFileHeader machine;
-    // True for a boot: DIR/mem is the VM's own RAM (snapshots copy it; teardown removes
-    // it). False for a restore, whose RAM is a private mapping of someone else's image.
+    // True when DIR/mem is the VM's own RAM (snapshots copy it; teardown removes it): a boot,
+    // or a snapshottable restore. False for a restore whose RAM is a private mapping of
+    // someone else's image.
     bool owns_memory_file = true;
     // DIR/mem already holds the RAM to run on (a snapshottable restore's own copy); else a
     // VM that owns its file starts on fresh RAM.

@@ -30,14 +30,20 @@ FcvmCli::~FcvmCli() {
   // A test that failed mid-way may leave VMs: stop them before removing their files.
   try {
     for (const auto& r : ls()) {
-      if (r.value("alive", false)) (void)run({"stop", "-t", "1", r["id"].get<std::string>()});
+      if (r.value("alive", false)) (void)run({"stop", r["id"].get<std::string>()});
     }
   } catch (const std::exception& e) {
     ADD_FAILURE() << "listing the VMs to stop: " << e.what();
   }
   (void)run({"gc"});
-  // Once everything is stopped and collected, nothing of this data dir may remain.
-  for (const auto& leak : leaks()) ADD_FAILURE() << "left behind: " << leak;
+  // Once everything is stopped and collected, nothing of this data dir may remain (a VMM
+  // goes with its fcvm process, asynchronously: it gets a few seconds).
+  auto left = leaks();
+  for (int tries = 0; !left.empty() && tries < 100; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    left = leaks();
+  }
+  for (const auto& leak : left) ADD_FAILURE() << "left behind: " << leak;
 }
 
 std::vector<std::string> FcvmCli::leaks() const {

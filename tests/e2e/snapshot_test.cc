@@ -112,7 +112,9 @@ TEST_P(SnapshotTest, CloneContinuesTheSourcesDiskAndMemoryAndCleansUp) {
   // start would count from 1), and the clone's clock was stepped to now at attach though
   // the snapshot is a few seconds old.
   std::this_thread::sleep_for(std::chrono::seconds(3));
-  const auto held = std::stol(cli_->run({"snapshot", "run", "--snapshot", "cont", "--exec", "cat", "/tmp/count"}).out);
+  auto first = cli_->run({"snapshot", "run", "--snapshot", "cont", "--exec", "cat", "/tmp/count"});
+  ASSERT_EQ(first.code, 0) << first.err;
+  const long held = std::atol(first.out.c_str());
   auto host_seconds = [] {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
         .count();

@@ -271,6 +271,11 @@ Result<int> ContainerSupervisor::run() {
     // Regular files are never waited for: read them whenever the window has room.
     if (stdin_open_ && !stdin_pollable_) forward_stdin();
     if (agent_open) watch(agent_.fd(), agent_.epoll_events(), kAgent);
+    while (!posted_.empty() && !failure_) {
+      auto work = std::move(posted_.front());
+      posted_.pop_front();
+      work();
+    }
   }
   // The VM is gone: whatever the agent wrote before powering off is still in the socket
   // (on_readable takes at most 256 KiB a call, so read until nothing is left).
@@ -297,6 +302,15 @@ Result<int> ContainerSupervisor::run() {
   auto vmm_exit = vm_.exited();
   return error(Errc::io, std::string("the VM stopped before the container exited (VMM ") +
                              (vmm_exit ? vmm_exit->describe() : "killed") + ")");
+}
+
+void ContainerSupervisor::drain_agent(std::chrono::milliseconds quiet) {
+  for (;;) {
+    pollfd p{agent_.fd(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(quiet.count())) <= 0) return;
+    // Errors and a closed channel are the loop's to see on its next round.
+    if (!handle_agent().ok() || agent_.closed()) return;
+  }
 }
 
 void ContainerSupervisor::start_health() {

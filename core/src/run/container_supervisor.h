@@ -30,7 +30,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -142,6 +144,13 @@ class ContainerSupervisor {
   // that or stop_keeping_startup_output() was called.
   const std::vector<OutputChunk>* startup_output() const { return startup_output_ ? &*startup_output_ : nullptr; }
   void stop_keeping_startup_output() { startup_output_.reset(); }
+  // Runs `work` once on the loop's thread between two rounds of events, never inside the
+  // handling of one (where it would see half a batch of the agent's frames).
+  void post(std::function<void()> work) { posted_.push_back(std::move(work)); }
+  // With the VM paused by the caller (from posted work): reads and handles what the agent
+  // sent before the pause, until nothing more comes for `quiet` (the VMM may still be
+  // flushing its buffers).
+  void drain_agent(std::chrono::milliseconds quiet);
 
  private:
   struct ControlClient;
@@ -229,6 +238,7 @@ class ContainerSupervisor {
   bool paused_ = false;  // by a pause request
   std::optional<std::chrono::milliseconds> pending_stop_;  // asked before the container ran
   std::unique_ptr<HealthExec> health_exec_;  // the health monitor's way into the guest
+  std::deque<std::function<void()>> posted_;
 };
 
 }  // namespace fcvm

@@ -94,8 +94,10 @@ TEST_F(LoopDeviceTest, MissingFileIsAnErrorNamingIt) {
 // attach() was given before it opens it. attach() asks for another one.
 TEST_F(LoopDeviceTest, AttachSurvivesFreeDevicesRemovedByAnotherProcess) {
   std::atomic<bool> done{false};
+  UniqueFd control(::open("/dev/loop-control", O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(control) << "open /dev/loop-control";
+  // Only free devices can be removed (a bound or open one is EBUSY): nobody else loses one.
   std::thread remover([&] {
-    UniqueFd control(::open("/dev/loop-control", O_RDWR | O_CLOEXEC));
     while (!done) {
       const int index = ::ioctl(control.get(), LOOP_CTL_GET_FREE);
       if (index >= 0) ::ioctl(control.get(), LOOP_CTL_REMOVE, index);  // EBUSY once taken

@@ -28,8 +28,10 @@ Status check_clone_backends(const SnapshotManifest& m, const SessionBackends& ba
   // VMM state files are only promised to load into the VMM version that wrote them.
   if (const auto version = PluginRegistry::plugin_version_of(backends.vmm);
       !m.vmm_version.empty() && version != m.vmm_version) {
-    return error(Errc::unavailable, "snapshot '" + m.tag + "' was written by " + backends.names.at(PluginKind::vmm) +
-                                        " " + m.vmm_version + ", this is " + version +
+    auto vmm = backends.names.find(PluginKind::vmm);
+    return error(Errc::unavailable, "snapshot '" + m.tag + "' was written by " +
+                                        (vmm == backends.names.end() ? "its VMM plugin" : vmm->second) + " " +
+                                        m.vmm_version + ", this is " + version +
                                         "; take a new snapshot with 'fcvm snapshot create'");
   }
   return ok_status();

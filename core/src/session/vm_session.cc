@@ -222,16 +222,31 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
     return control::SnapshotTaken{taken->tag, taken->pause_ms};
   };
   bool prune_due = false;
-  std::function<void()> at_first_healthy;
+  std::function<void(std::function<void()>)> at_first_healthy;
   if (startup_cache_key_ && opts.plan && startup_at_healthy_ && options_.health.enabled()) {
     opts.keep_startup_output = kMaxStartupOutput;
-    at_first_healthy = [&] {
-      const std::vector<OutputChunk>* output = running->startup_output();
-      if (!output) return;  // the supervisor logged why
-      SnapshotSource healthy = source;
-      healthy.startup_output = encode_startup_output(*output);
-      running->stop_keeping_startup_output();
-      if (take_startup_snapshot(healthy, running->guest_boot_id())) prune_startup_cache();
+    at_first_healthy = [&](std::function<void()> report) {
+      // Between two rounds of the loop: paused, with what the agent had sent before the
+      // pause read, the output kept is exactly what the guest's memory no longer holds.
+      running->post([&, report = std::move(report)] {
+        bool taken = false;
+        if (Status st = vm_->pause(); !st.ok()) {
+          log_->warn("startup snapshot not taken: pause: " + st.message());
+        } else {
+          running->drain_agent(std::chrono::milliseconds(50));
+          if (const std::vector<OutputChunk>* output = running->startup_output()) {
+            SnapshotSource healthy = source;
+            healthy.startup_output = encode_startup_output(*output);
+            taken = take_startup_snapshot(healthy, running->guest_boot_id(), /*paused=*/true);
+          }
+          if (Status resumed = vm_->resume(); !resumed.ok()) {
+            log_->warn("resume after the startup snapshot: " + resumed.message());
+          }
+        }
+        running->stop_keeping_startup_output();
+        report();
+        if (taken) prune_startup_cache();
+      });
     };
   } else if (startup_cache_key_ && opts.plan) {
     opts.plan->hold = true;
@@ -271,15 +286,14 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   return code;
 }
 
-bool VmSession::take_startup_snapshot(const SnapshotSource& vm, const std::string& boot_id) {
+bool VmSession::take_startup_snapshot(const SnapshotSource& vm, const std::string& boot_id, bool paused) {
   SnapshotSource source = vm;
   source.cache_key = *startup_cache_key_;
   source.boot_id = boot_id;
   control::SnapshotRequest request;
   request.tag = startup_cache_tag(*startup_cache_key_);
   SnapshotStore snapshots(services_.data_dir);
-  auto taken = create_snapshot(*vm_, *backends_.storage, snapshots, source, request,
-                               /*was_paused=*/false, nullptr, log_);
+  auto taken = create_snapshot(*vm_, *backends_.storage, snapshots, source, request, paused, nullptr, log_);
   if (!taken && taken.status().code() == Errc::already_exists) {
     log_->info("startup snapshot " + request.tag + ": a concurrent run took it first");
     return false;
@@ -312,8 +326,8 @@ void VmSession::prune_startup_cache() {
       log_);
 }
 
-Result<std::unique_ptr<HealthMonitor>> VmSession::start_health_monitor(const agent::Process& main_process,
-                                                                       std::function<void()> at_first_healthy) {
+Result<std::unique_ptr<HealthMonitor>> VmSession::start_health_monitor(
+    const agent::Process& main_process, std::function<void(std::function<void()>)> at_first_healthy) {
   HealthCheckSpec spec = options_.health;
   if (!spec.url.empty()) {
     // The ports the network backend actually published (slirp picks the host address).
@@ -325,11 +339,17 @@ Result<std::unique_ptr<HealthMonitor>> VmSession::start_health_monitor(const age
   return HealthMonitor::create(
       std::move(spec), main_process,
       [this, at_first_healthy = std::move(at_first_healthy)](const HealthState& state) mutable {
-        if (state.status == HealthStatus::healthy && at_first_healthy) std::exchange(at_first_healthy, nullptr)();
         if (Status st = update_record([&](VmRecord& r) { r.health = state; }); !st.ok()) {
           log_->warn("health: cannot record the state: " + st.message());
         }
-        if (on_health_) on_health_(state);
+        auto report = [this, state] {
+          if (on_health_) on_health_(state);
+        };
+        if (state.status == HealthStatus::healthy && at_first_healthy) {
+          std::exchange(at_first_healthy, nullptr)(report);  // reports once it is done
+        } else {
+          report();
+        }
       },
       log_);
 }

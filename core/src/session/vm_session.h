@@ -183,17 +183,17 @@ class VmSession {
   class RecordGuard;
   Result<int> run_steps(VmOrigin& origin);
   Status update_record(const std::function<void(VmRecord&)>& change);
-  // At the startup barrier (set_startup_snapshot): the startup snapshot of `source`; true
-  // when taken.
-  bool take_startup_snapshot(const SnapshotSource& source, const std::string& boot_id);
+  // The startup snapshot of `source` (set_startup_snapshot), at the barrier or once healthy;
+  // true when taken. `paused`: the caller paused the VM and resumes it.
+  bool take_startup_snapshot(const SnapshotSource& source, const std::string& boot_id, bool paused = false);
   // Once the container runs after a startup snapshot was taken: evicts the least recently
   // used entries beyond kStartupCacheEntries.
   void prune_startup_cache();
   // The health checks of options_.health, their state "starting" in the record.
-  // `at_first_healthy` runs once, on the loop, before on_health_ hears of the first healthy
-  // state.
-  Result<std::unique_ptr<HealthMonitor>> start_health_monitor(const agent::Process& main_process,
-                                                              std::function<void()> at_first_healthy);
+  // `at_first_healthy` is called once, on the loop, with the first healthy state's report
+  // to on_health_, which it makes once its own work is done.
+  Result<std::unique_ptr<HealthMonitor>> start_health_monitor(
+      const agent::Process& main_process, std::function<void(std::function<void()>)> at_first_healthy);
   VmSpec layout() const;
   // The one place that reaches the guest agent.
   Result<AgentChannel> connect_agent(const VmSpec& layout);

@@ -84,9 +84,12 @@ Status clamp_mtimes(const std::filesystem::path& root) {
                ? ok_status()
                : errno_status("set the mtime of " + p.string());
   };
-  for (const auto& e : std::filesystem::recursive_directory_iterator(root)) {
-    FCVM_RETURN_IF_ERROR(clamp(e.path()));
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(root, ec); !ec && it != decltype(it)();
+       it.increment(ec)) {
+    FCVM_RETURN_IF_ERROR(clamp(it->path()));
   }
+  if (ec) return error(Errc::io, "list " + root.string() + ": " + ec.message());
   return clamp(root);
 }
 
