@@ -41,11 +41,14 @@ def fmt_spread(m, scale=1.0, unit="s", digits=2):
 
 
 def noisy(m, baseline):
-    """A ratio is only claimed when the spread is smaller than the difference it shows."""
+    """A ratio is only claimed when the two measurements' ranges do not overlap; one run of
+    either has no spread to judge by, and says so."""
     if not m or not baseline:
         return ""
-    spread, diff = m[2] - m[1], abs(m[0] - baseline[0])
-    return " ~noisy" if spread > diff else ""
+    if m[1] == m[2] or baseline[1] == baseline[2]:
+        return " (1 run)"
+    overlap = m[1] <= baseline[2] and baseline[1] <= m[2]
+    return " ~noisy" if overlap else ""
 
 
 def vm_rows(doc):
