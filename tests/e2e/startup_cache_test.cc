@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
 
+#include "fcvm/atomic_file.h"
 #include "fcvm_cli.h"
 
 namespace fcvm::test {
@@ -123,6 +125,17 @@ TEST_F(StartupCacheTest, AHealthCheckedRunIsCachedOnceHealthyAndGoesOnFromThere)
   EXPECT_EQ(cli_->run({"snapshot", "rm", "of-cached"}).code, 0);
   EXPECT_EQ(finish("cached"), cold_log) << "the cached run continues the cold run's container";
   EXPECT_EQ(cache_entries().size(), 1u);
+
+  // A damaged entry is replaced by the next run, not tripped over by every run.
+  const auto output_file = cli_->data_dir() / "snapshots" / entries[0]["tag"].get<std::string>() / "startup-output";
+  std::ofstream(output_file, std::ios::trunc) << "damaged";
+  auto rebooted = start("rebooted");
+  ASSERT_EQ(rebooted.code, 0) << rebooted.err;
+  EXPECT_EQ(cli_->record("rebooted")["snapshot"], "") << "a damaged entry is not restored";
+  EXPECT_NE(finish("rebooted"), cold_log);
+  ASSERT_EQ(cache_entries().size(), 1u);
+  auto replaced = read_file(output_file);
+  EXPECT_TRUE(replaced.ok() && *replaced != "damaged") << "the entry was not replaced";
 
   // The same container without a health check is another entry (taken at the barrier).
   auto plain = cli_->run({"podman", "run", "--name", "plain", "--kernel", FcvmCli::kernel().string(),

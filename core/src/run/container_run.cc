@@ -84,17 +84,23 @@ Result<int> run_detached(VmSession& session, VmOrigin& origin) {
 
 namespace {
 
-// The restore of the startup snapshot of `key`, or null when there is none (a miss).
-std::unique_ptr<VmOrigin> cached_start(const SnapshotStore& store, const std::string& key,
-                                       const std::string& image_ref, const LoggerPtr& log) {
+// The restore of the startup snapshot of `key`, or null when there is none (a miss). An
+// entry under its tag that cannot be restored is removed (through `storage`, the plugin
+// `storage_name`), so that this run's snapshot takes its place.
+std::unique_ptr<VmOrigin> cached_start(SnapshotStore& store, const std::string& key, const std::string& image_ref,
+                                       StorageBackend& storage, const std::string& storage_name,
+                                       const LoggerPtr& log) {
   const std::string tag = startup_cache_tag(key);
   auto snap = store.get(tag);
   if (!snap) return nullptr;
   const SnapshotManifest& m = snap->manifest;
-  if (m.cache_key != key || m.disk_only || m.boot_id.empty()) {
-    log->warn("snapshot " + tag + " is not the startup snapshot of this run; booting");
+  auto unusable = [&](const std::string& why) -> std::unique_ptr<VmOrigin> {
+    Status removed = remove_startup_snapshot(store, *snap, storage, storage_name);
+    log->warn("snapshot " + tag + " " + why + "; booting" +
+              (removed.ok() ? " and taking a new one" : " (it stays: " + removed.message() + ")"));
     return nullptr;
-  }
+  };
+  if (m.cache_key != key || m.disk_only || m.boot_id.empty()) return unusable("is not the startup snapshot of this run");
   log->info("restoring startup snapshot " + tag + " instead of booting");
   touch_startup_snapshot(snap->dir);
   SnapshotRestoreSpec spec;
@@ -113,11 +119,7 @@ std::unique_ptr<VmOrigin> cached_start(const SnapshotStore& store, const std::st
     // Taken with the container running: it goes on from there after what it had printed.
     auto bytes = read_file(snap->dir / m.startup_output);
     auto replay = bytes ? decode_startup_output(*bytes) : Result<std::vector<OutputChunk>>(bytes.status());
-    if (!replay) {
-      log->warn("snapshot " + tag + ": its startup output is unreadable (" + replay.status().message() +
-                "); booting");
-      return nullptr;
-    }
+    if (!replay) return unusable("has an unreadable startup output (" + replay.status().message() + ")");
     spec.startup->held = false;
     spec.startup->replay = std::move(*replay);
   }
@@ -140,6 +142,7 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
   const std::filesystem::path data_dir = services.data_dir;
   const LoggerPtr log = services.log;
   const auto backend_names = backends.names;
+  const std::shared_ptr<StorageBackend> storage = backends.storage;
   const std::string vmm_version = PluginRegistry::plugin_version_of(backends.vmm);
   const auto caps = backends.vmm->capabilities();
   const bool can_snapshot = caps.snapshot && caps.restore_file_memory;
@@ -177,7 +180,9 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
     auto key = startup_cache_key(StartupInputs{image.digest, *process, req.vcpus, req.memory_mib,
                                                boot.assets, backend_names, vmm_version, moment});
     if (!key) return key.status();
-    origin = cached_start(SnapshotStore(data_dir), *key, req.image, log);
+    SnapshotStore store(data_dir);
+    const auto storage_name = backend_names.count(PluginKind::storage) ? backend_names.at(PluginKind::storage) : "";
+    origin = cached_start(store, *key, req.image, *storage, storage_name, log);
     if (!origin) session.set_startup_snapshot(*key, /*at_healthy=*/!moment.empty());
   }
   if (!origin) origin = std::make_unique<ImageBoot>(std::move(boot));

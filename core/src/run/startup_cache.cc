@@ -85,6 +85,16 @@ void touch_startup_snapshot(const std::filesystem::path& dir) {
   (void)::utimensat(AT_FDCWD, dir.c_str(), nullptr, 0);  // best effort: only the order suffers
 }
 
+Status remove_startup_snapshot(SnapshotStore& store, const StoredSnapshot& snap, StorageBackend& storage,
+                               const std::string& storage_name) {
+  const SnapshotManifest& m = snap.manifest;
+  if (!m.disks.drives.empty()) {
+    if (m.disks.plugin != storage_name) return error(Errc::invalid_argument, "its disks belong to " + m.disks.plugin);
+    FCVM_RETURN_IF_ERROR(storage.destroy(m.disks_in(snap.dir)));
+  }
+  return store.remove(m.tag);
+}
+
 std::vector<std::string> prune_startup_snapshots(
     const SnapshotStore& store, const std::string& current, std::size_t keep,
     const std::function<Status(const StoredSnapshot&)>& remove, const LoggerPtr& log) {

@@ -27,6 +27,7 @@
 #include <fcvm/agent_plan.h>
 
 #include "fcvm/plugin.h"
+#include "fcvm/storage.h"
 #include "fcvm/result.h"
 #include "fcvm/log.h"
 #include "health/health_check.h"
@@ -76,6 +77,12 @@ inline constexpr std::size_t kStartupCacheEntries = 8;
 
 // Marks the entry in `dir` as just used (its directory's mtime), for eviction order.
 void touch_startup_snapshot(const std::filesystem::path& dir);
+
+// Removes a startup snapshot: its disks through `storage` (the plugin named
+// `storage_name`; invalid_argument, leaving it, when its disks are another plugin's), then
+// the snapshot.
+Status remove_startup_snapshot(SnapshotStore& store, const StoredSnapshot& snap, StorageBackend& storage,
+                               const std::string& storage_name);
 
 // Keeps the `keep` most recently used startup snapshots of `store` (never evicting
 // `current`, the one just taken) and removes the others through `remove`, which gives back

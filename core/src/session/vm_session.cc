@@ -313,15 +313,8 @@ void VmSession::prune_startup_cache() {
                                                                         : std::string();
   prune_startup_snapshots(
       snapshots, startup_cache_tag(*startup_cache_key_), kStartupCacheEntries,
-      [&](const StoredSnapshot& old) -> Status {
-        const SnapshotManifest& m = old.manifest;
-        if (!m.disks.drives.empty()) {
-          if (m.disks.plugin != storage_name) {
-            return error(Errc::invalid_argument, "its disks belong to " + m.disks.plugin);
-          }
-          FCVM_RETURN_IF_ERROR(backends_.storage->destroy(m.disks_in(old.dir)));
-        }
-        return snapshots.remove(m.tag);
+      [&](const StoredSnapshot& old) {
+        return remove_startup_snapshot(snapshots, old, *backends_.storage, storage_name);
       },
       log_);
 }
