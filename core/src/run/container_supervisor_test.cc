@@ -28,7 +28,11 @@ class FakeVm final : public Vm {
     if (!gone_) return std::nullopt;
     return ExitStatus{0, 0};
   }
-  Status pause() override { return ok_status(); }
+  Status pause() override {
+    paused_ = true;
+    return ok_status();
+  }
+  bool paused() const { return paused_; }
   Status resume() override { return ok_status(); }
   Status snapshot(const SnapshotFiles&) override { return error(Errc::unavailable, "fake"); }
   Status shutdown(std::chrono::milliseconds) override {
@@ -47,6 +51,7 @@ class FakeVm final : public Vm {
  private:
   UniqueFd exit_;
   std::atomic<bool> gone_{false};
+  std::atomic<bool> paused_{false};
 };
 
 // Lines the loop logged, for checking what reached the host log.
@@ -244,6 +249,40 @@ TEST_F(SupervisorTest, StartupOutputPastItsLimitIsDropped) {
       },
       [](ContainerSupervisor& s) { EXPECT_EQ(s.startup_output(), nullptr); });
   EXPECT_TRUE(code.ok());
+}
+
+// Work posted to the loop runs between two rounds; with the VM paused, drain_agent reads
+// what the guest wrote around the pause, so the output kept for a startup snapshot is
+// complete.
+TEST_F(SupervisorTest, PostedWorkDrainsWhatTheGuestWroteBeforeThePause) {
+  options_.keep_startup_output = 1 << 10;
+  std::vector<OutputChunk> seen;
+  bool ran = false;
+  ContainerSupervisor* supervisor = nullptr;
+  options_.on_started = [&] {
+    supervisor->post([&] {
+      ran = true;
+      (void)vm_.pause();
+      supervisor->drain_agent(std::chrono::seconds(2));
+      if (supervisor->startup_output()) seen = *supervisor->startup_output();
+    });
+  };
+  ContainerSupervisor loop(vm_, *channel_, options_, log_);
+  supervisor = &loop;
+  std::thread agent([&] {
+    send(agent::FrameType::kStdout, agent::kMainSession, "before ");
+    while (!vm_.paused()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    send(agent::FrameType::kStdout, agent::kMainSession, "at the pause");
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // past the drain's quiet time
+    send(agent::FrameType::kExit, agent::kMainSession, agent::Exit::exited(0).to_payload());
+    vm_.kill();
+  });
+  auto code = loop.run();
+  ::shutdown(guest_.get(), SHUT_RDWR);
+  agent.join();
+  EXPECT_TRUE(code.ok());
+  EXPECT_TRUE(ran);
+  EXPECT_EQ(seen, (std::vector<OutputChunk>{{false, "before at the pause"}}));
 }
 
 }  // namespace
