@@ -231,7 +231,7 @@ def main():
              f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, accelerator {m['accelerator']}, "
              f"host kernel {m['kernel']}. Started {doc['started']}, took {doc.get('seconds', 0)} s, "
              f"{doc['repetitions']} repetition(s) per measurement: medians with (min–max); a ratio marked "
-             "~noisy has a spread larger than the difference it shows.", "",
+             "~noisy compares overlapping ranges; one marked (1 run) has a side measured once.", "",
              "## VM combinations", "",
              "| VMM | storage | network | memory (clone suites) | cold start to exec-ready "
              "| cached start (startup snapshot) | one VM: PSS, disk "
