@@ -1,9 +1,11 @@
 // SnapshotRestore: a VmOrigin that restores a clone of a snapshot: its own copy of the
 // snapshot's disks, a clone of the snapshot's network (same guest address and MAC, its own
 // namespace), and the VMM resumed from the snapshot's state and memory. The guest already
-// runs its container, so the agent gets no plan.
+// runs its container (or holds at its startup barrier, for a cached start), so the agent
+// gets no plan.
 //
-// Used by `fcvm snapshot run`; the snapshot manifest supplies the fields below.
+// Built by session/clone_origin.h for `fcvm snapshot run` and by `fcvm podman run`'s cached
+// starts; the snapshot manifest supplies the fields below.
 #pragma once
 
 #include <functional>
