@@ -180,6 +180,7 @@ Status UffdPageServer::dispatch() {
 void UffdPageServer::retry_faults() {
   std::uint64_t ticks = 0;
   (void)!::read(retry_.get(), &ticks, sizeof ticks);
+  retry_armed_ = false;  // one-shot: it fired
   std::vector<std::pair<pid_t, std::string>> failed;
   for (auto& [pid, client] : clients_) {
     if (!client->has_unresolved_faults()) continue;
@@ -191,13 +192,13 @@ void UffdPageServer::retry_faults() {
 void UffdPageServer::arm_retry() {
   const bool due = std::any_of(clients_.begin(), clients_.end(),
                                [](const auto& c) { return c.second->has_unresolved_faults(); });
-  itimerspec now{};
-  ::timerfd_gettime(retry_.get(), &now);
-  const bool armed = now.it_value.tv_sec != 0 || now.it_value.tv_nsec != 0;
-  if (due == armed) return;  // an armed timer keeps its time: busy clients cannot postpone it
+  // Called after every dispatch (the fault path): no syscall unless the state changes. An
+  // armed timer keeps its time, so busy clients cannot postpone another's retry.
+  if (due == retry_armed_) return;
   itimerspec spec{};
   if (due) spec.it_value.tv_nsec = kFaultRetryNs;
   ::timerfd_settime(retry_.get(), 0, &spec, nullptr);
+  retry_armed_ = due;
 }
 
 void UffdPageServer::save_removed() {

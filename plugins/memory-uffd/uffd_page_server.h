@@ -92,6 +92,7 @@ class UffdPageServer final : public MemoryServer {
   std::size_t chunk_bytes_;
   UniqueFd epoll_, listen_, timer_, work_;
   UniqueFd retry_;  // armed while a client has faults a racing remove left unresolved
+  bool retry_armed_ = false;
   std::map<int, Pending> pending_;
   std::map<pid_t, std::unique_ptr<UffdClient>> clients_;
   std::set<pid_t> expected_;
