@@ -173,15 +173,19 @@ class CloneNetworkTest : public NetworkVmTest {
     args.insert(args.begin(), {"--config", (cli_->data_dir() / "config.json").string(), "--network", GetParam()});
     return args;
   }
+  // An httpd VM `name` (no startup cache) whose page gains `mark` before any snapshot.
+  void start_marked_httpd(const std::string& name, const std::string& mark) {
+    auto src = cli_->run(run_args({"-d", "--no-snapshot", "--name", name, FcvmCli::hello_image(), "httpd", "-f",
+                                   "-p", "80", "-h", "/www"}));
+    ASSERT_EQ(src.code, 0) << src.err;
+    remember(name);
+    ASSERT_EQ(cli_->run({"exec", name, "sh", "-c", "echo " + mark + " >> /www/index.html"}).code, 0);
+  }
 };
 
 TEST_P(CloneNetworkTest, ThreeClonesOfOneServeEachAnswerHttpOnTheirOwnPublishedPort) {
-  auto src = cli_->run(run_args({"-d", "--no-snapshot", "--name", "web-src", FcvmCli::hello_image(), "httpd",
-                                 "-f", "-p", "80", "-h", "/www"}));
-  ASSERT_EQ(src.code, 0) << src.err;
-  remember("web-src");
   // Written before the snapshot: each clone serves the source's state.
-  ASSERT_EQ(cli_->run({"exec", "web-src", "sh", "-c", "echo cloned-state >> /www/index.html"}).code, 0);
+  ASSERT_NO_FATAL_FAILURE(start_marked_httpd("web-src", "cloned-state"));
   auto created = cli_->run(with_global({"snapshot", "create", "web-src", "--tag", "web"}));
   ASSERT_EQ(created.code, 0) << created.err;
   auto serve = cli_->start(with_global({"snapshot", "serve", "web", "--name", "web-serve"}));
@@ -210,11 +214,7 @@ TEST_P(CloneNetworkTest, ThreeClonesOfOneServeEachAnswerHttpOnTheirOwnPublishedP
 // memory-uffd end to end with a network: two clones whose memory comes from one page server
 // answer HTTP on their own ports with the source's state.
 TEST_P(CloneNetworkTest, TwoClonesOfOnePageServerAnswerHttpWithTheSourcesState) {
-  auto src = cli_->run(run_args({"-d", "--no-snapshot", "--name", "pages-src", FcvmCli::hello_image(), "httpd",
-                                 "-f", "-p", "80", "-h", "/www"}));
-  ASSERT_EQ(src.code, 0) << src.err;
-  remember("pages-src");
-  ASSERT_EQ(cli_->run({"exec", "pages-src", "sh", "-c", "echo paged-state >> /www/index.html"}).code, 0);
+  ASSERT_NO_FATAL_FAILURE(start_marked_httpd("pages-src", "paged-state"));
   ASSERT_EQ(cli_->run(with_global({"snapshot", "create", "pages-src", "--tag", "pages"})).code, 0);
   auto serve = cli_->start(with_global({"snapshot", "serve", "pages", "--name", "pages-serve", "--memory",
                                         "memory-uffd", "--prefetch", "off"}));
