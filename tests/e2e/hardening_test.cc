@@ -125,12 +125,21 @@ TEST_F(HardeningTest, FilesArePrivateAndOtherUsersAreRefused) {
   ASSERT_TRUE(fs::exists(vm_dir / "mem"));
   ASSERT_TRUE(fs::exists(vm_dir / "console.log"));
 
-  // Modes: no group or other bits on anything fcvm made (image contents keep the image's).
+  // Modes: no group or other bits on anything fcvm made (image contents keep the image's),
+  // but for the guest assets, which are public so that any user may boot them.
   std::vector<fs::path> all;
+  std::vector<fs::path> assets;
   std::vector<std::string> too_open;
   for (auto it = fs::recursive_directory_iterator(cli_->data_dir()); it != fs::end(it); ++it) {
     const fs::path& p = it->path();
     if (p.filename().string().rfind(".cli-", 0) == 0) continue;  // this fixture's capture files
+    if (it.depth() == 0 && (p.filename() == "initramfs" || p.filename() == "kernels")) {
+      for (const auto& e : fs::recursive_directory_iterator(p)) {
+        if (e.path().filename() == "initrd.gz") assets.push_back(e.path());
+      }
+      it.disable_recursion_pending();
+      continue;
+    }
     all.push_back(p);
     if (p.filename() == "rootfs" && it->is_directory()) {
       it.disable_recursion_pending();  // the image's own tree, modes included, under a 0700 dir
@@ -153,6 +162,10 @@ TEST_F(HardeningTest, FilesArePrivateAndOtherUsersAreRefused) {
   ASSERT_FALSE(image_files.empty());
   all.insert(all.end(), image_files.begin(), image_files.end());
   EXPECT_EQ(user.can_read(all), std::vector<std::string>{});
+  ASSERT_FALSE(assets.empty());
+  std::vector<std::string> asset_names;
+  for (const auto& p : assets) asset_names.push_back(p.string());
+  EXPECT_EQ(user.can_read(assets), asset_names);
 
   // Another user may neither stop the VM nor read its logs, and is told so.
   auto stop = cli_->run({"stop", "private"}, user.as());

@@ -16,6 +16,7 @@
 #include "fcvm/file_lock.h"
 #include "fcvm/temp_dir.h"
 #include "setup/sha256.h"
+#include "setup/shared_asset.h"
 
 namespace fcvm {
 namespace {
@@ -147,23 +148,28 @@ Result<std::filesystem::path> InitramfsBuilder::ensure(const std::filesystem::pa
   return ensure(contents);
 }
 
+Result<std::filesystem::path> InitramfsBuilder::shared(const std::filesystem::path& initrd) const {
+  FCVM_RETURN_IF_ERROR(share_asset(data_dir_, initrd.parent_path()).with_context("initramfs: "));
+  return initrd;
+}
+
 Result<std::filesystem::path> InitramfsBuilder::ensure(const InitramfsContents& contents) const {
   auto key = cache_key(contents);
   if (!key) return key.status();
   const auto key_dir = initramfs_dir() / *key;
   const auto initrd = key_dir / "initrd.gz";
   std::error_code ec;
-  if (std::filesystem::is_regular_file(initrd, ec)) return initrd;
+  if (std::filesystem::is_regular_file(initrd, ec)) return shared(initrd);
   std::filesystem::create_directories(initramfs_dir(), ec);
   if (ec) return error(Errc::io, "initramfs: create " + initramfs_dir().string() + ": " + ec.message());
   // Builders take turns, so one sweeping stale staging dirs never races another's.
   auto lock = FileLock::acquire(initramfs_dir() / ".lock", FileLock::Mode::exclusive);
   if (!lock) return lock.status().with_context("initramfs: ");
-  if (std::filesystem::is_regular_file(initrd, ec)) return initrd;  // built while we waited
+  if (std::filesystem::is_regular_file(initrd, ec)) return shared(initrd);  // built while we waited
   log_->info("building initramfs " + *key + " from " + contents.agent_binary.string());
   Status built = build(contents, key_dir);
   if (!built.ok()) return built.with_context("initramfs: ");
-  return initrd;
+  return shared(initrd);
 }
 
 Status InitramfsBuilder::build(const InitramfsContents& contents,

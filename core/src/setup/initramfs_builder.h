@@ -51,6 +51,7 @@ class InitramfsBuilder {
   // The initrd.gz for this agent binary, built first when missing. Errors: the agent is
   // missing (Errc::not_found, saying how to get it), cpio or gzip missing or failing
   // (naming the tool and its last stderr line), or the data dir not writable (Errc::io).
+  // The image is left readable by every user (share_asset): it holds nothing secret.
   Result<std::filesystem::path> ensure(const std::filesystem::path& agent_binary) const;
   Result<std::filesystem::path> ensure(const InitramfsContents& contents) const;
 
@@ -61,6 +62,7 @@ class InitramfsBuilder {
 
  private:
   Status build(const InitramfsContents& contents, const std::filesystem::path& key_dir) const;
+  Result<std::filesystem::path> shared(const std::filesystem::path& initrd) const;
 
   std::filesystem::path data_dir_;
   LoggerPtr log_;

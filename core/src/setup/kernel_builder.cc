@@ -28,6 +28,7 @@
 #include "fcvm/temp_dir.h"
 #include "setup/kernel_build_step.h"
 #include "setup/kernel_fragment.h"
+#include "setup/shared_asset.h"
 
 namespace fcvm {
 
@@ -270,6 +271,12 @@ Status KernelBuilder::preflight() const {
 }
 
 Result<KernelPaths> KernelBuilder::ensure() {
+  auto paths = cached_or_built();
+  if (paths) FCVM_RETURN_IF_ERROR(share_asset(options_.data_dir, paths->dir).with_context("guest kernel: "));
+  return paths;
+}
+
+Result<KernelPaths> KernelBuilder::cached_or_built() {
   auto version = source_version();
   if (!version) return version.status();
   const std::string key = kernel_build::cache_key(*version, options_.fragment);

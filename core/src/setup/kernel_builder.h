@@ -68,6 +68,8 @@ class KernelBuilder {
   // Errors: the source package or build tools missing (Errc::unavailable, naming the
   // apt-get command), too little disk space, a failed build step (naming the log file),
   // or fragment options missing from the final .config (Errc::internal, naming them).
+  // The entry is left readable by every user (share_asset): a kernel is not secret, and
+  // an unprivileged fcvm may be handed root's.
   Result<KernelPaths> ensure();
 
   // The cache key for the installed source package and the fragment.
@@ -81,6 +83,7 @@ class KernelBuilder {
   std::filesystem::path kernels_dir() const { return options_.data_dir / "kernels"; }
 
  private:
+  Result<KernelPaths> cached_or_built();
   Result<KernelPaths> build(const std::string& key, const std::string& version);
   Status preflight() const;
 
