@@ -85,6 +85,10 @@ class CommandContext {
   // The state store under config().data_dir.
   StateStore& state();
 
+  // For commands that delete what records name (rm, gc, snapshot rm, image rm): throws
+  // CliError unless the caller controls the data dir (state/trusted_data_dir.h).
+  void require_trusted_data_dir();
+
   // The context handed to plugin `name`'s factory: its config object, a logger tagged with
   // its name, the data dir.
   PluginContext plugin_context(const std::string& name);

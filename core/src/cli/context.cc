@@ -3,6 +3,7 @@
 #include "log/logging.h"
 #include "plugin/plugin_registry.h"
 #include "state/state_store.h"
+#include "state/trusted_data_dir.h"
 
 namespace fcvm::cli {
 
@@ -56,5 +57,7 @@ StateStore& CommandContext::state() {
   if (!state_) state_ = std::make_unique<StateStore>(config().data_dir, log());
   return *state_;
 }
+
+void CommandContext::require_trusted_data_dir() { check(check_trusted_data_dir(config().data_dir)); }
 
 }  // namespace fcvm::cli

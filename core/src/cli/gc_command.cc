@@ -39,6 +39,7 @@ int run_gc(CommandContext& ctx, const std::vector<std::string>& args) {
   auto vm = parse_command_line(ctx, "gc [--json] [--cache]", desc, {}, args);
   const bool json = vm.count("json") > 0;
 
+  ctx.require_trusted_data_dir();
   FileLock collecting = check(ctx.state().lock_collection());
   const int swept = check(ctx.state().sweep_temp_files());
   auto records = check(ctx.state().list());

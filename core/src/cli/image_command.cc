@@ -46,6 +46,7 @@ Command image_rm_command() {
     pos.add("image", -1);
     auto vm = parse_command_line(ctx, "image rm IMAGE...", desc, pos, args);
     if (!vm.count("image")) throw CliError("image rm needs an image (see 'fcvm image ls')", kUsageExit);
+    ctx.require_trusted_data_dir();
     ImageStore store(ctx.config().data_dir, ctx.log());
     for (const auto& ref : vm["image"].as<std::vector<std::string>>()) {
       check(store.remove(ref));

@@ -25,6 +25,7 @@ Command rm_command() {
     pos.add("names", -1);
     auto vm = parse_command_line(ctx, "rm [--force] NAME...", desc, pos, args);
     if (!vm.count("names")) throw CliError("rm needs a VM name (see 'fcvm ls -a')", kUsageExit);
+    ctx.require_trusted_data_dir();
     FileLock collecting = check(ctx.state().lock_collection());
     int failures = 0;
     for (const auto& name : vm["names"].as<std::vector<std::string>>()) {

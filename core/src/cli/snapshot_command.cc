@@ -162,6 +162,7 @@ int run_rm(CommandContext& ctx, const std::vector<std::string>& args) {
   auto vm = parse_command_line(ctx, "snapshot rm TAG [--force]", desc, pos, args, hidden);
   if (!vm.count("tag")) throw CliError("snapshot rm needs a tag (see 'fcvm snapshot ls')", kUsageExit);
   const auto tag = vm["tag"].as<std::string>();
+  ctx.require_trusted_data_dir();
   if (!vm.count("force")) {
     for (const auto& s : live_records(ctx, VmType::serve)) {
       if (s.snapshot == tag) {

@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <iostream>
 #include <set>
 
 #include "fcvm/atomic_file.h"
@@ -272,9 +274,100 @@ TEST_F(StateCommandsTest, GcNeverDeletesOutsideTheDataDir) {
   ASSERT_TRUE(created.ok());
   CliRun r = fcvm({"--data-dir", data_dir_.string(), "gc"});
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("is outside the data dir"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("is not a VM directory of the data dir"), std::string::npos) << r.err;
   EXPECT_TRUE(fs::exists(rec.vm_dir));
   EXPECT_TRUE(store.get(created->id).ok());
+}
+
+// A planted record names files outside its own VM directory: gc deletes none of them,
+// says why, and keeps the record.
+TEST_F(StateCommandsTest, GcDeletesNothingARecordNamesOutsideItsVmDir) {
+  const fs::path outside = tmp_ / "outside";
+  fs::create_directories(outside);
+  std::ofstream(tmp_ / "victim") << "root's file";
+  std::ofstream(outside / "victim2") << "root's file";
+  StateStore store(data_dir_);
+  std::vector<std::string> ids;
+  auto plant = [&](const std::string& name, const std::function<fs::path(const fs::path& vm_dir)>& drive_path) {
+    auto created = store.create(make_record(name, dead_identity()));
+    ASSERT_TRUE(created.ok());
+    ids.push_back(created->id);
+    const fs::path vm_dir = data_dir_ / "vms" / created->id;
+    fs::create_directories(vm_dir);
+    const fs::path path = drive_path(vm_dir);
+    ASSERT_TRUE(store.update(created->id, [&](VmRecord& r) {
+      r.vm_dir = vm_dir;
+      r.disk = DiskLease{"storage-squashfs", {Drive{"scratch", path, false}}, {}, nlohmann::json::object()};
+      return ok_status();
+    }).ok());
+  };
+  plant("absolute", [&](const fs::path&) { return tmp_ / "victim"; });
+  plant("dotdot", [&](const fs::path& d) { return d / ".." / ".." / ".." / "victim"; });
+  plant("symlinked", [&](const fs::path& d) {
+    fs::create_symlink(outside, d / "link");
+    return d / "link" / "victim2";
+  });
+  plant("other-vm", [&](const fs::path&) { return data_dir_ / "vms" / ids.front() / "x"; });
+  CliRun r = fcvm({"--data-dir", data_dir_.string(), "gc"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_TRUE(fs::exists(tmp_ / "victim"));
+  EXPECT_TRUE(fs::exists(outside / "victim2"));
+  for (const auto& id : ids) EXPECT_TRUE(store.get(id).ok()) << id;
+  EXPECT_NE(r.err.find("is not beneath"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("through a symlink"), std::string::npos) << r.err;
+}
+
+// vms/ swapped for a symlink to elsewhere: gc refuses the data dir and follows nothing.
+TEST_F(StateCommandsTest, GcRefusesADataDirWhoseVmsDirIsASymlink) {
+  StateStore store(data_dir_);
+  auto created = store.create(make_record("moved", dead_identity()));
+  ASSERT_TRUE(created.ok());
+  const fs::path elsewhere = tmp_ / "elsewhere";
+  fs::create_directories(elsewhere / created->id);
+  std::ofstream(elsewhere / created->id / "keep") << "x";
+  fs::remove_all(data_dir_ / "vms");
+  fs::create_symlink(elsewhere, data_dir_ / "vms");
+  ASSERT_TRUE(store.update(created->id, [&](VmRecord& r) {
+    r.vm_dir = data_dir_ / "vms" / created->id;
+    return ok_status();
+  }).ok());
+  CliRun r = fcvm({"--data-dir", data_dir_.string(), "gc"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("vms is not a directory"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(elsewhere / created->id / "keep"));
+}
+
+// Destructive commands run only in a data dir the caller controls.
+TEST_F(StateCommandsTest, DestructiveCommandsRefuseADataDirOthersControl) {
+  StateStore store(data_dir_);
+  auto created = store.create(make_record("kept", dead_identity()));
+  ASSERT_TRUE(created.ok());
+  const std::vector<std::vector<std::string>> commands = {
+      {"gc"}, {"rm", "kept"}, {"snapshot", "rm", "x"}, {"image", "rm", "x"}};
+  auto refused_by_all = [&](const std::string& why) {
+    for (auto args : commands) {
+      args.insert(args.begin(), {"--data-dir", data_dir_.string()});
+      CliRun r = fcvm(args);
+      EXPECT_NE(r.code, 0) << args[2];
+      EXPECT_NE(r.err.find(why), std::string::npos) << args[2] << ": " << r.err;
+    }
+    EXPECT_TRUE(store.get(created->id).ok());
+  };
+  ASSERT_EQ(::chmod(data_dir_.c_str(), 0777), 0);
+  refused_by_all("is writable by others (mode 0777)");
+  ASSERT_EQ(::chmod(data_dir_.c_str(), 0700), 0);
+  ASSERT_EQ(::chmod((data_dir_ / "state").c_str(), 0770), 0);
+  refused_by_all("state is writable by others (mode 0770)");
+  ASSERT_EQ(::chmod((data_dir_ / "state").c_str(), 0700), 0);
+  if (::geteuid() != 0) {
+    std::cout << "SKIPPED part: a data dir owned by another user needs root to chown\n";
+    return;
+  }
+  ASSERT_EQ(::chown(data_dir_.c_str(), 65534, 65534), 0);
+  refused_by_all("belongs to uid 65534, not to you (uid 0)");
+  ASSERT_EQ(::chown(data_dir_.c_str(), 0, 0), 0);
+  CliRun ok = fcvm({"--data-dir", data_dir_.string(), "gc"});
+  EXPECT_EQ(ok.code, 0) << ok.err;
 }
 
 // A lease made by the real storage-squashfs plugin, through the real loader, destroyed by

@@ -1,7 +1,10 @@
 #include "cli/vm_cleanup.h"
 
+#include <fcntl.h>
+
 #include "config/config.h"
 #include "fcvm/network.h"
+#include "fcvm/path_beneath.h"
 #include "fcvm/storage.h"
 #include "plugin/plugin_registry.h"
 #include "state/state_store.h"
@@ -9,12 +12,22 @@
 namespace fcvm::cli {
 namespace {
 
-// True when `dir` is strictly inside `root`: gc never deletes anything outside the data dir,
-// whatever a (damaged or hand-edited) record says.
-bool is_inside(const std::filesystem::path& dir, const std::filesystem::path& root) {
-  if (!dir.is_absolute()) return false;
-  const auto rel = dir.lexically_normal().lexically_relative(root.lexically_normal());
-  return !rel.empty() && rel != "." && *rel.begin() != "..";
+// A lease read from a record or manifest is data: before a plugin deletes what it names,
+// each drive must lie beneath the data dir with no symlink on the way (a planted record
+// could otherwise name any file), and each writable drive beneath `own_dir`, the VM's or
+// snapshot's directory. A drive whose directory is already gone is fine (nothing to delete).
+Status check_lease_paths(const std::filesystem::path& data_dir, const std::filesystem::path& own_dir,
+                         const DiskLease& lease) {
+  for (const Drive& d : lease.drives) {
+    const auto& root = d.read_only ? data_dir : own_dir;
+    auto rel = relative_beneath(root, d.path);
+    if (!rel) return rel.status().with_context("drive " + d.id + ": ");
+    if (rel->has_parent_path()) {
+      auto dir = open_beneath(root, rel->parent_path(), O_PATH | O_DIRECTORY);
+      if (!dir && dir.status().code() != Errc::io) return dir.status().with_context("drive " + d.id + ": ");
+    }
+  }
+  return ok_status();
 }
 
 // The plugin that made a lease: the lease's own name, else the record's choice for `kind`.
@@ -51,7 +64,21 @@ VmCleanup clean_up_vm(CommandContext& ctx, const VmRecord& r) {
     }
     out.cleaned.push_back("network (" + name + ")");
   }
+  const auto& data_dir = ctx.config().data_dir;
+  if (!r.vm_dir.empty()) {
+    // Every VM's directory is vms/<id>; a record naming any other is not fcvm's.
+    auto rel = relative_beneath(data_dir / "vms", r.vm_dir);
+    if (!rel || rel->has_parent_path()) {
+      out.problem = "its directory " + r.vm_dir.string() + " is not a VM directory of the data dir " +
+                    (data_dir / "vms").string() + "; remove it by hand, then try again";
+      return out;
+    }
+  }
   if (r.disk) {
+    if (Status st = check_lease_paths(data_dir, r.vm_dir, *r.disk); !st.ok()) {
+      out.problem = "its disk lease is not fcvm's: " + st.message() + "; remove the record's files by hand";
+      return out;
+    }
     const std::string name = lease_plugin(r.disk->plugin, r, PluginKind::storage);
     auto backend = load_backend<StorageBackend>(ctx, name, PluginKind::storage);
     if (!backend.ok()) {
@@ -66,15 +93,9 @@ VmCleanup clean_up_vm(CommandContext& ctx, const VmRecord& r) {
   }
   if (!r.vm_dir.empty()) {
     std::error_code ec;
-    if (!is_inside(r.vm_dir, ctx.config().data_dir)) {
-      out.problem = "its directory " + r.vm_dir.string() + " is outside the data dir " +
-                    ctx.config().data_dir.string() + "; remove it by hand, then try again";
-      return out;
-    }
-    const bool existed = std::filesystem::exists(r.vm_dir, ec);
-    std::filesystem::remove_all(r.vm_dir, ec);
-    if (ec) {
-      out.problem = "remove " + r.vm_dir.string() + ": " + ec.message();
+    const bool existed = std::filesystem::exists(std::filesystem::symlink_status(r.vm_dir, ec));
+    if (Status st = remove_all_beneath(data_dir, r.vm_dir); !st.ok()) {
+      out.problem = st.message();
       return out;
     }
     if (existed) out.cleaned.push_back(r.vm_dir.string());
@@ -97,6 +118,8 @@ Status remove_snapshot(CommandContext& ctx, SnapshotStore& store, const StoredSn
   if (!m.disks.drives.empty()) {
     if (name.empty()) return error(Errc::not_found, "snapshot " + m.tag + " names no storage plugin for its disks");
     auto backend = load_backend<StorageBackend>(ctx, name, PluginKind::storage);
+    FCVM_RETURN_IF_ERROR(check_lease_paths(ctx.config().data_dir, snap.dir, m.disks_in(snap.dir))
+                             .with_context("snapshot " + m.tag + ": its manifest names a disk that is not its own: "));
     if (!backend) return backend.status().with_context("snapshot " + m.tag + ": cannot load storage plugin '" + name + "': ");
     FCVM_RETURN_IF_ERROR((*backend)->destroy(m.disks_in(snap.dir)).with_context("snapshot " + m.tag + ": disks: "));
   }
