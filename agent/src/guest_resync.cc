@@ -60,7 +60,16 @@ bool add_entropy(const std::vector<unsigned char>& bytes, const char* urandom) {
   info->entropy_count = static_cast<int>(bytes.size() * 8);
   info->buf_size = static_cast<int>(bytes.size());
   std::memcpy(request.data() + sizeof(rand_pool_info), bytes.data(), bytes.size());
-  if (::ioctl(fd.get(), RNDADDENTROPY, info) == 0) return true;
+  if (::ioctl(fd.get(), RNDADDENTROPY, info) == 0) {
+    // Crediting entropy to a CRNG that is already initialised does not rekey it (it would
+    // reseed only on its own schedule, up to a minute later): force it now, so that a clone
+    // draws nothing its siblings draw.
+    if (::ioctl(fd.get(), RNDRESEEDCRNG) != 0) {
+      log_line(std::string("attach: reseed the CRNG through ") + urandom + ": " + errno_text(errno));
+      return false;
+    }
+    return true;
+  }
   const ssize_t n = ::write(fd.get(), bytes.data(), bytes.size());
   if (n != static_cast<ssize_t>(bytes.size())) {
     log_line(std::string("attach: reseed the RNG through ") + urandom + ": " + errno_text(errno));

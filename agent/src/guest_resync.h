@@ -17,7 +17,8 @@ bool step_wall_clock(std::int64_t wall_time_ns);
 std::vector<unsigned char> decode_hex(std::string_view hex);
 
 // Mixes `bytes` into the kernel RNG through `urandom` (/dev/urandom): RNDADDENTROPY, which
-// also credits the entropy; plain write() (mixes, credits nothing) when the ioctl is refused.
+// also credits the entropy, then RNDRESEEDCRNG so the CRNG is rekeyed at once; plain
+// write() (mixes, credits nothing, no rekey) when the ioctls are refused.
 bool add_entropy(const std::vector<unsigned char>& bytes, const char* urandom = "/dev/urandom");
 
 // Deletes every entry of the IPv4 neighbour (ARP) cache listed in `arp_table`

@@ -113,6 +113,8 @@ ApiRequest FirecrackerRequests::vsock(const std::filesystem::path& uds_path) {
   return put("/vsock", "/vsock", {{"guest_cid", kGuestCid}, {"uds_path", uds_path.string()}});
 }
 
+ApiRequest FirecrackerRequests::entropy() { return put("/entropy", "/entropy", nlohmann::json::object()); }
+
 ApiRequest FirecrackerRequests::instance_start() {
   return put("/actions", "/actions", {{"action_type", "InstanceStart"}});
 }
@@ -206,6 +208,7 @@ Result<std::vector<ApiRequest>> FirecrackerRequests::boot(const VmSpec& spec,
     out.push_back(mmds_data(spec.mmds));
   }
   out.push_back(vsock(spec.agent_socket));
+  out.push_back(entropy());  // the CRNG is ready before /init, as under vmm-qemu
   out.push_back(instance_start());
   return out;
 }

@@ -68,6 +68,8 @@ class FirecrackerRequests {
   static ApiRequest mmds_config(const std::vector<Nic>& nics);
   static ApiRequest mmds_data(const nlohmann::json& data);
   static ApiRequest vsock(const std::filesystem::path& uds_path);
+  // A virtio-rng device fed from the host (no rate limit).
+  static ApiRequest entropy();
   static ApiRequest instance_start();
   static ApiRequest send_ctrl_alt_del();
   static ApiRequest pause();

@@ -126,6 +126,10 @@ std::vector<std::string> build(const QemuHostOptions& host, const VmSpec& layout
                          ",server=on,wait=off",
          "-device", "virtserialport,chardev=agent,name=" + std::string(agent::kPortName)});
   }
+  // Entropy at once: without it the guest's CRNG is ready only ~1.1 s into a TCG boot, and
+  // the agent's first getrandom() waits for it (FACTS). A clone still shares the snapshot's
+  // CRNG state until the agent reseeds it on ATTACH.
+  add({"-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-device,rng=rng0"});
   if (incoming) add({"-incoming", "defer", "-S"});
   return a;
 }

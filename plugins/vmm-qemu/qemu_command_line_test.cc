@@ -186,6 +186,13 @@ TEST(QemuCommandLine, AgentPort) {
                   "socket,id=agent,path=/var/lib/fcvm/vms/web1/agent.sock,server=on,wait=off"));
 }
 
+// The guest gets entropy from the host at once, in every VM and every clone alike.
+TEST(QemuCommandLine, EntropyDevice) {
+  const Argv a = launch(base_spec());
+  EXPECT_TRUE(has(values_of(a, "-object"), "rng-random,id=rng0,filename=/dev/urandom"));
+  EXPECT_TRUE(has(values_of(a, "-device"), "virtio-rng-device,rng=rng0"));
+}
+
 TEST(QemuCommandLine, NoAgentSocketNoSerialBus) {
   VmSpec s = base_spec();
   s.agent_socket.clear();

@@ -131,6 +131,15 @@ TEST_P(SnapshotTest, CloneContinuesTheSourcesDiskAndMemoryAndCleansUp) {
   EXPECT_LE(guest_now, host_after + 1) << later.out;
   EXPECT_GT(counted, held) << "the counter did not go on in the clone: " << later.out;
   EXPECT_GE(held, 1);
+  // Each clone's CRNG is rekeyed at attach: two clones of one memory image draw different bytes.
+  std::set<std::string> draws;
+  for (int i = 0; i < 2; ++i) {
+    auto r = cli_->run({"snapshot", "run", "--snapshot", "cont", "--exec", "sh", "-c", "head -c 32 /dev/urandom | md5sum"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    ASSERT_EQ(r.out.size(), 36u) << r.out;  // 32 hex digits, "  -", newline
+    draws.insert(r.out);
+  }
+  EXPECT_EQ(draws.size(), 2u) << "two clones drew the same random bytes";
   auto failing = cli_->run({"snapshot", "run", "--snapshot", "cont", "--exec", "sh", "-c", "exit 3"});
   EXPECT_EQ(failing.code, 3) << failing.err;
   // --exec clones leave nothing: no record, no directory.

@@ -161,7 +161,7 @@ TEST(FirecrackerRequests, BootOrderAndContent) {
                        "PUT /logger", "PUT /metrics", "PUT /machine-config", "PUT /boot-source",
                        "PUT /drives/root", "PUT /drives/scratch", "PUT /network-interfaces/eth0",
                        "PUT /network-interfaces/eth1", "PUT /mmds/config", "PUT /mmds", "PUT /vsock",
-                       "PUT /actions"}));
+                       "PUT /entropy", "PUT /actions"}));
   const auto& r = *requests;
   EXPECT_EQ(r[0].body["log_path"], "/var/lib/fcvm/vms/abc/firecracker.log");
   EXPECT_EQ(r[1].body["metrics_path"], "/var/lib/fcvm/vms/abc/firecracker.metrics");
@@ -185,7 +185,8 @@ TEST(FirecrackerRequests, BootOrderAndContent) {
   EXPECT_EQ(r[9].body, full_spec().mmds);
   EXPECT_EQ(r[10].body["guest_cid"], 3);
   EXPECT_EQ(r[10].body["uds_path"], "/var/lib/fcvm/vms/abc/agent.sock");
-  EXPECT_EQ(r[11].body["action_type"], "InstanceStart");
+  EXPECT_EQ(r[11].body, json::object());  // an entropy device, unlimited
+  EXPECT_EQ(r[12].body["action_type"], "InstanceStart");
 }
 
 TEST(FirecrackerRequests, DiffOptionTurnsOnDirtyPageTracking) {

@@ -146,6 +146,10 @@ class FakeFirecracker {
       config_["vsock"] = body;
       return configure(tmpl);
     }
+    if (tmpl == "/entropy") {
+      config_["entropy"] = body;
+      return configure(tmpl);
+    }
     if (tmpl == "/actions") {
       const std::string action = body["action_type"];
       if (action == "InstanceStart") {

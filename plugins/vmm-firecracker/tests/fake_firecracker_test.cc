@@ -174,7 +174,7 @@ TEST_F(FakeFirecrackerTest, BootPauseSnapshotInOrder) {
                                       "PUT /boot-source 204", "PUT /drives/root 204",
                                       "PUT /drives/scratch 204", "PUT /network-interfaces/eth0 204",
                                       "PUT /mmds/config 204", "PUT /mmds 204", "PUT /vsock 204",
-                                      "PUT /actions 204"}));
+                                      "PUT /entropy 204", "PUT /actions 204"}));
   // The plan reached MMDS as core gave it (the fake validated the body against
   // firecracker.yaml, else the launch would have failed with its 400).
   const auto mmds = json::parse(slurp(s.dir / "fake-firecracker.mmds"));
@@ -203,7 +203,7 @@ TEST_F(FakeFirecrackerTest, BootPauseSnapshotInOrder) {
   EXPECT_FALSE(fs::exists(snap / "mem.tmp"));
   ASSERT_TRUE((*vm)->resume().ok());
   auto tail = without_queries(calls(s.dir));
-  tail.erase(tail.begin(), tail.begin() + 11);
+  tail.erase(tail.begin(), tail.begin() + 12);
   EXPECT_EQ(tail, (std::vector<std::string>{"PATCH /vm 204", "PUT /snapshot/create 204", "PATCH /vm 204"}));
 
   // Shutdown of a running guest: SendCtrlAltDel, and the fake exits as Firecracker does on
