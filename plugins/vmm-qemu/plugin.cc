@@ -13,7 +13,8 @@ namespace {
 Result<std::unique_ptr<Backend>> create_backend(const PluginContext& context) {
   auto config = QemuConfig::parse(context.config, std::getenv("FCVM_QEMU_ACCEL"));
   if (!config) return config.status().with_context("vmm-qemu: ");
-  return std::unique_ptr<Backend>(std::make_unique<QemuBackend>(std::move(*config), context.log));
+  return std::unique_ptr<Backend>(std::make_unique<QemuBackend>(std::move(*config), context.log,
+                                                                context.data_dir / "vmm-qemu" / "probes"));
 }
 
 }  // namespace

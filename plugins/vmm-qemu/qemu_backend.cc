@@ -12,6 +12,8 @@
 
 #include "fcvm/file_clone.h"
 #include "fcvm/memory.h"
+#include "fcvm/probe_cache.h"
+#include "fcvm/program_path.h"
 #include "fcvm/unique_fd.h"
 #include "host_tsc.h"
 #include "qemu_command_line.h"
@@ -61,8 +63,8 @@ Status copy_memory_image(const std::filesystem::path& image, const std::filesyst
 
 }  // namespace
 
-QemuBackend::QemuBackend(QemuConfig config, LoggerPtr log)
-    : config_(std::move(config)), log_(log ? std::move(log) : null_logger()) {}
+QemuBackend::QemuBackend(QemuConfig config, LoggerPtr log, std::filesystem::path probe_cache)
+    : config_(std::move(config)), log_(log ? std::move(log) : null_logger()), probe_cache_(std::move(probe_cache)) {}
 
 QemuHostOptions QemuBackend::host_options(Accel accel) const {
   QemuHostOptions host;
@@ -92,7 +94,10 @@ std::filesystem::path QemuBackend::uffd_shim() const {
 AccelChoice QemuBackend::accel() const { return AccelChoice::decide(config_, KvmHost::detect()); }
 
 Probe QemuBackend::probe() {
-  auto version = run_command({config_.binary, "-version"});
+  const std::filesystem::path binary = find_program(config_.binary);
+  auto version = probe_cache_.empty() || binary.empty()
+                     ? run_command({config_.binary, "-version"})
+                     : cached_command_output(probe_cache_, {binary.string(), "-version"}, {binary});
   if (!version) {
     const Status failed = version.status();
     const std::string& why = failed.message();

@@ -17,7 +17,9 @@ namespace fcvm::qemu {
 
 class QemuBackend final : public VmmBackend {
  public:
-  QemuBackend(QemuConfig config, LoggerPtr log);
+  // `probe_cache`: where the binary's `-version` output is kept between runs (keyed by the
+  // binary's path, size and mtime); empty: asked every time.
+  QemuBackend(QemuConfig config, LoggerPtr log, std::filesystem::path probe_cache = {});
 
   // Available when the QEMU binary runs (its version is in the note) and the chosen
   // accelerator can be used; the note gives the accelerator and why.
@@ -44,6 +46,7 @@ class QemuBackend final : public VmmBackend {
 
   QemuConfig config_;
   LoggerPtr log_;
+  std::filesystem::path probe_cache_;
 };
 
 }  // namespace fcvm::qemu

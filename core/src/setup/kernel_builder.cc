@@ -21,6 +21,7 @@
 
 #include "fcvm/atomic_file.h"
 #include "fcvm/child_process.h"
+#include "fcvm/probe_cache.h"
 #include "fcvm/program_path.h"
 #include "fcvm/unique_fd.h"
 #include "fcvm_guest_kernel_config.h"
@@ -181,8 +182,10 @@ KernelBuilder::KernelBuilder(KernelBuildOptions options, LoggerPtr log)
 Result<std::string> KernelBuilder::source_version() const {
   if (!options_.source_version.empty()) return options_.source_version;
   const std::string fix = std::string("install it: ") + std::string(kKernelBuildDepsFix);
-  auto out = run_command(
-      {"dpkg-query", "-W", "-f", "${db:Status-Status}\t${Version}", options_.source_package});
+  // Every run asks this (the cache key): dpkg's status file changes whenever a package does.
+  auto out = cached_command_output(kernels_dir() / ".probes",
+                                   {"dpkg-query", "-W", "-f", "${db:Status-Status}\t${Version}", options_.source_package},
+                                   {"/var/lib/dpkg/status"});
   if (!out) {
     return error(Errc::unavailable,
                  "the guest kernel is built from Debian's " + options_.source_package +

@@ -61,7 +61,7 @@ class KernelBuilder {
 
   // A built kernel for this fragment, or nullopt; never builds. Prefers the one built from
   // the installed source version; else (source upgraded or removed since) the newest one
-  // built from this fragment. Costs one dpkg-query.
+  // built from this fragment. Runs dpkg-query only when dpkg's database changed since.
   std::optional<KernelPaths> cached() const;
 
   // The cached kernel, building it first when there is none (about 4 minutes on 2 CPUs).
