@@ -516,7 +516,7 @@ void Agent::on_shutdown(const Frame& frame) {
     req = ShutdownRequest{};
   }
   begin_shutdown(std::chrono::milliseconds(req->timeout_ms), "shutdown requested by the host",
-                 /*sessions_only=*/true);
+                 /*sessions_only=*/true, req->signal);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -729,7 +729,7 @@ void Agent::signal_everyone(int sig) {
 }
 
 void Agent::begin_shutdown(std::chrono::milliseconds grace, const std::string& reason,
-                           bool sessions_only) {
+                           bool sessions_only, int session_signal) {
   const auto deadline = Clock::now() + grace;
   if (phase_ == Phase::kTerminating) {
     deadline_ = std::min(deadline_, deadline);  // a later, shorter request wins
@@ -745,7 +745,7 @@ void Agent::begin_shutdown(std::chrono::milliseconds grace, const std::string& r
   deadline_ = deadline;
   if (sessions_only) {
     for (const auto& [id, s] : sessions_) {
-      if (s.pid > 0) ::kill(s.pid, SIGTERM);
+      if (s.pid > 0) ::kill(s.pid, session_signal);
     }
   } else {
     everyone_terminated_ = true;

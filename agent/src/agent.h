@@ -19,6 +19,7 @@
 // channel is open (the host decides when a VM has taken too long).
 #pragma once
 
+#include <csignal>
 #include <sys/types.h>
 
 #include <chrono>
@@ -142,11 +143,11 @@ class Agent {
   // Processes and signals.
   void on_signalfd();
   void reap_children();
-  // Starts the SIGTERM → SIGKILL → power-off sequence. `sessions_only`: SIGTERM just the
-  // session processes first (a host stop, like `podman stop`); the rest get theirs once the
-  // main process is gone.
+  // Starts the SIGTERM → SIGKILL → power-off sequence. `sessions_only`: signal just the
+  // session processes first, with `session_signal` (a host stop, like `podman stop`); the
+  // rest get SIGTERM once the main process is gone.
   void begin_shutdown(std::chrono::milliseconds grace, const std::string& reason,
-                      bool sessions_only = false);
+                      bool sessions_only = false, int session_signal = SIGTERM);
   void signal_everyone(int sig);
 
   void watch(int fd, std::uint32_t events, std::uint64_t tok);

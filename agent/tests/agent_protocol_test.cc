@@ -190,6 +190,10 @@ TEST(Payloads, RejectsMalformed) {
   EXPECT_EQ(err, "SIGNAL.signal: out of range");
   EXPECT_FALSE(parse_signal_request(R"({"signal":99})", &err));
   EXPECT_FALSE(parse_shutdown_request(R"({"timeout_ms":-1})", &err));
+  EXPECT_FALSE(parse_shutdown_request(R"({"signal":0})", &err));
+  EXPECT_EQ(err, "SHUTDOWN.signal: out of range");
+  EXPECT_EQ(parse_shutdown_request(R"({"timeout_ms":5})", &err)->signal, 15);  // SIGTERM unless told
+  EXPECT_EQ(parse_shutdown_request(ShutdownRequest{7, 2}.to_payload(), &err)->signal, 2);
   EXPECT_FALSE(parse_hello(R"({"protocol":1})", &err));
   EXPECT_EQ(err, "HELLO.agent: expected a string");
 }

@@ -471,11 +471,14 @@ inline std::optional<SignalRequest> parse_signal_request(std::string_view payloa
   return SignalRequest{static_cast<int>(sig)};
 }
 
-// SHUTDOWN: {"timeout_ms":N}: SIGTERM every process, SIGKILL after timeout_ms, sync, power
-// off. timeout_ms is optional (default 2000) and at most 10 minutes.
+// SHUTDOWN: {"timeout_ms":N,"signal":S}: signal S (default 15, SIGTERM) to the session
+// processes, SIGTERM to the rest once they are gone, SIGKILL after timeout_ms, sync, power
+// off. Both keys are optional: timeout_ms defaults to 2000 and is at most 10 minutes; S is
+// 1..64 (a host stopped by Ctrl-C passes SIGINT on, as podman does).
 struct ShutdownRequest {
   std::uint32_t timeout_ms = 2000;
-  std::string to_payload() const { return detail::dump({{"timeout_ms", timeout_ms}}); }
+  int signal = 15;
+  std::string to_payload() const { return detail::dump({{"timeout_ms", timeout_ms}, {"signal", signal}}); }
 };
 
 inline std::optional<ShutdownRequest> parse_shutdown_request(std::string_view payload,
@@ -485,11 +488,14 @@ inline std::optional<ShutdownRequest> parse_shutdown_request(std::string_view pa
   auto j = detail::parse_object(payload, "SHUTDOWN", error);
   if (!j) return std::nullopt;
   std::int64_t t = r.timeout_ms;
-  if (!detail::reject_unknown_keys(*j, {"timeout_ms"}, "SHUTDOWN", error) ||
-      !detail::read_int(*j, "timeout_ms", 0, kMaxShutdownTimeoutMs, false, t, "SHUTDOWN", error)) {
+  std::int64_t sig = r.signal;
+  if (!detail::reject_unknown_keys(*j, {"timeout_ms", "signal"}, "SHUTDOWN", error) ||
+      !detail::read_int(*j, "timeout_ms", 0, kMaxShutdownTimeoutMs, false, t, "SHUTDOWN", error) ||
+      !detail::read_int(*j, "signal", 1, 64, false, sig, "SHUTDOWN", error)) {
     return std::nullopt;
   }
   r.timeout_ms = static_cast<std::uint32_t>(t);
+  r.signal = static_cast<int>(sig);
   return r;
 }
 

@@ -149,8 +149,9 @@ Status AgentChannel::send_signal(std::uint32_t session, int signal) {
   return send(agent::FrameType::kSignal, session, agent::SignalRequest{signal}.to_payload());
 }
 
-Status AgentChannel::send_shutdown(std::chrono::milliseconds timeout) {
+Status AgentChannel::send_shutdown(std::chrono::milliseconds timeout, int signal) {
   agent::ShutdownRequest req;
+  req.signal = signal;
   req.timeout_ms = static_cast<std::uint32_t>(std::max<long long>(0, timeout.count()));
   return send(agent::FrameType::kShutdown, agent::kMainSession, req.to_payload());
 }

@@ -10,6 +10,7 @@
 // Status values (Errc::protocol for a misbehaving peer, Errc::timeout, Errc::io).
 #pragma once
 
+#include <csignal>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -68,7 +69,7 @@ class AgentChannel {
   Status send_stdin(std::uint32_t session, std::string_view bytes);
   Status send_stdin_eof(std::uint32_t session);
   Status send_signal(std::uint32_t session, int signal);
-  Status send_shutdown(std::chrono::milliseconds timeout);
+  Status send_shutdown(std::chrono::milliseconds timeout, int signal = SIGTERM);
   // Queues ATTACH for `generation` with this host's wall clock and 32 bytes from its RNG.
   Status send_attach(std::uint64_t generation);
 

@@ -499,7 +499,9 @@ Status ContainerSupervisor::handle_agent() {
         main_started_ = true;
         watch_stdin();
         if (options_.on_started) options_.on_started();
-        if (pending_stop_ && phase_ == Phase::running) send_stop(*std::exchange(pending_stop_, std::nullopt));
+        if (pending_stop_ && phase_ == Phase::running) {
+          send_stop(*std::exchange(pending_stop_, std::nullopt), pending_stop_signal_);
+        }
         start_health();
         break;
       case agent::FrameType::kStdout: relay_main_output(false, f.payload); break;
@@ -567,13 +569,14 @@ Status ContainerSupervisor::handle_signal() {
       continue;
     }
     log_->info(std::string("received ") + strsignal(static_cast<int>(info.ssi_signo)) +
-               "; stopping the container");
-    begin_stop(options_.stop_timeout);
+               "; passing it to the container, which is stopped if it does not exit");
+    // As podman's signal proxy: Ctrl-C reaches the container as SIGINT (exit 130).
+    begin_stop(options_.stop_timeout, static_cast<int>(info.ssi_signo));
   }
   return ok_status();
 }
 
-void ContainerSupervisor::begin_stop(std::chrono::milliseconds grace) {
+void ContainerSupervisor::begin_stop(std::chrono::milliseconds grace, int signal) {
   // A paused guest cannot stop its container.
   if (paused_ && vm_.resume().ok()) paused_ = false;
   if (++stop_requests_ > 1) {
@@ -585,13 +588,14 @@ void ContainerSupervisor::begin_stop(std::chrono::milliseconds grace) {
     // The agent stops a container it has started: ask once it has (the boot deadline
     // still applies, and a second request kills the VM at once).
     pending_stop_ = grace;
+    pending_stop_signal_ = signal;
     return;
   }
-  send_stop(grace);
+  send_stop(grace, signal);
 }
 
-void ContainerSupervisor::send_stop(std::chrono::milliseconds grace) {
-  (void)agent_.send_shutdown(grace);
+void ContainerSupervisor::send_stop(std::chrono::milliseconds grace, int signal) {
+  (void)agent_.send_shutdown(grace, signal);
   // The agent SIGKILLs after `grace`; give it a little more to power off.
   phase_ = Phase::stopping;
   deadline_ = Clock::now() + grace + std::chrono::seconds(5);

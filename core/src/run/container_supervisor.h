@@ -28,6 +28,7 @@
 // Threading: single-threaded; run() owns the calling thread until the VM is gone.
 #pragma once
 
+#include <csignal>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -179,11 +180,11 @@ class ContainerSupervisor {
   void flush_client(std::uint32_t session);
   void drop_client(std::uint32_t session);
   // A stop request (signal, control socket): asks the agent to stop the container
-  // (SIGTERM, SIGKILL after `grace`), at once or, while booting or starting, once the
+  // (`signal`, SIGKILL after `grace`), at once or, while booting or starting, once the
   // container runs; a second request kills the VM.
-  void begin_stop(std::chrono::milliseconds grace);
+  void begin_stop(std::chrono::milliseconds grace, int signal = SIGTERM);
   // Sends the stop to the agent and waits `grace` and a little more for the power-off.
-  void send_stop(std::chrono::milliseconds grace);
+  void send_stop(std::chrono::milliseconds grace, int signal);
   // Main-session output: to the container log and (foreground) our stdout/stderr; credits
   // the agent for what left.
   void relay_main_output(bool is_stderr, const std::string& bytes);
@@ -237,6 +238,7 @@ class ContainerSupervisor {
   int stop_requests_ = 0;
   bool paused_ = false;  // by a pause request
   std::optional<std::chrono::milliseconds> pending_stop_;  // asked before the container ran
+  int pending_stop_signal_ = SIGTERM;
   std::unique_ptr<HealthExec> health_exec_;  // the health monitor's way into the guest
   std::deque<std::function<void()>> posted_;
 };
