@@ -295,6 +295,9 @@ TEST_P(SnapshotTest, KilledCreateLeavesNothingHalfMadeAndTheSourceRuns) {
 TEST_P(SnapshotTest, APausedVmRefusesExecUntilUnpausedAndStaysPausedThroughASnapshot) {
   ASSERT_EQ(cli_->run({"pause", "src"}).code, 0);
   ASSERT_EQ(cli_->run({"pause", "src"}).code, 0) << "pausing twice is fine";
+  EXPECT_EQ(cli_->record("src")["status"], "paused");  // ls --json, as podman ps shows it
+  auto table = cli_->run({"ls"});
+  EXPECT_NE(table.out.find(" paused "), std::string::npos) << table.out;
   auto refused = cli_->run({"exec", "src", "true"});
   EXPECT_NE(refused.code, 0);
   EXPECT_NE(refused.err.find("unpause"), std::string::npos) << refused.err;
@@ -302,6 +305,7 @@ TEST_P(SnapshotTest, APausedVmRefusesExecUntilUnpausedAndStaysPausedThroughASnap
   EXPECT_EQ(created.code, 0) << created.err;
   EXPECT_NE(cli_->run({"exec", "src", "true"}).code, 0) << "the snapshot resumed a paused VM";
   ASSERT_EQ(cli_->run({"unpause", "src"}).code, 0);
+  EXPECT_EQ(cli_->record("src")["status"], "running");
   EXPECT_EQ(cli_->run({"exec", "src", "cat", "/tmp/mem-mark"}).out, "in-memory\n");
   EXPECT_EQ(cli_->run({"snapshot", "rm", "paused"}).code, 0);
   auto no_vm = cli_->run({"pause", "nosuchvm"});

@@ -16,6 +16,8 @@ namespace {
 // What STATUS shows: the recorded status while the process runs; for a dead process the
 // exit it recorded, or "dead" when it died without recording one (crashed, killed).
 std::string shown_status(const VmRecord& r, bool alive) {
+  // Paused vCPUs show as podman shows a paused container.
+  if (alive && r.status == VmStatus::running && r.paused) return "paused";
   // A running VM with a health check shows its health as podman does: "running (healthy)".
   if (alive && r.status == VmStatus::running && r.health) {
     return std::string(to_string(r.status)) + " (" + to_string(r.health->status) + ")";
@@ -88,6 +90,7 @@ int run_ls(CommandContext& ctx, const std::vector<std::string>& args) {
     for (const auto& [r, alive] : shown) {
       nlohmann::json j = to_json(r);
       j["alive"] = alive;
+      if (alive && r.status == VmStatus::running && r.paused) j["status"] = "paused";
       add_accounting(j, r, alive, records);
       out.push_back(std::move(j));
     }

@@ -578,7 +578,10 @@ Status ContainerSupervisor::handle_signal() {
 
 void ContainerSupervisor::begin_stop(std::chrono::milliseconds grace, int signal) {
   // A paused guest cannot stop its container.
-  if (paused_ && vm_.resume().ok()) paused_ = false;
+  if (paused_ && vm_.resume().ok()) {
+    paused_ = false;
+    if (options_.on_paused) options_.on_paused(false);
+  }
   if (++stop_requests_ > 1) {
     // A second request: no more grace.
     vm_.kill();
@@ -717,6 +720,7 @@ void ContainerSupervisor::handle_vm_request(ControlClient& c, const control::Req
       if (Status st = pause ? vm_.pause() : vm_.resume(); !st.ok()) return c.refuse(st.message());
       paused_ = pause;
       log_->info(pause ? "paused on the control socket" : "resumed on the control socket");
+      if (options_.on_paused) options_.on_paused(pause);
     }
     c.reply({});
     c.finished = true;

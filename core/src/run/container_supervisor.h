@@ -88,6 +88,9 @@ struct SupervisorOptions {
   std::chrono::milliseconds stop_timeout{10000};  // SIGTERM → SIGKILL inside the guest
   // Called once the container's process has started (detached runs report success here).
   std::function<void()> on_started;
+  // Called on the loop's thread when the VM's vCPUs are paused (true) or resumed (false)
+  // at a control request or before a stop.
+  std::function<void(bool paused)> on_paused;
   // The guest agent's boot id when known before the loop (a clone's, from ATTACHED); a
   // booting guest's comes with its HELLO.
   std::string guest_boot_id;

@@ -196,6 +196,11 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   opts.replay_output = origin.replayed_output();
   opts.guest_sessions = origin.guest_sessions();
   opts.on_started = on_started_;
+  opts.on_paused = [this](bool paused) {
+    if (Status st = update_record([&](VmRecord& r) { r.paused = paused; }); !st.ok()) {
+      log_->warn("cannot record the pause: " + st.message());
+    }
+  };
   opts.guest_boot_id = *guest_boot_id;
 
   // `fcvm snapshot create` asks this process, which owns the VM, for a snapshot.

@@ -143,6 +143,10 @@ Status parse_record(const json& doc, VmRecord& r) {
     if (!state) return state.status();
     r.health = std::move(*state);
   }
+  if (auto paused = doc.find("paused"); paused != doc.end()) {  // absent in older records
+    if (!paused->is_boolean()) return error(Errc::invalid_argument, "field 'paused': expected a boolean");
+    r.paused = paused->get<bool>();
+  }
   FCVM_RETURN_IF_ERROR(read_field(doc, "extra", r.extra));
   if (!r.extra.is_object()) return error(Errc::invalid_argument, "field 'extra': expected an object");
   return ok_status();
@@ -209,6 +213,7 @@ nlohmann::json to_json(const VmRecord& r) {
       {"exit_code", r.exit_code ? json(*r.exit_code) : json()},
       {"error", r.error},
       {"health", r.health ? to_json(*r.health) : json()},
+      {"paused", r.paused},
       {"extra", r.extra.is_object() ? r.extra : json::object()},
   };
   return doc;

@@ -52,6 +52,7 @@ struct VmRecord {
   std::optional<int> exit_code;
   std::string error;                     // failed: why, one line for the user
   std::optional<HealthState> health;     // VMs with a health check: its last state
+  bool paused = false;                   // vCPUs stopped by `fcvm pause` (status stays running)
   nlohmann::json extra = nlohmann::json::object();  // room for later features
 
   bool alive() const { return process.alive(); }

@@ -39,6 +39,7 @@ VmRecord full_record() {
   r.error = "the VM stopped before the container exited";
   r.extra = {{"later", true}};
   r.health = HealthState{HealthStatus::unhealthy, 3, "exit code 1: boom", "2024-05-01T12:00:09Z"};
+  r.paused = true;
   return r;
 }
 
@@ -67,6 +68,7 @@ TEST(VmRecord, JsonRoundTripKeepsEveryField) {
   EXPECT_EQ(back->error, r.error);
   EXPECT_EQ(j["health"]["status"], "unhealthy");
   EXPECT_EQ(back->health, r.health);
+  EXPECT_TRUE(back->paused);
 }
 
 TEST(VmRecord, OptionalPartsMayBeAbsent) {
@@ -89,6 +91,9 @@ TEST(VmRecord, OptionalPartsMayBeAbsent) {
   EXPECT_FALSE(back->vmm);
   EXPECT_FALSE(back->exit_code);
   EXPECT_FALSE(back->health);
+  auto older = j;
+  older.erase("paused");  // records written before the field existed
+  EXPECT_FALSE(vm_record_from_json(older)->paused);
 }
 
 TEST(VmRecord, RefusesNewerAndMissingVersions) {
