@@ -15,6 +15,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "fcvm/path_beneath.h"
 #include "fcvm/atomic_file.h"
 #include "fcvm/child_process.h"
 #include "fcvm/host_port.h"
@@ -25,6 +26,14 @@
 
 namespace fcvm::slirp {
 namespace {
+
+// VM ids name this plugin's files (<id>.sock, <id>.log): never a path.
+Status check_vm_id(const std::string& id) {
+  if (id.empty() || id.size() > 32 || id.find_first_not_of("0123456789abcdefghijklmnopqrstuvwxyz") != std::string::npos) {
+    return error(Errc::invalid_argument, "network-slirp: vm id '" + id + "' is not [a-z0-9]");
+  }
+  return ok_status();
+}
 
 constexpr const char* kBridge = "br0";
 constexpr const char* kSlirpTap = "slirp0";
@@ -304,10 +313,7 @@ Result<NetworkLease> SlirpNetwork::setup_clone(const NetworkLease& snapshot_leas
 }
 
 Result<NetworkLease> SlirpNetwork::create(const NetworkRequest& request, GuestNetwork guest, const std::string& tap) {
-  if (request.vm_id.empty() || request.vm_id.size() > 32 ||
-      request.vm_id.find_first_not_of("0123456789abcdefghijklmnopqrstuvwxyz") != std::string::npos) {
-    return error(Errc::invalid_argument, "network-slirp: vm id '" + request.vm_id + "' is not [a-z0-9]");
-  }
+  FCVM_RETURN_IF_ERROR(check_vm_id(request.vm_id));
   const auto program = find_in_path(options_.slirp4netns);
   if (!program) {
     return error(Errc::unavailable, options_.slirp4netns + ": not found in PATH; install the slirp4netns package");
@@ -412,9 +418,10 @@ Status SlirpNetwork::teardown(const NetworkLease& lease) {
   }
   Status result = stop_process(st.slirp, "slirp4netns");
   result = keep_first(result, stop_process(st.holder, "the namespace holder"));
-  if (!st.vm_id.empty()) {
-    ::unlink((data_dir_ / (st.vm_id + ".sock")).c_str());
-    ::unlink((data_dir_ / (st.vm_id + ".log")).c_str());
+  // The lease comes from a record: its id names files in our dir only if it is an id.
+  if (!st.vm_id.empty() && check_vm_id(st.vm_id).ok()) {
+    (void)remove_beneath(data_dir_, st.vm_id + ".sock");
+    (void)remove_beneath(data_dir_, st.vm_id + ".log");
   }
   if (!result.ok()) return result.with_context("network-slirp teardown: ");
   return allocations_.update([&](nlohmann::json& doc) {

@@ -27,7 +27,8 @@ FCVM_SDK_API Result<std::filesystem::path> relative_beneath(const std::filesyste
 
 // openat2 of `path` beneath `root` with `flags` (O_CLOEXEC is added) and `mode` for
 // O_CREAT. A symlink as the last component fails too (ELOOP), so O_CREAT never writes
-// through one. Errors: invalid_argument (outside), io with the errno otherwise.
+// through one. Errors: invalid_argument (outside, or through a symlink), not_found (a
+// component is missing), io with the errno otherwise.
 FCVM_SDK_API Result<UniqueFd> open_beneath(const std::filesystem::path& root,
                                            const std::filesystem::path& path, int flags,
                                            mode_t mode = 0);

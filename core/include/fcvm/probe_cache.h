@@ -1,7 +1,7 @@
 // Probes of the host that fcvm would otherwise repeat on every run (`qemu-system-x86_64
 // -version`, `dpkg-query` of a package) cost tens to hundreds of milliseconds each. Their
 // output depends only on files at known paths (the binary; dpkg's status database), so it
-// is kept on disk keyed by each such file's path, size, mtime, inode and device, and the
+// is kept on disk keyed by each such file's path, size, mtime, ctime, inode and device, and the
 // command runs again only when one of those changes.
 //
 // Threading: thread-safe; concurrent misses may both run the command (the last write

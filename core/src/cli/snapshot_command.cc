@@ -191,6 +191,7 @@ int run_serve(CommandContext& ctx, const std::vector<std::string>& args) {
   if (!vm.count("tag")) throw CliError("snapshot serve needs a tag (see 'fcvm snapshot ls')", kUsageExit);
   const auto prefetch = vm["prefetch"].as<std::string>();
   if (prefetch != "on" && prefetch != "off") throw CliError("--prefetch takes on or off, not '" + prefetch + "'", kUsageExit);
+  ctx.require_trusted_data_dir();  // it may take over, and at exit remove, a dead serve's directory
   const auto snap = check(SnapshotStore(ctx.config().data_dir).get(vm["tag"].as<std::string>()));
   if (snap.manifest.disk_only) throw CliError("snapshot '" + snap.manifest.tag + "' has no memory to serve; clone it with 'fcvm snapshot run --snapshot'");
   auto memory = ctx.backend_as<MemoryBackend>(PluginKind::memory);

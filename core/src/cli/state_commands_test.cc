@@ -123,6 +123,16 @@ class StateCommandsTest : public ::testing::Test {
     return ChildProcess::spawn(opts).value();
   }
 
+  // A record with its own id, so that its directory can be vms/<id> as fcvm makes them.
+  VmRecord make_record_with_id(const std::string& name, ProcessIdentity process) {
+    VmRecord r = make_record(name, process);
+    char id[13];
+    std::snprintf(id, sizeof id, "%012llx", 0xabc000000ull + next_id_++);
+    r.id = id;
+    r.vm_dir = data_dir_ / "vms" / r.id;
+    return r;
+  }
+
   VmRecord make_record(const std::string& name, ProcessIdentity process) {
     VmRecord r;
     r.name = name;
@@ -134,6 +144,7 @@ class StateCommandsTest : public ::testing::Test {
 
   TempDir tmp_dir_;
   fs::path fcvm_, tmp_, data_dir_, config_;
+  unsigned next_id_ = 0;
 };
 
 TEST_F(StateCommandsTest, LsShowsLiveAndDeadRecords) {
@@ -197,11 +208,9 @@ TEST_F(StateCommandsTest, LsOnAnEmptyDataDir) {
 
 TEST_F(StateCommandsTest, GcRemovesDeadRecordsAndTheirDirsOnly) {
   StateStore store(data_dir_);
-  auto live = make_record("alive", ProcessIdentity::self());
-  live.vm_dir = data_dir_ / "vms" / "alive";
+  auto live = make_record_with_id("alive", ProcessIdentity::self());
   fs::create_directories(live.vm_dir);
-  auto dead = make_record("gone", dead_identity());
-  dead.vm_dir = data_dir_ / "vms" / "gone";
+  auto dead = make_record_with_id("gone", dead_identity());
   fs::create_directories(dead.vm_dir / "sub");
   std::ofstream(dead.vm_dir / "sub" / "console.log") << "bye";
   auto live_rec = store.create(live);
@@ -230,8 +239,7 @@ TEST_F(StateCommandsTest, GcRemovesDeadRecordsAndTheirDirsOnly) {
 
 TEST_F(StateCommandsTest, GcKeepsARecordWhosePluginCannotBeLoaded) {
   StateStore store(data_dir_);
-  auto rec = make_record("orphan", dead_identity());
-  rec.vm_dir = data_dir_ / "vms" / "orphan";
+  auto rec = make_record_with_id("orphan", dead_identity());
   fs::create_directories(rec.vm_dir);
   DiskLease disk;
   disk.plugin = "storage-nonexistent";
@@ -308,10 +316,31 @@ TEST_F(StateCommandsTest, GcDeletesNothingARecordNamesOutsideItsVmDir) {
     return d / "link" / "victim2";
   });
   plant("other-vm", [&](const fs::path&) { return data_dir_ / "vms" / ids.front() / "x"; });
+  plant("relative", [&](const fs::path&) { return fs::path("victim"); });  // gc's cwd is not the VM's
+  fs::create_directories(data_dir_ / "images");
+  std::ofstream(data_dir_ / "images" / "refs.json") << "{}";
+  auto flagged = store.create(make_record("read-only-flag", dead_identity()));
+  ASSERT_TRUE(flagged.ok());
+  ids.push_back(flagged->id);
+  ASSERT_TRUE(store.update(flagged->id, [&](VmRecord& r) {
+    r.vm_dir = data_dir_ / "vms" / flagged->id;
+    // Marked read-only, but the plugin deletes its scratch drive by id.
+    r.disk = DiskLease{"storage-squashfs", {Drive{"scratch", data_dir_ / "images" / "refs.json", true}}, {}, nlohmann::json::object()};
+    return ok_status();
+  }).ok());
+  // A record naming another directory of the data dir as its own.
+  auto state_dir = store.create(make_record("state-as-vm-dir", dead_identity()));
+  ASSERT_TRUE(state_dir.ok());
+  ids.push_back(state_dir->id);
+  ASSERT_TRUE(store.update(state_dir->id, [&](VmRecord& r) {
+    r.vm_dir = data_dir_ / "state";
+    return ok_status();
+  }).ok());
   CliRun r = fcvm({"--data-dir", data_dir_.string(), "gc"});
   EXPECT_EQ(r.code, 1) << r.err;
   EXPECT_TRUE(fs::exists(tmp_ / "victim"));
   EXPECT_TRUE(fs::exists(outside / "victim2"));
+  EXPECT_TRUE(fs::exists(data_dir_ / "images" / "refs.json"));
   for (const auto& id : ids) EXPECT_TRUE(store.get(id).ok()) << id;
   EXPECT_NE(r.err.find("is not beneath"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("through a symlink"), std::string::npos) << r.err;
@@ -561,8 +590,7 @@ TEST_F(StateCommandsTest, ConcurrentGcRunsAreSafe) {
   StateStore store(data_dir_);
   std::set<std::string> ids;
   for (int i = 0; i < kRecords; ++i) {
-    auto r = make_record("dead-" + std::to_string(i), dead_identity());
-    r.vm_dir = data_dir_ / "vms" / r.name;
+    auto r = make_record_with_id("dead-" + std::to_string(i), dead_identity());
     for (int f = 0; f < 50; ++f) {
       fs::create_directories(r.vm_dir / std::to_string(f % 5));
       std::ofstream(r.vm_dir / std::to_string(f % 5) / std::to_string(f)) << f;
@@ -674,8 +702,7 @@ TEST_F(StateCommandsTest, RunWithoutRoomForTheGuestIsRefused) {
 
 TEST_F(StateCommandsTest, RmRemovesAnEndedVmAndRefusesARunningOne) {
   StateStore store(data_dir_);
-  auto dead = make_record("ended", dead_identity());
-  dead.vm_dir = data_dir_ / "vms" / "ended";
+  auto dead = make_record_with_id("ended", dead_identity());
   fs::create_directories(dead.vm_dir);
   std::ofstream(dead.vm_dir / "container.log") << "bye\n";
   auto created = store.create(dead);

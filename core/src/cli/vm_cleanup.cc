@@ -1,34 +1,15 @@
 #include "cli/vm_cleanup.h"
 
-#include <fcntl.h>
-
 #include "config/config.h"
 #include "fcvm/network.h"
 #include "fcvm/path_beneath.h"
 #include "fcvm/storage.h"
 #include "plugin/plugin_registry.h"
+#include "state/lease_paths.h"
 #include "state/state_store.h"
 
 namespace fcvm::cli {
 namespace {
-
-// A lease read from a record or manifest is data: before a plugin deletes what it names,
-// each drive must lie beneath the data dir with no symlink on the way (a planted record
-// could otherwise name any file), and each writable drive beneath `own_dir`, the VM's or
-// snapshot's directory. A drive whose directory is already gone is fine (nothing to delete).
-Status check_lease_paths(const std::filesystem::path& data_dir, const std::filesystem::path& own_dir,
-                         const DiskLease& lease) {
-  for (const Drive& d : lease.drives) {
-    const auto& root = d.read_only ? data_dir : own_dir;
-    auto rel = relative_beneath(root, d.path);
-    if (!rel) return rel.status().with_context("drive " + d.id + ": ");
-    if (rel->has_parent_path()) {
-      auto dir = open_beneath(root, rel->parent_path(), O_PATH | O_DIRECTORY);
-      if (!dir && dir.status().code() != Errc::io) return dir.status().with_context("drive " + d.id + ": ");
-    }
-  }
-  return ok_status();
-}
 
 // The plugin that made a lease: the lease's own name, else the record's choice for `kind`.
 std::string lease_plugin(const std::string& from_lease, const VmRecord& r, PluginKind kind) {
@@ -51,6 +32,20 @@ Result<std::shared_ptr<Backend>> load_backend(CommandContext& ctx, const std::st
 
 VmCleanup clean_up_vm(CommandContext& ctx, const VmRecord& r) {
   VmCleanup out;
+  // Everything the record names is checked before anything is torn down.
+  const auto& data_dir = ctx.config().data_dir;
+  if (!r.vm_dir.empty() && r.vm_dir.lexically_normal() != (data_dir / "vms" / r.id).lexically_normal()) {
+    // Every VM's directory is vms/<its id>; a record naming any other is not fcvm's.
+    out.problem = "its directory " + r.vm_dir.string() + " is not a VM directory of the data dir " +
+                  (data_dir / "vms").string() + "; remove it by hand, then try again";
+    return out;
+  }
+  if (r.disk) {
+    if (Status st = check_lease_paths(data_dir, r.vm_dir, *r.disk); !st.ok()) {
+      out.problem = "its disk lease is not fcvm's: " + st.message() + "; remove the record's files by hand";
+      return out;
+    }
+  }
   if (r.network) {
     const std::string name = lease_plugin(r.network->plugin, r, PluginKind::network);
     auto backend = load_backend<NetworkBackend>(ctx, name, PluginKind::network);
@@ -64,21 +59,7 @@ VmCleanup clean_up_vm(CommandContext& ctx, const VmRecord& r) {
     }
     out.cleaned.push_back("network (" + name + ")");
   }
-  const auto& data_dir = ctx.config().data_dir;
-  if (!r.vm_dir.empty()) {
-    // Every VM's directory is vms/<id>; a record naming any other is not fcvm's.
-    auto rel = relative_beneath(data_dir / "vms", r.vm_dir);
-    if (!rel || rel->has_parent_path()) {
-      out.problem = "its directory " + r.vm_dir.string() + " is not a VM directory of the data dir " +
-                    (data_dir / "vms").string() + "; remove it by hand, then try again";
-      return out;
-    }
-  }
   if (r.disk) {
-    if (Status st = check_lease_paths(data_dir, r.vm_dir, *r.disk); !st.ok()) {
-      out.problem = "its disk lease is not fcvm's: " + st.message() + "; remove the record's files by hand";
-      return out;
-    }
     const std::string name = lease_plugin(r.disk->plugin, r, PluginKind::storage);
     auto backend = load_backend<StorageBackend>(ctx, name, PluginKind::storage);
     if (!backend.ok()) {
@@ -93,7 +74,7 @@ VmCleanup clean_up_vm(CommandContext& ctx, const VmRecord& r) {
   }
   if (!r.vm_dir.empty()) {
     std::error_code ec;
-    const bool existed = std::filesystem::exists(std::filesystem::symlink_status(r.vm_dir, ec));
+    const bool existed = std::filesystem::exists(std::filesystem::symlink_status(data_dir / "vms" / r.id, ec));
     if (Status st = remove_all_beneath(data_dir, r.vm_dir); !st.ok()) {
       out.problem = st.message();
       return out;

@@ -16,6 +16,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// errno read before anything else can change it.
+Status os_error(const char* what, const fs::path& path) {
+  const int err = errno;
+  return errno_status(std::string(what) + " " + path.string(), err);
+}
+
 constexpr std::uint64_t kResolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
 
 int openat2_beneath(int dir_fd, const fs::path& rel, int flags, mode_t mode) {
@@ -72,7 +78,7 @@ Result<Parent> open_parent(const fs::path& root, const fs::path& path) {
 // Empties the directory `fd` (on device `dev`); `shown` names it in errors.
 Status empty_dir(int fd, dev_t dev, const fs::path& shown) {
   const int list_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (list_fd < 0) return errno_status("dup " + shown.string());
+  if (list_fd < 0) return os_error("dup", shown);
   DIR* dir = ::fdopendir(list_fd);
   if (dir == nullptr) {
     const int err = errno;
@@ -92,7 +98,7 @@ Status empty_dir(int fd, dev_t dev, const fs::path& shown) {
     struct stat st {};
     if (::fstatat(fd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) continue;
-      return errno_status("stat " + (shown / n).string());
+      return os_error("stat", shown / n);
     }
     if (S_ISDIR(st.st_mode)) {
       if (st.st_dev != dev) {
@@ -101,12 +107,12 @@ Status empty_dir(int fd, dev_t dev, const fs::path& shown) {
       UniqueFd sub(::openat(fd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!sub) {
         if (errno == ENOENT) continue;
-        return errno_status("open " + (shown / n).string());
+        return os_error("open", shown / n);
       }
       FCVM_RETURN_IF_ERROR(empty_dir(sub.get(), dev, shown / n));
     }
     if (::unlinkat(fd, n.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0 && errno != ENOENT) {
-      return errno_status("remove " + (shown / n).string());
+      return os_error("remove", shown / n);
     }
   }
   return ok_status();
@@ -138,7 +144,7 @@ Result<UniqueFd> open_beneath(const fs::path& root, const fs::path& path, int fl
       return error(Errc::invalid_argument, path.string() + " leaves " + root.string() +
                                                " through a symlink or \"..\"; refusing to open it");
     }
-    return errno_status("open " + path.string(), err);
+    return Status(err == ENOENT ? Errc::not_found : Errc::io, errno_status("open " + path.string(), err).message());
   }
   return fd;
 }
@@ -147,11 +153,11 @@ Status remove_beneath(const fs::path& root, const fs::path& path) {
   auto parent = open_parent(root, path);
   if (!parent) return parent.status().code() == Errc::not_found ? ok_status() : parent.status();
   if (::unlinkat(parent->fd.get(), parent->name.c_str(), 0) == 0 || errno == ENOENT) return ok_status();
-  if (errno != EISDIR) return errno_status("remove " + path.string());
+  if (errno != EISDIR) return os_error("remove", path);
   if (::unlinkat(parent->fd.get(), parent->name.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT) {
     return ok_status();
   }
-  return errno_status("remove " + path.string());
+  return os_error("remove", path);
 }
 
 Status remove_all_beneath(const fs::path& root, const fs::path& path) {
@@ -159,7 +165,7 @@ Status remove_all_beneath(const fs::path& root, const fs::path& path) {
   if (!parent) return parent.status().code() == Errc::not_found ? ok_status() : parent.status();
   struct stat st {};
   if (::fstatat(parent->fd.get(), parent->name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    return errno == ENOENT ? ok_status() : errno_status("stat " + path.string());
+    return errno == ENOENT ? ok_status() : os_error("stat", path);
   }
   struct stat above {};
   if (::fstat(parent->fd.get(), &above) != 0) return errno_status("stat " + path.parent_path().string());
@@ -168,12 +174,12 @@ Status remove_all_beneath(const fs::path& root, const fs::path& path) {
   }
   if (S_ISDIR(st.st_mode)) {
     UniqueFd dir(::openat(parent->fd.get(), parent->name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!dir) return errno == ENOENT ? ok_status() : errno_status("open " + path.string());
+    if (!dir) return errno == ENOENT ? ok_status() : os_error("open", path);
     FCVM_RETURN_IF_ERROR(empty_dir(dir.get(), st.st_dev, path));
   }
   if (::unlinkat(parent->fd.get(), parent->name.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0 &&
       errno != ENOENT) {
-    return errno_status("remove " + path.string());
+    return os_error("remove", path);
   }
   return ok_status();
 }

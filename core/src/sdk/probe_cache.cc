@@ -24,7 +24,8 @@ std::optional<std::string> key_of(const std::vector<std::string>& argv, const st
     struct stat st {};
     if (::stat(f.c_str(), &st) != 0) return std::nullopt;
     key += f.string() + '\0' + std::to_string(st.st_size) + ' ' + std::to_string(st.st_mtim.tv_sec) + '.' +
-           std::to_string(st.st_mtim.tv_nsec) + ' ' + std::to_string(st.st_ino) + ' ' +
+           std::to_string(st.st_mtim.tv_nsec) + ' ' + std::to_string(st.st_ctim.tv_sec) + '.' +
+           std::to_string(st.st_ctim.tv_nsec) + ' ' + std::to_string(st.st_ino) + ' ' +
            std::to_string(st.st_dev) + '\0';
   }
   return key;
@@ -53,7 +54,8 @@ Result<std::string> cached_command_output(const fs::path& cache_dir, const std::
   const fs::path file = cache_dir / file_name(argv, *key);
   if (auto text = read_file(file); text.ok()) {
     const auto doc = nlohmann::json::parse(*text, nullptr, false);
-    if (doc.is_object() && doc.value("key", "") == *key && doc.contains("output") && doc["output"].is_string()) {
+    if (doc.is_object() && doc.contains("key") && doc["key"].is_string() && doc["key"] == *key &&
+        doc.contains("output") && doc["output"].is_string()) {
       return doc["output"].get<std::string>();
     }
   }

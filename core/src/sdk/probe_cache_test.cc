@@ -73,6 +73,11 @@ TEST_F(ProbeCacheTest, AStoredEntryForAnotherKeyIsIgnored) {
   }
   EXPECT_EQ(probe().value(), "v1\n");
   EXPECT_EQ(runs(), 2);
+  for (const auto& e : fs::directory_iterator(tmp_.path() / "cache")) {
+    ASSERT_TRUE(write_file_atomic(e.path(), R"({"key":7,"output":[]})").ok());  // damaged: re-run, no throw
+  }
+  EXPECT_EQ(probe().value(), "v1\n");
+  EXPECT_EQ(runs(), 3);
 }
 
 }  // namespace

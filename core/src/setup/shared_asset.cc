@@ -32,7 +32,7 @@ mode_t public_mode(mode_t current) {
 Status share_asset(const fs::path& data_dir, const fs::path& entry) {
   const fs::path root = data_dir.lexically_normal();
   const fs::path rel = entry.lexically_normal().lexically_relative(root);
-  if (rel.empty() || *rel.begin() == "..") {
+  if (rel.empty() || rel == "." || *rel.begin() == "..") {
     return error(Errc::invalid_argument, entry.string() + " is not below the data dir " + root.string());
   }
   FCVM_RETURN_IF_ERROR(adjust(root, [](mode_t m) { return static_cast<mode_t>((m & 07777) | 0011); }));

@@ -1,5 +1,7 @@
 #include "snapshot/serve_session.h"
 
+#include "fcvm/path_beneath.h"
+
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -38,8 +40,11 @@ Result<std::optional<TakenOverServe>> take_over_dead_serve(const SessionServices
     if (r.type != VmType::serve || r.snapshot != tag || r.alive()) continue;
     auto plugin = r.plugins.find(PluginKind::memory);
     std::error_code ec;
-    if (plugin == r.plugins.end() || plugin->second != memory || r.vm_dir.empty() ||
-        !std::filesystem::is_directory(r.vm_dir, ec)) {
+    // The record is data: its directory is taken over (chmod, sockets, removal at exit)
+    // only when it is this record's own vms/<id>, a real directory.
+    if (plugin == r.plugins.end() || plugin->second != memory ||
+        r.vm_dir.lexically_normal() != (services.data_dir / "vms" / r.id).lexically_normal() ||
+        !std::filesystem::is_directory(std::filesystem::symlink_status(r.vm_dir, ec))) {
       continue;
     }
     auto updated = services.state.update(r.id, [&](VmRecord& rec) {
@@ -124,8 +129,9 @@ class ServeRecord {
         }
       }
     }
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+    if (Status st = remove_all_beneath(services_.data_dir, dir_); !st.ok()) {
+      services_.log->warn("serve: cannot remove its directory: " + st.message());
+    }
     (void)services_.state.remove(record_.id);
   }
   ServeRecord(const ServeRecord&) = delete;

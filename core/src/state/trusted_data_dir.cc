@@ -20,7 +20,8 @@ std::string octal(mode_t mode) {
 Status check_dir(const fs::path& dir, bool follow) {
   struct stat st {};
   if ((follow ? ::stat(dir.c_str(), &st) : ::lstat(dir.c_str(), &st)) != 0) {
-    return errno == ENOENT ? ok_status() : errno_status("stat " + dir.string());
+    const int err = errno;
+    return err == ENOENT ? ok_status() : errno_status("stat " + dir.string(), err);
   }
   if (!S_ISDIR(st.st_mode)) {
     return error(Errc::unavailable, dir.string() + " is not a directory (a symlink or a file planted in the data "

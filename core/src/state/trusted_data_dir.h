@@ -2,8 +2,8 @@
 //
 // Records, manifests and leases in a data dir name files that fcvm then deletes. If
 // someone else can write the data dir, they choose those names, and a privileged `fcvm
-// gc` deletes what they chose. So destructive commands (rm, gc, stop, snapshot rm,
-// image rm) run only in a data dir the caller controls: the dir and each of the
+// gc` deletes what they chose. So destructive commands (rm, gc, snapshot rm, snapshot
+// serve, image rm) run only in a data dir the caller controls: the dir and each of the
 // subdirectories holding records and VM files (state/, vms/, snapshots/, images/) are
 // owned by the effective uid, not symlinks, and writable by nobody else. Paths read from
 // them are still resolved beneath the data dir (fcvm/path_beneath.h); this check keeps
