@@ -1,7 +1,5 @@
 #include "snapshot/serve_session.h"
 
-#include "fcvm/path_beneath.h"
-
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -10,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "fcvm/path_beneath.h"
 #include "snapshot/memory_stats_file.h"
 #include "snapshot/serve_control.h"
 #include "state/state_store.h"
