@@ -124,6 +124,17 @@ TEST_F(HardeningTest, FilesArePrivateAndOtherUsersAreRefused) {
   const fs::path vm_dir = rec["vm_dir"].get<std::string>();
   ASSERT_TRUE(fs::exists(vm_dir / "mem"));
   ASSERT_TRUE(fs::exists(vm_dir / "console.log"));
+  // No process shows the container's environment in its command line (`ps` for all).
+  const std::string value = secret.substr(secret.find('=') + 1);
+  for (const auto& proc : fs::directory_iterator("/proc")) {
+    const std::string pid = proc.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(proc.path() / "cmdline");
+    const std::string cmdline((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_EQ(cmdline.find(value), std::string::npos) << "pid " << pid << " shows the secret: " << cmdline;
+  }
+  std::ifstream title("/proc/" + std::to_string(rec["pid"].get<int>()) + "/cmdline");
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(title)), {}).rfind("fcvm: VM private", 0), 0u);
 
   // Modes: no group or other bits on anything fcvm made (image contents keep the image's),
   // but for the guest assets, which are public so that any user may boot them.

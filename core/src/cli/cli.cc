@@ -5,6 +5,7 @@
 #include "cli/command.h"
 #include "config/config.h"
 #include "log/logging.h"
+#include "run/process_title.h"
 
 namespace po = boost::program_options;
 
@@ -134,6 +135,7 @@ std::pair<po::variables_map, std::vector<std::string>> parse_until_target(
 
 int run(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  remember_process_args(argc, argv);
   try {
     GlobalOptions globals;
     auto gdesc = global_options(globals);

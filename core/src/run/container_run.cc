@@ -11,6 +11,7 @@
 #include "plugin/plugin_registry.h"
 #include "run/container_supervisor.h"
 #include "run/guest_assets.h"
+#include "run/process_title.h"
 #include "run/startup_cache.h"
 #include "run/terminal.h"
 #include "session/image_boot.h"
@@ -39,6 +40,8 @@ Result<int> run_detached(VmSession& session, VmOrigin& origin) {
   if (pid == 0) {
     report_read.reset();
     ::setsid();
+    // Our argv is the caller's command line, -e values and all: not for `ps` to show.
+    set_process_title("fcvm: VM " + session.name());
     int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
     ::dup2(null_fd, STDIN_FILENO);
     ::dup2(null_fd, STDOUT_FILENO);
