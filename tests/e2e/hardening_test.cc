@@ -275,7 +275,7 @@ TEST_F(HardeningTest, PullPolicyDecidesWhenSkopeoRuns) {
   EXPECT_EQ(skopeo_calls(), "copy\ninspect\ncopy\n");
 
   auto bad = run("sometimes");
-  EXPECT_EQ(bad.code, 2);
+  EXPECT_EQ(bad.code, 125);
   EXPECT_EQ(bad.err, "fcvm: --pull 'sometimes': use always, missing, never or newer\n");
 }
 

@@ -98,14 +98,14 @@ TEST_F(HealthCheckTest, FailingHealthCmdMakesDetachedRunFailWithTheReasonAndTheV
 
 TEST_F(HealthCheckTest, BadHealthFlagsFailBeforeAnythingBoots) {
   auto bad_interval = podman_run({"--health-cmd", "true", "--health-interval", "soon", FcvmCli::hello_image()});
-  EXPECT_EQ(bad_interval.code, 2);
+  EXPECT_EQ(bad_interval.code, 125);
   EXPECT_NE(bad_interval.err.find("--health-interval"), std::string::npos) << bad_interval.err;
   auto unpublished = podman_run({"--network", "network-bridged", "-p", std::to_string(fcvm::testing::free_tcp_port()) + ":80",
                                  "--health-url", "http://guest:81/", FcvmCli::hello_image()});
   EXPECT_EQ(unpublished.code, 125);
   EXPECT_NE(unpublished.err.find("add -p HOST_PORT:81"), std::string::npos) << unpublished.err;
   auto https = podman_run({"--health-url", "https://127.0.0.1/", FcvmCli::hello_image()});
-  EXPECT_EQ(https.code, 2);
+  EXPECT_EQ(https.code, 125);
   EXPECT_NE(https.err.find("only http://"), std::string::npos) << https.err;
   EXPECT_TRUE(cli_->ls().empty());
 }

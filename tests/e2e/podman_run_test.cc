@@ -158,9 +158,11 @@ TEST_P(PodmanRunTest, MissingKernelIsAClearErrorAndLeavesNothing) {
   EXPECT_NE(r.err.find("/nonexistent/vmlinux"), std::string::npos) << r.err;
 }
 
+// podman exits 125 for an error of its own, bad flags and values included.
 TEST_P(PodmanRunTest, BadFlagsAreUsageErrors) {
-  EXPECT_EQ(podman_run({"--memory", "lots", FcvmCli::hello_image()}).code, 2);
-  EXPECT_EQ(podman_run({"-p", "99999:80", FcvmCli::hello_image()}).code, 2);
+  EXPECT_EQ(podman_run({"--memory", "lots", FcvmCli::hello_image()}).code, 125);
+  EXPECT_EQ(podman_run({"-p", "99999:80", FcvmCli::hello_image()}).code, 125);
+  EXPECT_EQ(podman_run({"--no-such-flag", FcvmCli::hello_image()}).code, 125);
   auto r = podman_run({"--name", "../etc", FcvmCli::hello_image()});
   EXPECT_EQ(r.code, 125);
   EXPECT_TRUE(cli_->ls().empty());

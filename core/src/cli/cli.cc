@@ -178,7 +178,13 @@ int run(int argc, char** argv) {
       throw CliError("unknown command '" + rest.front() + "' (see 'fcvm --help')", kUsageExit);
     }
     CommandContext ctx(std::move(globals));
-    return best->run(ctx, {rest.begin() + static_cast<long>(best->path.size()), rest.end()});
+    try {
+      return best->run(ctx, {rest.begin() + static_cast<long>(best->path.size()), rest.end()});
+    } catch (const CliError& e) {
+      // podman's own errors (a bad flag or value) exit 125, leaving 1-124 to the container.
+      if (best->path.front() == "podman" && e.exit_code() == kUsageExit) throw CliError(e.what(), kPodmanErrorExit);
+      throw;
+    }
   } catch (const CliError& e) {
     // Errors may quote the guest (its messages, its console): never raw control bytes.
     std::cerr << "fcvm: " << escape_control_chars(e.what()) << "\n";

@@ -649,7 +649,7 @@ TEST_F(StateCommandsTest, UnknownPluginChoicesAndDirsAreRefused) {
     args.insert(args.end(), flags.begin(), flags.end());
     args.insert(args.end(), {"podman", "run", image});
     CliRun r = fcvm(args);
-    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_EQ(r.code, 125) << r.err;  // under `fcvm podman`, podman's code for its own errors
     EXPECT_NE(r.err.find("fcvm: --plugin memory=nosuch: no plugin named 'nosuch'; memory plugins "
                          "here: file"),
               std::string::npos)
@@ -657,7 +657,7 @@ TEST_F(StateCommandsTest, UnknownPluginChoicesAndDirsAreRefused) {
   }
   CliRun vmm_as_storage =
       fcvm({"--data-dir", data_dir_.string(), "--storage", "file", "podman", "run", image});
-  EXPECT_EQ(vmm_as_storage.code, 2);
+  EXPECT_EQ(vmm_as_storage.code, 125);
   EXPECT_NE(vmm_as_storage.err.find("--plugin storage=file: 'file' is a memory plugin"),
             std::string::npos)
       << vmm_as_storage.err;
@@ -695,7 +695,7 @@ TEST_F(StateCommandsTest, RunWithoutRoomForTheGuestIsRefused) {
 
   CliRun tiny = fcvm({"--data-dir", data_dir_.string(), "podman", "run", "-m", "16m",
                       "oci:/nonexistent/layout:x"});
-  EXPECT_EQ(tiny.code, 2);
+  EXPECT_EQ(tiny.code, 125);
   EXPECT_EQ(tiny.err, "fcvm: --memory '16m': out of range; the guest needs 64 MiB to 1048576 MiB "
                       "(e.g. 256m, 2g)\n");
 }
