@@ -38,9 +38,9 @@ FCVM_SDK_API Result<UniqueFd> open_beneath(const std::filesystem::path& root,
 FCVM_SDK_API Status remove_beneath(const std::filesystem::path& root, const std::filesystem::path& path);
 
 // Removes `path` and, when it is a directory, everything in it, walking by fd so that a
-// component swapped for a symlink mid-walk cannot redirect it. It does not cross into
-// another mounted file system: a mount point below `path` fails the call (io, naming it)
-// and what is on it is left alone. Idempotent: already gone is success.
+// component swapped for a symlink mid-walk cannot redirect it. It does not cross any mount
+// point (bind mounts of the same file system included): one below `path` fails the call
+// (io, naming it) and what is on it is left alone. Idempotent: already gone is success.
 FCVM_SDK_API Status remove_all_beneath(const std::filesystem::path& root,
                                        const std::filesystem::path& path);
 

@@ -24,15 +24,25 @@ Status os_error(const char* what, const fs::path& path) {
 
 constexpr std::uint64_t kResolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
 
-int openat2_beneath(int dir_fd, const fs::path& rel, int flags, mode_t mode) {
+int openat2_beneath(int dir_fd, const fs::path& rel, int flags, mode_t mode, std::uint64_t more_resolve = 0) {
   open_how how{};
   how.flags = static_cast<std::uint64_t>(flags | O_CLOEXEC);
   how.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0;
-  how.resolve = kResolve;
+  how.resolve = kResolve | more_resolve;
   for (;;) {
     const long fd = ::syscall(SYS_openat2, dir_fd, rel.c_str(), &how, sizeof how);
     if (fd >= 0 || errno != EAGAIN) return static_cast<int>(fd);  // EAGAIN: a rename raced; retry
   }
+}
+
+// A subdirectory `name` of `dir_fd` to empty, on the same mount: RESOLVE_NO_XDEV also
+// catches a bind mount of the same file system, which st_dev cannot tell apart.
+Result<UniqueFd> open_subdir(int dir_fd, const std::string& name, const fs::path& shown) {
+  UniqueFd fd(openat2_beneath(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, RESOLVE_NO_XDEV));
+  if (fd) return fd;
+  const int err = errno;
+  if (err == EXDEV) return error(Errc::io, shown.string() + " is a mount point; unmount it, then try again");
+  return Status(err == ENOENT ? Errc::not_found : Errc::io, errno_status("open " + shown.string(), err).message());
 }
 
 Result<UniqueFd> open_root(const fs::path& root) {
@@ -104,12 +114,12 @@ Status empty_dir(int fd, dev_t dev, const fs::path& shown) {
       if (st.st_dev != dev) {
         return error(Errc::io, (shown / n).string() + " is a mount point; unmount it, then try again");
       }
-      UniqueFd sub(::openat(fd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      auto sub = open_subdir(fd, n, shown / n);
       if (!sub) {
-        if (errno == ENOENT) continue;
-        return os_error("open", shown / n);
+        if (sub.status().code() == Errc::not_found) continue;
+        return sub.status();
       }
-      FCVM_RETURN_IF_ERROR(empty_dir(sub.get(), dev, shown / n));
+      FCVM_RETURN_IF_ERROR(empty_dir(sub->get(), dev, shown / n));
     }
     if (::unlinkat(fd, n.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0 && errno != ENOENT) {
       return os_error("remove", shown / n);
@@ -173,9 +183,9 @@ Status remove_all_beneath(const fs::path& root, const fs::path& path) {
     return error(Errc::io, path.string() + " is a mount point; unmount it, then try again");
   }
   if (S_ISDIR(st.st_mode)) {
-    UniqueFd dir(::openat(parent->fd.get(), parent->name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!dir) return errno == ENOENT ? ok_status() : os_error("open", path);
-    FCVM_RETURN_IF_ERROR(empty_dir(dir.get(), st.st_dev, path));
+    auto dir = open_subdir(parent->fd.get(), parent->name, path);
+    if (!dir) return dir.status().code() == Errc::not_found ? ok_status() : dir.status();
+    FCVM_RETURN_IF_ERROR(empty_dir(dir->get(), st.st_dev, path));
   }
   if (::unlinkat(parent->fd.get(), parent->name.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0 &&
       errno != ENOENT) {

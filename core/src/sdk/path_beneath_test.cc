@@ -93,6 +93,15 @@ TEST_F(PathBeneathTest, DoesNotCrossIntoAMount) {
   EXPECT_TRUE(fs::exists(mnt / "kept"));
   EXPECT_EQ(remove_all_beneath(root_, mnt).code(), Errc::io);
   ASSERT_EQ(::umount(mnt.c_str()), 0);
+  // A bind mount of a directory on the same file system: same st_dev, still a mount.
+  fs::create_directories(mnt);
+  touch(outside_ / "bound");
+  ASSERT_EQ(::mount(outside_.c_str(), mnt.c_str(), nullptr, MS_BIND, nullptr), 0);
+  const Status bound = remove_all_beneath(root_, root_ / "vms" / "a");
+  EXPECT_NE(bound.message().find("is a mount point"), std::string::npos) << bound.message();
+  EXPECT_TRUE(fs::exists(outside_ / "bound"));
+  EXPECT_TRUE(fs::exists(outside_ / "victim"));
+  ASSERT_EQ(::umount(mnt.c_str()), 0);
   EXPECT_TRUE(remove_all_beneath(root_, root_ / "vms" / "a").ok());
 }
 
