@@ -181,8 +181,12 @@ int run(int argc, char** argv) {
     try {
       return best->run(ctx, {rest.begin() + static_cast<long>(best->path.size()), rest.end()});
     } catch (const CliError& e) {
-      // podman's own errors (a bad flag or value) exit 125, leaving 1-124 to the container.
-      if (best->path.front() == "podman" && e.exit_code() == kUsageExit) throw CliError(e.what(), kPodmanErrorExit);
+      // Where the exit code is the container's (podman run, exec), fcvm's own errors exit
+      // 125 as podman's do (a bad flag or value, no such VM), leaving 1-124 to the container.
+      const bool container_code = best->path.front() == "podman" || best->path.front() == "exec";
+      if (container_code && (e.exit_code() == kUsageExit || e.exit_code() == 1)) {
+        throw CliError(e.what(), kPodmanErrorExit);
+      }
       throw;
     }
   } catch (const CliError& e) {

@@ -38,7 +38,8 @@ class CliError : public std::runtime_error {
 
 // Exit code for wrong usage (unknown option, missing argument).
 inline constexpr int kUsageExit = 2;
-// The same under `fcvm podman`, as podman itself: 125 is its code for an error of its own.
+// The same, and any other error of fcvm's own, under `fcvm podman` and `fcvm exec`, whose
+// exit code is otherwise the container's: 125, podman's code for an error of its own.
 inline constexpr int kPodmanErrorExit = 125;
 
 // Throws CliError when `status` failed.

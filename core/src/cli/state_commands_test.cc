@@ -621,6 +621,24 @@ TEST_F(StateCommandsTest, ConcurrentGcRunsAreSafe) {
   EXPECT_TRUE(store.list()->empty());
 }
 
+// exec's exit code is the command's: its own errors are podman's 125, never 1 or 2.
+TEST_F(StateCommandsTest, ExecErrorsOfItsOwnExit125) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"exec", "nosuch", "true"}, std::vector<std::string>{"exec"},
+        std::vector<std::string>{"exec", "--no-such-flag", "x", "true"}}) {
+    std::vector<std::string> full = {"--data-dir", data_dir_.string()};
+    full.insert(full.end(), args.begin(), args.end());
+    CliRun r = fcvm(full);
+    EXPECT_EQ(r.code, 125) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  StateStore store(data_dir_);
+  ASSERT_TRUE(store.create(make_record("ended", dead_identity())).ok());
+  CliRun ended = fcvm({"--data-dir", data_dir_.string(), "exec", "ended", "true"});
+  EXPECT_EQ(ended.code, 125);
+  EXPECT_NE(ended.err.find("ended is not running"), std::string::npos) << ended.err;
+}
+
 TEST_F(StateCommandsTest, StopTimeIsRangeChecked) {
   StateStore store(data_dir_);
   ASSERT_TRUE(store.create(make_record("target", dead_identity())).ok());
