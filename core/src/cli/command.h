@@ -88,7 +88,7 @@ class CommandContext {
   // The state store under config().data_dir.
   StateStore& state();
 
-  // For commands that delete what records name (rm, gc, snapshot rm, image rm): throws
+  // For commands that delete what records name (rm, gc, snapshot rm and serve, image rm): throws
   // CliError unless the caller controls the data dir (state/trusted_data_dir.h).
   void require_trusted_data_dir();
 

@@ -99,10 +99,8 @@ Status remove_snapshot(CommandContext& ctx, SnapshotStore& store, const StoredSn
   if (!m.disks.drives.empty()) {
     if (name.empty()) return error(Errc::not_found, "snapshot " + m.tag + " names no storage plugin for its disks");
     auto backend = load_backend<StorageBackend>(ctx, name, PluginKind::storage);
-    FCVM_RETURN_IF_ERROR(check_lease_paths(ctx.config().data_dir, snap.dir, m.disks_in(snap.dir))
-                             .with_context("snapshot " + m.tag + ": its manifest names a disk that is not its own: "));
     if (!backend) return backend.status().with_context("snapshot " + m.tag + ": cannot load storage plugin '" + name + "': ");
-    FCVM_RETURN_IF_ERROR((*backend)->destroy(m.disks_in(snap.dir)).with_context("snapshot " + m.tag + ": disks: "));
+    FCVM_RETURN_IF_ERROR(store.destroy_disks(snap, **backend).with_context("snapshot " + m.tag + ": disks: "));
   }
   return store.remove(m.tag);
 }

@@ -18,9 +18,10 @@ struct VmCleanup {
 
 // Tears down the record's network lease and destroys its disks through the plugins that
 // made them, removes its directory, then deletes the record. The record is data: its
-// directory must be vms/<id> of the data dir and its writable drives beneath that, with no
-// symlink on the way (else nothing is deleted and `problem` says why). Stops at the first failing step and says why in `problem`; every step is
-// idempotent, so calling again retries. Precondition: the record's process is dead.
+// directory must be vms/<id> of the data dir and its disks must pass check_lease_paths,
+// else nothing is touched. Stops at the first failing step and says why in `problem`;
+// every step is idempotent, so calling again retries. Precondition: the record's process
+// is dead.
 VmCleanup clean_up_vm(CommandContext& ctx, const VmRecord& record);
 
 // Removes a snapshot: its disks through the storage plugin that made them (which may keep

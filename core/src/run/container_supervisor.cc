@@ -500,7 +500,8 @@ Status ContainerSupervisor::handle_agent() {
         watch_stdin();
         if (options_.on_started) options_.on_started();
         if (pending_stop_ && phase_ == Phase::running) {
-          send_stop(*std::exchange(pending_stop_, std::nullopt), pending_stop_signal_);
+          const PendingStop stop = *std::exchange(pending_stop_, std::nullopt);
+          send_stop(stop.grace, stop.signal);
         }
         start_health();
         break;
@@ -590,8 +591,7 @@ void ContainerSupervisor::begin_stop(std::chrono::milliseconds grace, int signal
   if (phase_ == Phase::booting || phase_ == Phase::starting) {
     // The agent stops a container it has started: ask once it has (the boot deadline
     // still applies, and a second request kills the VM at once).
-    pending_stop_ = grace;
-    pending_stop_signal_ = signal;
+    pending_stop_ = PendingStop{grace, signal};
     return;
   }
   send_stop(grace, signal);

@@ -240,8 +240,11 @@ class ContainerSupervisor {
   std::optional<std::string> start_error_;
   int stop_requests_ = 0;
   bool paused_ = false;  // by a pause request
-  std::optional<std::chrono::milliseconds> pending_stop_;  // asked before the container ran
-  int pending_stop_signal_ = SIGTERM;
+  struct PendingStop {
+    std::chrono::milliseconds grace;
+    int signal;
+  };
+  std::optional<PendingStop> pending_stop_;  // asked before the container ran
   std::unique_ptr<HealthExec> health_exec_;  // the health monitor's way into the guest
   std::deque<std::function<void()>> posted_;
 };

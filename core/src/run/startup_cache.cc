@@ -8,7 +8,6 @@
 #include <nlohmann/json.hpp>
 
 #include "setup/sha256.h"
-#include "state/lease_paths.h"
 
 namespace fcvm {
 namespace {
@@ -91,10 +90,7 @@ Status remove_startup_snapshot(SnapshotStore& store, const StoredSnapshot& snap,
   const SnapshotManifest& m = snap.manifest;
   if (!m.disks.drives.empty()) {
     if (m.disks.plugin != storage_name) return error(Errc::invalid_argument, "its disks belong to " + m.disks.plugin);
-    const DiskLease disks = m.disks_in(snap.dir);
-    FCVM_RETURN_IF_ERROR(check_lease_paths(store.dir().parent_path(), snap.dir, disks)
-                             .with_context("its manifest names a disk that is not its own: "));
-    FCVM_RETURN_IF_ERROR(storage.destroy(disks));
+    FCVM_RETURN_IF_ERROR(store.destroy_disks(snap, storage));
   }
   return store.remove(m.tag);
 }

@@ -35,8 +35,8 @@ int openat2_beneath(int dir_fd, const fs::path& rel, int flags, mode_t mode, std
   }
 }
 
-// A subdirectory `name` of `dir_fd` to empty, on the same mount: RESOLVE_NO_XDEV also
-// catches a bind mount of the same file system, which st_dev cannot tell apart.
+// A subdirectory `name` of `dir_fd` to empty, on the same mount: RESOLVE_NO_XDEV refuses
+// any mount point, a bind mount of the same file system (same st_dev) included.
 Result<UniqueFd> open_subdir(int dir_fd, const std::string& name, const fs::path& shown) {
   UniqueFd fd(openat2_beneath(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, RESOLVE_NO_XDEV));
   if (fd) return fd;
@@ -85,8 +85,8 @@ Result<Parent> open_parent(const fs::path& root, const fs::path& path) {
   return p;
 }
 
-// Empties the directory `fd` (on device `dev`); `shown` names it in errors.
-Status empty_dir(int fd, dev_t dev, const fs::path& shown) {
+// Empties the directory `fd`; `shown` names it in errors.
+Status empty_dir(int fd, const fs::path& shown) {
   const int list_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (list_fd < 0) return os_error("dup", shown);
   DIR* dir = ::fdopendir(list_fd);
@@ -111,15 +111,12 @@ Status empty_dir(int fd, dev_t dev, const fs::path& shown) {
       return os_error("stat", shown / n);
     }
     if (S_ISDIR(st.st_mode)) {
-      if (st.st_dev != dev) {
-        return error(Errc::io, (shown / n).string() + " is a mount point; unmount it, then try again");
-      }
       auto sub = open_subdir(fd, n, shown / n);
       if (!sub) {
         if (sub.status().code() == Errc::not_found) continue;
         return sub.status();
       }
-      FCVM_RETURN_IF_ERROR(empty_dir(sub->get(), dev, shown / n));
+      FCVM_RETURN_IF_ERROR(empty_dir(sub->get(), shown / n));
     }
     if (::unlinkat(fd, n.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0 && errno != ENOENT) {
       return os_error("remove", shown / n);
@@ -177,15 +174,10 @@ Status remove_all_beneath(const fs::path& root, const fs::path& path) {
   if (::fstatat(parent->fd.get(), parent->name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     return errno == ENOENT ? ok_status() : os_error("stat", path);
   }
-  struct stat above {};
-  if (::fstat(parent->fd.get(), &above) != 0) return errno_status("stat " + path.parent_path().string());
-  if (S_ISDIR(st.st_mode) && st.st_dev != above.st_dev) {
-    return error(Errc::io, path.string() + " is a mount point; unmount it, then try again");
-  }
   if (S_ISDIR(st.st_mode)) {
     auto dir = open_subdir(parent->fd.get(), parent->name, path);
     if (!dir) return dir.status().code() == Errc::not_found ? ok_status() : dir.status();
-    FCVM_RETURN_IF_ERROR(empty_dir(dir->get(), st.st_dev, path));
+    FCVM_RETURN_IF_ERROR(empty_dir(dir->get(), path));
   }
   if (::unlinkat(parent->fd.get(), parent->name.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0 &&
       errno != ENOENT) {

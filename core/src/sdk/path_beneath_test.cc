@@ -7,6 +7,7 @@
 
 #include <fstream>
 
+#include "fcvm/mount.h"
 #include "fcvm/temp_dir.h"
 
 namespace fcvm {
@@ -85,23 +86,24 @@ TEST_F(PathBeneathTest, OpensAndCreatesBeneath) {
 TEST_F(PathBeneathTest, DoesNotCrossIntoAMount) {
   if (::geteuid() != 0) GTEST_SKIP() << "SKIPPED: needs root to mount a tmpfs";
   const fs::path mnt = root_ / "vms" / "a" / "sub";
-  ASSERT_EQ(::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m"), 0);
+  auto tmpfs = Mount::create("tmpfs", mnt, "tmpfs", 0, "size=1m");
+  ASSERT_TRUE(tmpfs.ok()) << tmpfs.status().message();
   touch(mnt / "kept");
   const Status st = remove_all_beneath(root_, root_ / "vms" / "a");
   EXPECT_EQ(st.code(), Errc::io);
   EXPECT_NE(st.message().find("is a mount point"), std::string::npos) << st.message();
   EXPECT_TRUE(fs::exists(mnt / "kept"));
   EXPECT_EQ(remove_all_beneath(root_, mnt).code(), Errc::io);
-  ASSERT_EQ(::umount(mnt.c_str()), 0);
+  ASSERT_TRUE(tmpfs->unmount().ok());
   // A bind mount of a directory on the same file system: same st_dev, still a mount.
-  fs::create_directories(mnt);
   touch(outside_ / "bound");
-  ASSERT_EQ(::mount(outside_.c_str(), mnt.c_str(), nullptr, MS_BIND, nullptr), 0);
+  auto bind = Mount::create(outside_, mnt, "", MS_BIND);
+  ASSERT_TRUE(bind.ok()) << bind.status().message();
   const Status bound = remove_all_beneath(root_, root_ / "vms" / "a");
   EXPECT_NE(bound.message().find("is a mount point"), std::string::npos) << bound.message();
   EXPECT_TRUE(fs::exists(outside_ / "bound"));
   EXPECT_TRUE(fs::exists(outside_ / "victim"));
-  ASSERT_EQ(::umount(mnt.c_str()), 0);
+  ASSERT_TRUE(bind->unmount().ok());
   EXPECT_TRUE(remove_all_beneath(root_, root_ / "vms" / "a").ok());
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "fcvm/atomic_file.h"
+#include "state/lease_paths.h"
 #include "state/vm_record.h"
 
 namespace fcvm {
@@ -90,6 +91,13 @@ Status SnapshotStore::remove(std::string_view tag) {
   }
   doomed->remove();
   return ok_status();
+}
+
+Status SnapshotStore::destroy_disks(const StoredSnapshot& snap, StorageBackend& storage) const {
+  const DiskLease disks = snap.manifest.disks_in(snap.dir);
+  FCVM_RETURN_IF_ERROR(check_lease_paths(dir_.parent_path(), snap.dir, disks)
+                           .with_context("its manifest names a disk that is not its own: "));
+  return storage.destroy(disks);
 }
 
 void SnapshotStore::sweep_stale() const {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "fcvm/result.h"
+#include "fcvm/storage.h"
 #include "fcvm/temp_dir.h"
 #include "snapshot/snapshot_manifest.h"
 
@@ -53,6 +54,10 @@ class SnapshotStore {
   // Deletes snapshot `tag`. Clones keep running: their memory is a hardlink and their disks
   // are their own copies. not_found when absent.
   Status remove(std::string_view tag);
+  // Destroys `snap`'s disks through `storage` once its manifest's drives pass
+  // check_lease_paths (a manifest is data: it could name any file); invalid_argument,
+  // touching nothing, when they do not.
+  Status destroy_disks(const StoredSnapshot& snap, StorageBackend& storage) const;
   // Removes temp directories of builders that died.
   void sweep_stale() const;
 
