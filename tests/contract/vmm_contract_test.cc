@@ -8,7 +8,7 @@
 #include "fcvm/backend_wrapper.h"
 #include "fcvm/vmm.h"
 #include "plugin_contract.h"
-#include "run/guest_assets.h"
+#include "session/guest_assets.h"
 
 namespace fcvm::contract {
 namespace {

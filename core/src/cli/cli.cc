@@ -5,7 +5,7 @@
 #include "cli/command.h"
 #include "config/config.h"
 #include "log/logging.h"
-#include "run/process_title.h"
+#include "engine/process_title.h"
 
 namespace po = boost::program_options;
 

@@ -11,15 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "engine/engine.h"
 #include "fcvm/log.h"
 #include "fcvm/plugin.h"
 #include "fcvm/result.h"
-
-namespace fcvm {
-class Config;
-class PluginRegistry;
-class StateStore;
-}  // namespace fcvm
 
 namespace fcvm::cli {
 
@@ -68,56 +63,50 @@ boost::program_options::options_description global_options(GlobalOptions& out);
 boost::program_options::options_description with_global_options(
     const boost::program_options::options_description& desc, GlobalOptions& out);
 
-// Per-invocation services, built on first use. Owned by the dispatcher; commands borrow it.
+// Per-invocation services: the core API, opened on first use. Owned by the dispatcher;
+// commands borrow it.
 class CommandContext {
  public:
   explicit CommandContext(GlobalOptions globals);
   ~CommandContext();
 
   const GlobalOptions& globals() const { return globals_; }
-  // Adds global options given after the command name. Precondition: no service built yet.
+  // Adds global options given after the command name. Precondition: engine not opened yet.
   void merge_globals(const GlobalOptions& more);
 
-  // The effective configuration (file < environment < flags). Throws CliError naming the
-  // bad key on an invalid config.
-  const Config& config();
-  // Root logger, configured from config().
-  LoggerPtr log();
-  // Plugins found on the search path (scanned once).
-  PluginRegistry& plugins();
-  // The state store under config().data_dir.
-  StateStore& state();
-
-  // For commands that delete what records name (rm, gc, snapshot rm and serve, image rm): throws
-  // CliError unless the caller controls the data dir (state/trusted_data_dir.h).
-  void require_trusted_data_dir();
-
-  // The context handed to plugin `name`'s factory: its config object, a logger tagged with
-  // its name, the data dir.
-  PluginContext plugin_context(const std::string& name);
-  // The backend chosen for `kind` (--plugin / config, else the kind's default), created on
-  // first use and cached. nullptr for network when none is chosen (the VM gets no NIC).
-  // Throws CliError when the plugin cannot be found, loaded, or created.
-  std::shared_ptr<Backend> backend(PluginKind kind);
-  // The name of the plugin backend(kind) uses; "" when none (network).
-  std::string chosen_plugin(PluginKind kind);
-  // Checks every plugin the user chose (--plugin KIND=NAME, the shorthands, the config
-  // file), used by this command or not: each must exist and be of its kind. Throws
-  // CliError naming the choice, what is installed and the fix.
-  void check_plugin_choices();
-  template <class T>
-  std::shared_ptr<T> backend_as(PluginKind kind) {
-    return std::static_pointer_cast<T>(backend(kind));
-  }
+  // The core API with the effective configuration (file < environment < flags). Throws
+  // CliError naming the bad key on an invalid config.
+  Engine& engine();
+  const Config& config() { return engine().config(); }
+  LoggerPtr log() { return engine().log(); }
 
  private:
   GlobalOptions globals_;
-  std::unique_ptr<Config> config_;
-  LoggerPtr log_;
-  std::unique_ptr<PluginRegistry> plugins_;
-  std::unique_ptr<StateStore> state_;
-  std::map<PluginKind, std::shared_ptr<Backend>> backends_;
+  std::unique_ptr<Engine> engine_;
 };
+
+// Exit code for an engine error: kUsageExit when the caller's input was wrong, else
+// `otherwise`.
+inline int exit_code_for(const Status& status, int otherwise) {
+  return status.code() == Errc::invalid_argument ? kUsageExit : otherwise;
+}
+// The VM that parsed options "name" and "pid" name (the engine refuses both or neither).
+inline VmRef vm_ref(const boost::program_options::variables_map& options) {
+  VmRef ref;
+  if (options.count("name")) ref.name_or_id = options["name"].as<std::string>();
+  if (options.count("pid")) ref.pid = options["pid"].as<int>();
+  return ref;
+}
+
+// check() for engine calls: invalid input exits kUsageExit, other failures `otherwise`.
+inline void check_engine(const Status& status, int otherwise = 1) {
+  if (!status.ok()) throw CliError(status, exit_code_for(status, otherwise));
+}
+template <class T>
+T check_engine(Result<T> result, int otherwise = 1) {
+  if (!result.ok()) throw CliError(result.status(), exit_code_for(result.status(), otherwise));
+  return std::move(result).value();
+}
 
 struct Command {
   std::vector<std::string> path;  // {"setup", "preflight"}

@@ -1,9 +1,6 @@
 #include "cli/command.h"
 #include "config/config.h"
-#include "log/logging.h"
-#include "plugin/plugin_registry.h"
-#include "state/state_store.h"
-#include "state/trusted_data_dir.h"
+#include "engine/engine.h"
 
 namespace fcvm::cli {
 
@@ -20,16 +17,8 @@ void CommandContext::merge_globals(const GlobalOptions& more) {
                                  more.plugin_choices.end());
 }
 
-const Config& CommandContext::config() {
-  if (!config_) {
-    for (const auto& dir : globals_.plugin_dirs) {
-      std::error_code ec;
-      if (!std::filesystem::is_directory(dir, ec)) {
-        throw CliError("--plugin-dir " + dir.string() +
-                       ": no such directory; pass a directory that holds fcvm plugins "
-                       "(fcvm-*.so)");
-      }
-    }
+Engine& CommandContext::engine() {
+  if (!engine_) {
     ConfigInputs inputs;
     inputs.config_file = globals_.config_file;
     inputs.data_dir = globals_.data_dir;
@@ -37,27 +26,9 @@ const Config& CommandContext::config() {
     inputs.plugin_choices = globals_.plugin_choices;
     inputs.log_level = globals_.log_level;
     inputs.env = process_environment();
-    config_ = std::make_unique<Config>(check(Config::load(inputs)));
-    // Logging follows the config; the sink is installed once per process.
-    init_logging(config_->log_level);
-    if (!config_->source.empty()) root_logger()->debug("config: read " + config_->source.string());
+    engine_ = check(Engine::open(inputs));
   }
-  return *config_;
+  return *engine_;
 }
-
-LoggerPtr CommandContext::log() {
-  if (!log_) {
-    config();
-    log_ = root_logger();
-  }
-  return log_;
-}
-
-StateStore& CommandContext::state() {
-  if (!state_) state_ = std::make_unique<StateStore>(config().data_dir, log());
-  return *state_;
-}
-
-void CommandContext::require_trusted_data_dir() { check(check_trusted_data_dir(config().data_dir)); }
 
 }  // namespace fcvm::cli

@@ -8,10 +8,10 @@
 #include <iostream>
 
 #include "cli/commands.h"
-#include "cli/vm_target.h"
+#include "engine/engine.h"
 #include "fcvm/unique_fd.h"
 #include "log/logging.h"
-#include "run/terminal.h"
+#include "supervise/terminal.h"
 
 namespace po = boost::program_options;
 
@@ -63,9 +63,6 @@ Command exec_command() {
     if (!vm.count("name") || command.empty()) {
       throw CliError("exec needs a VM name and a command (see 'fcvm exec --help')", kUsageExit);
     }
-    const VmRecord record = find_vm(ctx, vm["name"].as<std::string>(), std::nullopt);
-    if (!record.alive()) throw CliError(record.name + " is not running");
-
     control::ExecRequest request;
     request.args = command;
     request.stdin = vm.count("interactive") > 0;
@@ -88,8 +85,7 @@ Command exec_command() {
     }
 
     ::signal(SIGPIPE, SIG_IGN);
-    auto client = check(connect_control(record), kExecFailedExit);
-    check(client.send_request(request), kExecFailedExit);
+    auto client = check_engine(ctx.engine().exec(vm_ref(vm), request), kExecFailedExit);
     // -it on a terminal: keys reach the guest's terminal as typed; restored on every return.
     const std::optional<RawTerminal> raw =
         request.tty && request.stdin ? RawTerminal::enter(STDIN_FILENO) : std::nullopt;
@@ -113,47 +109,40 @@ Command exec_command() {
         while (::read(resizes.get(), &info, sizeof info) == sizeof info) {
         }
         if (auto size = terminal_size(STDIN_FILENO)) {
-          deliver(client.queue(control::MessageType::kResize,
-                               control::to_payload(control::TerminalSize{size->rows, size->cols})));
+          deliver(client.resize(size->rows, size->cols));
         }
       }
       if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
         char buf[65536];
         ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
         if (n > 0) {
-          deliver(client.queue(control::MessageType::kStdin, std::string_view(buf, static_cast<size_t>(n))));
+          deliver(client.send_stdin(std::string_view(buf, static_cast<size_t>(n))));
         } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-          deliver(client.queue(control::MessageType::kStdinEof, {}));
+          deliver(client.close_stdin());
           stdin_open = false;
         }
       }
       if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      for (const auto& m : check(client.receive(), kExecFailedExit)) {
-        switch (m.type) {
+      for (const auto& e : check(client.receive(), kExecFailedExit)) {
+        switch (e.kind) {
           // A closed stdout ends us as SIGPIPE would end the command run here (`| head`);
           // our going away makes the VM's fcvm process kill the command in the guest.
-          case control::MessageType::kStdout:
-            if (!write_all(STDOUT_FILENO, m.payload)) return kBrokenPipeExit;
+          case ExecSession::Event::Kind::stdout_data:
+            if (!write_all(STDOUT_FILENO, e.data)) return kBrokenPipeExit;
             break;
-          case control::MessageType::kStderr:
-            if (!write_all(STDERR_FILENO, m.payload)) return kBrokenPipeExit;
+          case ExecSession::Event::Kind::stderr_data:
+            if (!write_all(STDERR_FILENO, e.data)) return kBrokenPipeExit;
             break;
-          case control::MessageType::kReply: {
-            auto reply = check(control::parse_reply(m.payload), kExecFailedExit);
-            if (!reply.ok()) {
-              std::cerr << "fcvm: exec: " << escape_control_chars(*reply.error) << "\n";
-              refused = true;
-            }
+          case ExecSession::Event::Kind::refused:
+            std::cerr << "fcvm: exec: " << escape_control_chars(e.data) << "\n";
+            refused = true;
             break;
-          }
-          case control::MessageType::kExit:
-            return check(control::parse_exit_report(m.payload), kExecFailedExit).code;
-          default: break;
+          case ExecSession::Event::Kind::exited: return e.exit_code;
         }
       }
       if (client.closed()) {
         if (refused) return kExecFailedExit;
-        throw CliError(record.name + " stopped before the command finished", kExecFailedExit);
+        throw CliError(client.vm_name() + " stopped before the command finished", kExecFailedExit);
       }
     }
   }};

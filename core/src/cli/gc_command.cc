@@ -7,30 +7,16 @@
 // dead processes are swept. With --cache, the startup snapshots of `podman run`
 // (run/startup_cache.h) are dropped too: the next run of each container boots and takes a
 // new one.
-#include <signal.h>
-
 #include <iostream>
 
 #include "cli/command.h"
 #include "cli/commands.h"
-#include "cli/vm_cleanup.h"
-#include "config/config.h"
-#include "snapshot/snapshot_store.h"
-#include "state/state_store.h"
+#include "engine/engine.h"
 
 namespace po = boost::program_options;
 
 namespace fcvm::cli {
 namespace {
-
-// Whether the serve process `serve` was its clones' page server (its record names a
-// memory socket).
-bool served_pages(const std::vector<VmRecord>& records, const ProcessIdentity& serve) {
-  for (const auto& r : records) {
-    if (r.type == VmType::serve && r.process == serve) return r.extra.contains("memory_socket");
-  }
-  return false;
-}
 
 int run_gc(CommandContext& ctx, const std::vector<std::string>& args) {
   po::options_description desc("Options");
@@ -39,52 +25,22 @@ int run_gc(CommandContext& ctx, const std::vector<std::string>& args) {
   auto vm = parse_command_line(ctx, "gc [--json] [--cache]", desc, {}, args);
   const bool json = vm.count("json") > 0;
 
-  ctx.require_trusted_data_dir();
-  FileLock collecting = check(ctx.state().lock_collection());
-  const int swept = check(ctx.state().sweep_temp_files());
-  auto records = check(ctx.state().list());
-  nlohmann::json removed = nlohmann::json::array();
-  nlohmann::json kept = nlohmann::json::array();
-  // Clones outlive their serve only if their own watchdog failed, or if the serve was their
-  // page server (they wait for a new serve to adopt them) and nobody did: stop them (their
-  // records are collected once their process has gone).
-  for (const auto& r : records) {
-    if (r.type == VmType::clone && r.serve && !r.serve->alive() && r.alive()) {
-      ctx.log()->info("gc: stopping " + r.name + ", whose serve process is gone");
-      // A VMM whose page server is gone hangs at its next fault and ignores SIGTERM.
-      if (r.vmm && r.vmm->alive() && served_pages(records, *r.serve)) ::kill(r.vmm->pid, SIGKILL);
-      ::kill(r.process.pid, SIGTERM);
-    }
-  }
-  SnapshotStore snapshots(ctx.config().data_dir);
-  snapshots.sweep_stale();
-  if (vm.count("cache")) {
-    // Runs restored from one keep its memory file open and have their own disks.
-    for (const auto& s : snapshots.list()) {
-      if (!s.manifest.is_cache()) continue;
-      if (Status st = remove_snapshot(ctx, snapshots, s); !st.ok()) {
-        kept.push_back({{"snapshot", s.manifest.tag}, {"reason", st.message()}});
-        ctx.log()->warn("gc: keeping snapshot " + s.manifest.tag + ": " + st.message());
-      } else {
-        removed.push_back({{"snapshot", s.manifest.tag}});
-        if (!json) std::cout << "removed startup snapshot " << s.manifest.tag << "\n";
+  GcOptions options;
+  options.cache = vm.count("cache") > 0;
+  const GcReport report = check_engine(ctx.engine().gc(options));
+  const auto& removed = report.removed;
+  const auto& kept = report.kept;
+  const int swept = report.temp_files_removed;
+  if (!json) {
+    for (const auto& r : removed) {
+      if (r.contains("snapshot")) {
+        std::cout << "removed startup snapshot " << r["snapshot"].get<std::string>() << "\n";
+        continue;
       }
-    }
-  }
-  for (const auto& r : records) {
-    if (r.alive()) continue;
-    VmCleanup outcome = clean_up_vm(ctx, r);
-    const std::string who = r.name + " (" + r.id + ")";
-    if (outcome.removed) {
-      removed.push_back({{"id", r.id}, {"name", r.name}, {"cleaned", outcome.cleaned}});
-      if (!json) {
-        std::string what;
-        for (const auto& c : outcome.cleaned) what += (what.empty() ? "" : ", ") + c;
-        std::cout << "removed " << who << (what.empty() ? "" : ": " + what) << "\n";
-      }
-    } else {
-      kept.push_back({{"id", r.id}, {"name", r.name}, {"reason", outcome.problem}});
-      ctx.log()->warn("gc: keeping " + who + ": " + outcome.problem);
+      std::string what;
+      for (const auto& c : r["cleaned"]) what += (what.empty() ? "" : ", ") + c.get<std::string>();
+      std::cout << "removed " << r["name"].get<std::string>() << " (" << r["id"].get<std::string>() << ")"
+                << (what.empty() ? "" : ": " + what) << "\n";
     }
   }
   if (json) {
@@ -93,7 +49,7 @@ int run_gc(CommandContext& ctx, const std::vector<std::string>& args) {
               << "\n";
   } else if (swept > 0) {
     std::cout << "removed " << swept << " stale temp file" << (swept == 1 ? "" : "s") << " in "
-              << ctx.state().dir().string() << "\n";
+              << report.state_dir.string() << "\n";
   }
   if (!json && removed.empty() && kept.empty() && swept == 0) {
     std::cout << "nothing to collect\n";

@@ -4,8 +4,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
-#include "cli/vm_target.h"
-#include "run/container_supervisor.h"
+#include "engine/engine.h"
 
 namespace po = boost::program_options;
 
@@ -20,18 +19,10 @@ Command healthcheck_run_command() {
     pos.add("name", 1);
     auto vm = parse_command_line(ctx, "healthcheck run NAME", desc, pos, args);
     if (!vm.count("name")) throw CliError("healthcheck run needs a VM name (see 'fcvm ls')", kUsageExit);
-    const VmRecord record = find_vm(ctx, vm["name"].as<std::string>(), std::nullopt);
-    if (!record.health) {
-      throw CliError(record.name + " has no health check; give it one with podman run --health-cmd or --health-url",
-                     kRunFailedExit);
-    }
-    if (!record.alive()) throw CliError(record.name + " is not running; start it again to check its health");
-    auto client = check(connect_control(record));
-    check(client.send_request(control::HealthcheckRequest{}));
-    // The VM's process bounds the check by its --health-timeout; this only outlasts it.
-    const auto reply = check(client.wait_reply(std::chrono::hours(1)));
-    if (!reply.ok()) {
-      std::cout << "unhealthy: " << *reply.error << "\n";
+    // podman healthcheck run: 0 healthy, 1 unhealthy, 125 for any error of its own.
+    const auto unhealthy = check_engine(ctx.engine().health_check(vm_ref(vm)), kPodmanErrorExit);
+    if (unhealthy) {
+      std::cout << "unhealthy: " << *unhealthy << "\n";
       return 1;
     }
     std::cout << "healthy\n";

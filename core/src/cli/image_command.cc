@@ -3,8 +3,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
-#include "config/config.h"
-#include "image/image_store.h"
+#include "engine/engine.h"
 
 namespace po = boost::program_options;
 
@@ -15,7 +14,7 @@ Command image_ls_command() {
     po::options_description desc("image ls options");
     desc.add_options()("json", "print JSON");
     auto vm = parse_command_line(ctx, "image ls [--json]", desc, {}, args);
-    const auto images = check(ImageStore(ctx.config().data_dir, ctx.log()).list());
+    const auto images = check_engine(ctx.engine().images());
     if (vm.count("json")) {
       nlohmann::json out = nlohmann::json::array();
       for (const auto& i : images) {
@@ -46,10 +45,8 @@ Command image_rm_command() {
     pos.add("image", -1);
     auto vm = parse_command_line(ctx, "image rm IMAGE...", desc, pos, args);
     if (!vm.count("image")) throw CliError("image rm needs an image (see 'fcvm image ls')", kUsageExit);
-    ctx.require_trusted_data_dir();
-    ImageStore store(ctx.config().data_dir, ctx.log());
     for (const auto& ref : vm["image"].as<std::vector<std::string>>()) {
-      check(store.remove(ref));
+      check_engine(ctx.engine().remove_image(ref));
       std::cout << ref << "\n";
     }
     return 0;

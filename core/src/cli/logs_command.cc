@@ -1,12 +1,8 @@
 // fcvm logs: the container's output, or the guest's serial console.
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <iostream>
-#include <thread>
 
 #include "cli/commands.h"
-#include "cli/vm_target.h"
+#include "engine/engine.h"
 
 namespace po = boost::program_options;
 
@@ -24,38 +20,14 @@ Command logs_command() {
     pos.add("name", 1);
     auto vm = parse_command_line(ctx, "logs [OPTIONS] NAME", desc, pos, args);
     if (!vm.count("name")) throw CliError("logs needs a VM name (see 'fcvm ls')", kUsageExit);
-    const VmRecord record = find_vm(ctx, vm["name"].as<std::string>(), std::nullopt);
-    const auto file = record.vm_dir / (vm.count("console") ? "console.log" : "container.log");
-    std::ifstream in(file, std::ios::binary);
-    if (!in) {
-      const int why = errno;
-      if (why == EACCES || why == EPERM) {
-        throw CliError("cannot read " + file.string() + ": " + std::strerror(why) +
-                       "; the VM belongs to another user: run 'fcvm logs' as that user or as root");
-      }
-      if (!record.alive()) throw CliError("no logs for " + record.name + " at " + file.string());
-    }
-    const bool follow = vm.count("follow") > 0;
-    char buf[65536];
-    // A rotated container log (see log_max_bytes) comes first.
-    if (!vm.count("console")) {
-      std::ifstream rotated(file.string() + ".1", std::ios::binary);
-      while (rotated.read(buf, sizeof buf) || rotated.gcount() > 0) {
-        std::cout.write(buf, rotated.gcount());
-      }
-    }
-    for (;;) {
-      for (;;) {
-        in.read(buf, sizeof buf);
-        if (in.gcount() <= 0) break;
-        std::cout.write(buf, in.gcount());
-      }
+    LogOptions options;
+    options.console = vm.count("console") > 0;
+    options.follow = vm.count("follow") > 0;
+    check_engine(ctx.engine().logs(vm_ref(vm), options, [](std::string_view bytes) {
+      std::cout.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
       std::cout.flush();
-      if (!follow || !record.alive()) break;
-      in.clear();
-      if (!in.is_open()) in.open(file, std::ios::binary);
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
+      return static_cast<bool>(std::cout);
+    }));
     return 0;
   }};
 }

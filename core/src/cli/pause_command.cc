@@ -2,17 +2,15 @@
 #include <iostream>
 
 #include "cli/commands.h"
-#include "cli/vm_target.h"
+#include "engine/engine.h"
 
 namespace po = boost::program_options;
 
 namespace fcvm::cli {
 namespace {
 
-constexpr auto kReplyTimeout = std::chrono::seconds(30);
-
-Command vm_state_command(const char* verb, const char* help, control::Request request) {
-  return {{verb}, help, [verb, request](CommandContext& ctx, const std::vector<std::string>& args) {
+Command vm_state_command(const char* verb, const char* help, Result<std::string> (Engine::*change)(const VmRef&)) {
+  return {{verb}, help, [verb, change](CommandContext& ctx, const std::vector<std::string>& args) {
     po::options_description desc(std::string(verb) + " options");
     desc.add_options()("pid", po::value<int>(), "the VM's fcvm process id instead of its name");
     po::positional_options_description pos;
@@ -20,9 +18,7 @@ Command vm_state_command(const char* verb, const char* help, control::Request re
     po::options_description hidden;
     hidden.add_options()("name", po::value<std::string>());
     auto vm = parse_command_line(ctx, std::string(verb) + " NAME | --pid N", desc, pos, args, hidden);
-    const VmRecord record = find_running_vm(ctx, vm);
-    ask_vm(record, request, kReplyTimeout, std::string(verb) + " " + record.name);
-    std::cout << record.name << "\n";
+    std::cout << check_engine((ctx.engine().*change)(vm_ref(vm))) << "\n";
     return 0;
   }};
 }
@@ -31,10 +27,10 @@ Command vm_state_command(const char* verb, const char* help, control::Request re
 
 Command pause_command() {
   return vm_state_command("pause", "pause a running VM (its vCPUs stop; exec waits for unpause)",
-                          control::PauseRequest{});
+                          &Engine::pause);
 }
 Command unpause_command() {
-  return vm_state_command("unpause", "resume a paused VM", control::ResumeRequest{});
+  return vm_state_command("unpause", "resume a paused VM", &Engine::unpause);
 }
 
 }  // namespace fcvm::cli

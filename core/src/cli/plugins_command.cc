@@ -22,7 +22,7 @@ struct PluginRow {
 // with the creation error as its reason.
 PluginRow probe_plugin(CommandContext& ctx, const PluginInfo& info) {
   PluginRow row{info, false, {}};
-  auto backend = ctx.plugins().create(info.name, ctx.plugin_context(info.name));
+  auto backend = ctx.engine().create_backend(info.name);
   if (!backend.ok()) {
     row.reason = backend.status().message();
     return row;
@@ -60,10 +60,10 @@ int run_plugins(CommandContext& ctx, const std::vector<std::string>& args) {
   auto vm = parse_command_line(ctx, "plugins [--json]", desc, {}, args);
 
   // Copied: creating a backend may add refusals, and the rows are printed afterwards.
-  const std::vector<PluginInfo> found = ctx.plugins().plugins();
+  const std::vector<PluginInfo> found = ctx.engine().plugin_registry().plugins();
   std::vector<PluginRow> rows;
   for (const auto& info : found) rows.push_back(probe_plugin(ctx, info));
-  const std::vector<PluginRefusal> refused = ctx.plugins().refusals();
+  const std::vector<PluginRefusal> refused = ctx.engine().plugin_registry().refusals();
 
   if (vm.count("json")) {
     nlohmann::json out = nlohmann::json::array();

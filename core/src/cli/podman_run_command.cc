@@ -2,10 +2,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
-#include "config/config.h"
-#include "run/container_run.h"
-#include "run/container_supervisor.h"
-#include "run/host_resources.h"
+#include "engine/engine.h"
 
 namespace po = boost::program_options;
 
@@ -76,27 +73,14 @@ Command podman_run_command() {
     req.remove = vm.count("rm") > 0;
     req.interactive = vm.count("interactive") > 0;
     req.tty = vm.count("tty") > 0;
-    req.log_max_bytes = ctx.config().log_max_bytes;
     req.detach = vm.count("detach") > 0;
     req.startup_snapshot = vm.count("no-snapshot") == 0;
     if (vm.count("kernel")) req.kernel = vm["kernel"].as<std::filesystem::path>();
     req.health = check(parse_health_flags(health_flags(vm)), kUsageExit);
 
-    // Checked before anything is created: chosen plugins exist, the host has room.
-    ctx.check_plugin_choices();
-    check(check_host_resources(ctx.config().data_dir / "vms", req.memory_mib), kRunFailedExit);
-    SessionBackends backends;
-    backends.vmm = ctx.backend_as<VmmBackend>(PluginKind::vmm);
-    backends.storage = ctx.backend_as<StorageBackend>(PluginKind::storage);
-    backends.network = ctx.backend_as<NetworkBackend>(PluginKind::network);
-    for (auto kind : {PluginKind::vmm, PluginKind::storage, PluginKind::network}) {
-      if (auto name = ctx.chosen_plugin(kind); !name.empty()) backends.names[kind] = name;
-    }
     // podman's codes: 125 when the run itself failed; the container's own code otherwise,
     // including 126 (command cannot be invoked) and 127 (not found), which the guest reports.
-    auto outcome = check(run_container(req, SessionServices{ctx.state(), ctx.config().data_dir, ctx.log()},
-                                       std::move(backends)),
-                         kRunFailedExit);
+    auto outcome = check_engine(ctx.engine().run(req), kPodmanErrorExit);
     if (req.detach) std::cout << outcome.name << "\n";
     return outcome.exit_code;
   }};

@@ -1,7 +1,7 @@
 #include "session/clone_origin.h"
 
 #include "plugin/plugin_registry.h"
-#include "run/guest_assets.h"
+#include "session/guest_assets.h"
 #include "session/image_boot.h"
 #include "session/snapshot_restore.h"
 #include "snapshot/serve_control.h"

@@ -3,7 +3,7 @@
 // network, the guest kernel and initramfs, and a plan that starts the container's process.
 #pragma once
 
-#include "run/guest_assets.h"
+#include "session/guest_assets.h"
 #include "session/vm_session.h"
 
 namespace fcvm {

@@ -7,9 +7,9 @@
 
 #include "health/health_monitor.h"
 #include "plugin/plugin_registry.h"
-#include "run/container_supervisor.h"
-#include "run/console_tail.h"
-#include "run/startup_cache.h"
+#include "supervise/container_supervisor.h"
+#include "supervise/console_tail.h"
+#include "session/startup_cache.h"
 #include "snapshot/snapshot_builder.h"
 #include "state/state_store.h"
 

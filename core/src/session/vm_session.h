@@ -32,7 +32,7 @@
 #include "fcvm/storage.h"
 #include "fcvm/vmm.h"
 #include "health/health_check.h"
-#include "run/output_chunk.h"
+#include "supervise/output_chunk.h"
 #include "session/lease_guard.h"
 #include "snapshot/snapshot_manifest.h"
 #include "state/vm_record.h"

@@ -16,7 +16,7 @@
 #include "fcvm/plugin.h"
 #include "fcvm/result.h"
 #include "fcvm/storage.h"
-#include "health/health_check.h"
+#include "state/health_state.h"
 #include "state/process_identity.h"
 
 namespace fcvm {

@@ -1,0 +1,73 @@
+#include "engine/container_request.h"
+
+#include <charconv>
+
+namespace fcvm {
+namespace {
+
+template <class T>
+std::optional<T> parse_number(std::string_view s) {
+  T v{};
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || s.empty()) return std::nullopt;
+  return v;
+}
+
+}  // namespace
+
+Result<unsigned> parse_memory_mib(const std::string& text) {
+  std::string_view s = text;
+  unsigned factor = 1;
+  if (!s.empty() && (s.back() == 'g' || s.back() == 'G')) {
+    factor = 1024;
+    s.remove_suffix(1);
+  } else if (!s.empty() && (s.back() == 'm' || s.back() == 'M')) {
+    s.remove_suffix(1);
+  }
+  const auto range = " MiB to " + std::to_string(kMaxGuestMemoryMib) + " MiB";
+  auto n = parse_number<unsigned>(s);
+  if (!n) {
+    return error(Errc::invalid_argument, "--memory '" + text +
+                                             "': expected a size in MiB such as 512, 512m or 2g, "
+                                             "from " + std::to_string(kMinGuestMemoryMib) + range);
+  }
+  if (*n < kMinGuestMemoryMib / factor + (kMinGuestMemoryMib % factor != 0) ||
+      *n > kMaxGuestMemoryMib / factor) {
+    return error(Errc::invalid_argument,
+                 "--memory '" + text + "': out of range; the guest needs " +
+                     std::to_string(kMinGuestMemoryMib) + range + " (e.g. 256m, 2g)");
+  }
+  return *n * factor;
+}
+
+Result<PortMapping> parse_port_mapping(const std::string& text) {
+  auto bad = [&](const std::string& why) {
+    return error(Errc::invalid_argument,
+                 "-p '" + text + "': " + why + "; expected [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|udp]");
+  };
+  PortMapping m;
+  std::string spec = text;
+  if (auto slash = spec.rfind('/'); slash != std::string::npos) {
+    m.proto = spec.substr(slash + 1);
+    spec.resize(slash);
+    if (m.proto != "tcp" && m.proto != "udp") return bad("unknown protocol '" + m.proto + "'");
+  }
+  std::vector<std::string> parts;
+  for (size_t start = 0;;) {
+    auto colon = spec.find(':', start);
+    parts.push_back(spec.substr(start, colon - start));
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  if (parts.size() > 3) return bad("too many ':'");
+  if (parts.size() == 3) m.host_ip = parts[0];
+  auto port = [](const std::string& p) { return parse_number<std::uint16_t>(p); };
+  auto guest = port(parts.back());
+  auto host = port(parts.size() >= 2 ? parts[parts.size() - 2] : parts.back());
+  if (!guest || !host || *guest == 0 || *host == 0) return bad("ports must be 1-65535");
+  m.host_port = *host;
+  m.guest_port = *guest;
+  return m;
+}
+
+}  // namespace fcvm

@@ -1,0 +1,49 @@
+// ContainerRequest: everything `fcvm podman run` was asked to do, parsed and checked.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fcvm/network.h"
+#include "fcvm/result.h"
+#include "health/health_check.h"
+#include "image/image_store.h"
+#include "image/process_overrides.h"
+
+namespace fcvm {
+
+struct ContainerRequest {
+  std::string image;                  // reference, as skopeo spells it
+  std::optional<std::string> name;    // --name; generated when absent
+  ProcessOverrides process;
+  unsigned vcpus = 1;                 // --cpus
+  unsigned memory_mib = 256;          // --memory
+  bool remove = false;                // --rm
+  bool interactive = false;           // -i: our stdin is the container's
+  bool tty = false;                   // -t: a pseudo-terminal in the guest
+  bool detach = false;                // -d
+  std::vector<PortMapping> ports;     // -p
+  std::optional<std::filesystem::path> kernel;  // --kernel: the user's own guest kernel
+  PullPolicy pull = PullPolicy::missing;        // --pull, as podman's default
+  // Restore the run's startup snapshot when there is one, else take it (run/startup_cache.h);
+  // false: --no-snapshot, always boot and keep nothing.
+  bool startup_snapshot = true;
+  HealthCheckSpec health;             // --health-*; -d then waits until healthy
+  std::uint64_t log_max_bytes = 0;    // Config::log_max_bytes; 0: logs are not capped
+};
+
+// "512", "512m", "512M", "1g", "1G" → MiB. Errors name the flag.
+Result<unsigned> parse_memory_mib(const std::string& text);
+
+// Guest memory bounds: below the minimum the guest kernel and agent do not come up (16 MiB
+// hangs at boot); the maximum is what the parser accepts, before the host check.
+inline constexpr unsigned kMinGuestMemoryMib = 64;
+inline constexpr unsigned kMaxGuestMemoryMib = 1024 * 1024;
+
+// "[HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|udp]" or "GUEST_PORT" (host port = guest port).
+Result<PortMapping> parse_port_mapping(const std::string& text);
+
+}  // namespace fcvm

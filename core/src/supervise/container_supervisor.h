@@ -1,0 +1,252 @@
+// ContainerSupervisor: the one event loop of a VM's fcvm process, from the VMM's start to
+// its exit. The VM goes through phases, each driven by events on the same epoll set (the
+// agent channel, the VMM's exit, signals, the control socket, a deadline):
+//
+//   booting   waiting for the agent's HELLO (boot deadline); then the plan is sent
+//   starting  the plan is sent; waiting for the container's process to start (a held plan:
+//             the agent says READY first, the loop calls at_barrier, then sends GO)
+//   running   relaying output, serving `fcvm exec`; may be paused and resumed (`fcvm pause`,
+//             `unpause`) and snapshotted (`fcvm snapshot create`) on the control socket
+//   stopping  the container exited or a stop was asked; waiting for the power-off
+//
+// A stop asked while booting or starting (SIGINT, `fcvm stop`) is sent once the container
+// runs. A restored guest, which already runs its container, starts in `running`. The loop relays
+// the container's output, serves the VM's control socket (control/control_protocol.h:
+// `fcvm exec`, `fcvm stop`; a malformed request gets an error reply and the VM runs on),
+// turns SIGINT/SIGTERM into a graceful stop, and returns the container's exit code.
+//
+// Flow control (agent_protocol.h, "Flow control"): every session's output runs under an
+// output window of kOutputWindow bytes that is credited only once the bytes left this
+// process (the main process: written to our stdout/stderr, which never block the loop, and
+// to the container log; an exec session: written to its client's socket). A slow reader
+// thus slows its own session's process in the guest and nothing here grows without bound;
+// output beyond the window (a guest that ignores it) is dropped with a warning. STDIN is
+// held to the agent's STDIN window: a client or terminal that sends faster than the
+// process reads is simply not read. When our stdout's reader goes away (`| head -1`), the
+// container's process gets SIGPIPE, as the kernel would do to it, and the container stops.
+//
+// Threading: single-threaded; run() owns the calling thread until the VM is gone.
+#pragma once
+
+#include <csignal>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/epoll.h>
+
+#include <fcvm/agent_plan.h>
+
+#include "agent/agent_channel.h"
+#include "control/control_protocol.h"
+#include "fcvm/log.h"
+#include "fcvm/unique_fd.h"
+#include "fcvm/vmm.h"
+#include "supervise/output_chunk.h"
+
+namespace fcvm {
+
+class HealthMonitor;
+
+class CappedLog;
+class OutputSink;
+
+// Output bytes a session may have in flight between the agent and its reader.
+inline constexpr std::uint32_t kOutputWindow = 256u << 10;
+
+struct SupervisorOptions {
+  std::filesystem::path control_socket;  // served with the host control protocol
+  std::filesystem::path output_log;      // container stdout+stderr, appended
+  bool forward_output = true;            // also write to our stdout/stderr (foreground)
+  bool forward_stdin = false;            // -i: our stdin feeds the main process, EOF included
+  // -t: the main process runs on a guest pseudo-terminal of this size; when our stdin is
+  // a terminal too, its size changes (SIGWINCH) follow.
+  std::optional<agent::WindowSize> tty;
+  // Cap on the container log and the console log (Config::log_max_bytes; capped_log.h).
+  // 0: no cap.
+  std::uint64_t log_max_bytes = 0;
+  agent::Process main_process;           // defaults for exec sessions (env, cwd, user)
+  std::filesystem::path rootfs;          // the image rootfs, for exec --user names
+  std::filesystem::path console_log;     // the guest's console, quoted when boot fails
+  // The plan of a guest that boots: sent once the agent says HELLO. nullopt: the guest
+  // already runs its container (a restored clone); the loop starts in `running`.
+  std::optional<agent::Plan> plan;
+  // A restored guest held at its startup barrier (a cached start): the loop sends this GO
+  // first and starts in `starting`. Only without a plan.
+  std::optional<agent::GoRequest> go;
+  // Called on the loop's thread when a held plan's agent says READY, with the agent's boot
+  // id (from its HELLO); GO is sent when it returns. A startup snapshot is taken here.
+  std::function<void(const std::string& boot_id)> at_barrier;
+  std::chrono::milliseconds boot_timeout{60000};  // VMM start → HELLO
+  std::chrono::milliseconds stop_timeout{10000};  // SIGTERM → SIGKILL inside the guest
+  // Called once the container's process has started (detached runs report success here).
+  std::function<void()> on_started;
+  // Called on the loop's thread when the VM's vCPUs are paused (true) or resumed (false)
+  // at a control request or before a stop.
+  std::function<void(bool paused)> on_paused;
+  // The guest agent's boot id when known before the loop (a clone's, from ATTACHED); a
+  // booting guest's comes with its HELLO.
+  std::string guest_boot_id;
+  // More fds the loop watches for its session (EPOLLIN), each with a handler run on the
+  // loop's thread; a handler returning true asks for a graceful stop (a clone whose serve
+  // process died). The fds are borrowed and must outlive run().
+  struct WatchedFd {
+    int fd = -1;
+    std::function<bool()> on_ready;
+  };
+  std::vector<WatchedFd> watched;
+  // Takes the snapshot a control request asks for, on the loop's thread (the loop waits for
+  // it; the guest is paused for most of it anyway). `paused`: the VM was paused by a pause
+  // request and must stay paused. `still_wanted` turns false once the client hung up. Null:
+  // snapshot requests are refused.
+  std::function<Result<control::SnapshotTaken>(const control::SnapshotRequest& request, bool paused,
+                                               const std::function<bool()>& still_wanted)>
+      take_snapshot;
+  // Health checks, started once the container runs (health/health_monitor.h); borrowed,
+  // must outlive run(). Null: none.
+  HealthMonitor* health = nullptr;
+  // Output the container sent before this VM existed (a startup snapshot taken once
+  // healthy, run/startup_cache.h): written to the log and our streams before any other.
+  std::vector<OutputChunk> replay_output;
+  // Sessions a restored guest still runs (VmOrigin::guest_sessions). Exec sessions among
+  // them belonged to clients of the snapshot's host: they are killed, and new sessions are
+  // numbered above them.
+  std::vector<std::uint32_t> guest_sessions;
+  // Keeps up to this many bytes of the main process's output for startup_output(); 0: none.
+  std::size_t keep_startup_output = 0;
+};
+
+// Exit codes of the run itself, when there is no container exit code (as podman).
+inline constexpr int kRunFailedExit = 125;
+
+class ContainerSupervisor {
+ public:
+  enum class Phase { booting, starting, running, stopping };
+
+  // `vm` and `agent` must outlive the supervisor.
+  ContainerSupervisor(Vm& vm, AgentChannel& agent, SupervisorOptions options, LoggerPtr log);
+  ~ContainerSupervisor();
+
+  // Runs until the VM has exited. Returns the container's exit code (128+N when killed by
+  // signal N), or an error when the guest did not boot (the VM exited, the agent did not
+  // answer within boot_timeout: the VM may still run, its owner stops it), the container
+  // never ran (invalid_argument, the agent's reason)
+  // or the VM died under it.
+  Result<int> run();
+
+  // The guest agent's boot id (drawn once per agent start): what a snapshot records and its
+  // clones must report. Empty before the HELLO of a booting guest.
+  const std::string& guest_boot_id() const { return options_.guest_boot_id; }
+  // With keep_startup_output: the main process's output so far; null once it outgrew
+  // that or stop_keeping_startup_output() was called.
+  const std::vector<OutputChunk>* startup_output() const { return startup_output_ ? &*startup_output_ : nullptr; }
+  void stop_keeping_startup_output() { startup_output_.reset(); }
+  // Runs `work` once on the loop's thread between two rounds of events, never inside the
+  // handling of one (where it would see half a batch of the agent's frames).
+  void post(std::function<void()> work) { posted_.push_back(std::move(work)); }
+  // With the VM paused by the caller (from posted work): reads and handles what the agent
+  // sent before the pause, until nothing more comes for `quiet` (the VMM may still be
+  // flushing its buffers).
+  void drain_agent(std::chrono::milliseconds quiet);
+
+ private:
+  struct ControlClient;
+  class HealthExec;
+  // Starts the health checks once the container runs.
+  void start_health();
+  Status handle_agent();
+  void handle_hello(const agent::Frame& frame);
+  // READY: the held plan is set up; the barrier's work, then GO.
+  void handle_ready();
+  // Ends the loop with `failure` (the first one wins).
+  void fail(Status failure);
+  // `what` went wrong while booting, with the console's last lines.
+  Status boot_failure(Errc code, const std::string& what) const;
+  Status handle_signal();
+  void accept_client();
+  // `events`: what epoll reported (EPOLLIN when called to resume reading).
+  void handle_client(std::uint32_t session, std::uint32_t events = EPOLLIN);
+  void handle_request(std::uint32_t session, ControlClient& client, const std::string& payload);
+  // pause, resume and snapshot requests; each finishes its client.
+  void handle_vm_request(ControlClient& client, const control::Request& request);
+  void relay_exec_frame(const agent::Frame& frame);
+  // `fcvm healthcheck run`: replies once the health monitor's probe has ended.
+  void run_health_check(std::uint32_t session, ControlClient& client);
+  // Writes what the client is owed; drops it once finished and flushed.
+  void flush_client(std::uint32_t session);
+  void drop_client(std::uint32_t session);
+  // A stop request (signal, control socket): asks the agent to stop the container
+  // (`signal`, SIGKILL after `grace`), at once or, while booting or starting, once the
+  // container runs; a second request kills the VM.
+  void begin_stop(std::chrono::milliseconds grace, int signal = SIGTERM);
+  // Sends the stop to the agent and waits `grace` and a little more for the power-off.
+  void send_stop(std::chrono::milliseconds grace, int signal);
+  // Main-session output: to the container log and (foreground) our stdout/stderr; credits
+  // the agent for what left.
+  void relay_main_output(bool is_stderr, const std::string& bytes);
+  // Output to the log and (foreground) our streams; `from_guest` bytes are credited once
+  // written out, replayed ones are not.
+  void emit_output(bool is_stderr, const std::string& bytes, bool from_guest);
+  // EPOLLOUT on one of our output streams.
+  void flush_sink(bool is_stderr);
+  // Credits `bytes` of main-session output, and stops the container once our reader left.
+  void after_sink_write(OutputSink& sink, std::size_t done);
+  void credit(std::uint32_t session, std::uint64_t bytes);
+  // -i: reads our stdin into STDIN frames while the main session's window has room.
+  void forward_stdin();
+  void watch_stdin();
+  // SIGWINCH: our terminal's new size to the main process's guest terminal.
+  void forward_resize();
+  // Moves a client's held STDIN to the agent as far as its window allows.
+  void forward_client_stdin(std::uint32_t session, ControlClient& c);
+  void on_stdin_credit(const agent::Frame& frame);
+  void watch(int fd, std::uint32_t events, std::uint64_t tag);
+  void unwatch(int fd);
+
+  Vm& vm_;
+  AgentChannel& agent_;
+  SupervisorOptions options_;
+  LoggerPtr log_;
+  UniqueFd epoll_, signals_, listener_;
+  std::unique_ptr<CappedLog> output_log_;
+  bool output_log_failed_ = false;  // warned once
+  // Our stdout and stderr (foreground runs), and whether their reader went away.
+  std::unique_ptr<OutputSink> stdout_, stderr_;
+  bool output_broken_ = false;
+  std::uint64_t uncredited_[2] = {0, 0};  // replayed bytes still queued in stdout_, stderr_
+  std::optional<std::vector<OutputChunk>> startup_output_;
+  std::size_t startup_output_bytes_ = 0;
+  // -i: our stdin until EOF; epoll refuses regular files, which are read without waiting.
+  bool main_started_ = false;  // STARTED came for session 0
+  bool stdin_open_ = false;
+  bool stdin_pollable_ = true;
+  bool stdin_watched_ = false;
+  std::uint64_t stdin_in_flight_ = 0;  // sent to the agent, not yet credited
+  std::chrono::steady_clock::time_point next_console_cap_{};
+  std::map<std::uint32_t, std::unique_ptr<ControlClient>> clients_;
+  std::uint32_t next_session_ = 1;
+  Phase phase_ = Phase::booting;
+  // The current phase's deadline (booting: HELLO; stopping: power-off).
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
+  std::optional<Status> failure_;
+  std::optional<int> exit_code_;
+  std::optional<std::string> start_error_;
+  int stop_requests_ = 0;
+  bool paused_ = false;  // by a pause request
+  struct PendingStop {
+    std::chrono::milliseconds grace;
+    int signal;
+  };
+  std::optional<PendingStop> pending_stop_;  // asked before the container ran
+  std::unique_ptr<HealthExec> health_exec_;  // the health monitor's way into the guest
+  std::deque<std::function<void()>> posted_;
+};
+
+}  // namespace fcvm
