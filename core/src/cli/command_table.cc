@@ -14,6 +14,8 @@ const std::vector<Command>& command_table() {
       healthcheck_run_command(),
       logs_command(),
       inspect_command(),
+      stats_command(),
+      events_command(),
       snapshot_create_command(),
       snapshot_ls_command(),
       snapshot_rm_command(),

@@ -25,6 +25,8 @@ Command rm_command();
 Command setup_preflight_command();
 Command config_show_command();
 Command plugins_command();
+Command stats_command();
+Command events_command();
 Command snapshot_create_command();
 Command snapshot_ls_command();
 Command snapshot_rm_command();

@@ -446,6 +446,36 @@ Result<std::optional<std::string>> Engine::health_check(const VmRef& ref) {
   return std::optional<std::string>();
 }
 
+Result<std::vector<VmStats>> Engine::stats(const std::vector<VmRef>& refs, std::chrono::milliseconds sample) {
+  std::vector<VmRecord> targets;
+  if (refs.empty()) {
+    for (auto& r : live_records(VmType::vm)) targets.push_back(std::move(r));
+    for (auto& r : live_records(VmType::clone)) targets.push_back(std::move(r));
+  } else {
+    for (const auto& ref : refs) {
+      auto record = find_running(ref);
+      if (!record.ok()) return record.status();
+      targets.push_back(std::move(record).value());
+    }
+  }
+  std::vector<std::optional<VmmSample>> before;
+  for (const auto& r : targets) before.push_back(r.vmm ? sample_vmm(r.vmm->pid) : std::nullopt);
+  std::this_thread::sleep_for(sample);
+  std::vector<VmStats> out;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    auto measured = before[i] ? measure_vm(targets[i], *before[i])
+                              : Result<VmStats>(error(Errc::not_found, targets[i].name + " has no running VMM yet"));
+    if (measured.ok()) {
+      out.push_back(std::move(measured).value());
+    } else if (!refs.empty()) {
+      return measured.status();
+    }
+  }
+  return out;
+}
+
+Result<VmEventWatcher> Engine::watch_events() { return VmEventWatcher::open(config_->data_dir); }
+
 Result<std::vector<StoredImage>> Engine::images() { return ImageStore(config_->data_dir, log_).list(); }
 
 Status Engine::remove_image(const std::string& ref) {

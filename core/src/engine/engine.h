@@ -37,6 +37,8 @@
 #include "engine/container_request.h"
 #include "engine/container_run.h"
 #include "engine/vm_cleanup.h"
+#include "engine/vm_events.h"
+#include "engine/vm_stats.h"
 #include "fcvm/log.h"
 #include "fcvm/plugin.h"
 #include "fcvm/result.h"
@@ -226,6 +228,13 @@ class Engine {
   Status logs(const VmRef& ref, const LogOptions& options, const std::function<bool(std::string_view)>& sink);
   // Runs the VM's health check now; nullopt when healthy, else why it is not.
   Result<std::optional<std::string>> health_check(const VmRef& ref);
+
+  // Resource use of the named running VMs (every running VM with a VMM when `refs` is
+  // empty), CPU measured over `sample` (this call sleeps that long). A named VM that is not
+  // running is an error; unnamed ones that stop meanwhile are left out.
+  Result<std::vector<VmStats>> stats(const std::vector<VmRef>& refs, std::chrono::milliseconds sample);
+  // Lifecycle events of every VM of the data dir, from now on (vm_events.h).
+  Result<VmEventWatcher> watch_events();
 
   // ---- host setup (idempotent; cached in the data dir)
   // The guest kernel, built from linux-source once (minutes, with progress on the log).

@@ -120,6 +120,10 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   record.plugins = backends_.names;
   record.status = VmStatus::creating;
   origin.describe(record);
+  // The machine's size, for what `fcvm stats` shows against the VM's use.
+  if (const GuestMachine m = origin.machine(); m.memory_mib > 0) {
+    record.extra["machine"] = {{"vcpus", m.vcpus}, {"memory_mib", m.memory_mib}};
+  }
   image_ = record.image;
   auto created = services_.state.create(record);
   if (!created) return created.status();
