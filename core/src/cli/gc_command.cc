@@ -5,7 +5,7 @@
 // nothing left to do), and each run also sweeps the temp files of state writers that were
 // killed mid-write. Clones whose serve process died are stopped, and snapshot builds of
 // dead processes are swept. With --cache, the startup snapshots of `podman run`
-// (run/startup_cache.h) are dropped too: the next run of each container boots and takes a
+// (session/startup_cache.h) are dropped too: the next run of each container boots and takes a
 // new one.
 #include <iostream>
 

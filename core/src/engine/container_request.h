@@ -28,7 +28,7 @@ struct ContainerRequest {
   std::vector<PortMapping> ports;     // -p
   std::optional<std::filesystem::path> kernel;  // --kernel: the user's own guest kernel
   PullPolicy pull = PullPolicy::missing;        // --pull, as podman's default
-  // Restore the run's startup snapshot when there is one, else take it (run/startup_cache.h);
+  // Restore the run's startup snapshot when there is one, else take it (session/startup_cache.h);
   // false: --no-snapshot, always boot and keep nothing.
   bool startup_snapshot = true;
   HealthCheckSpec health;             // --health-*; -d then waits until healthy

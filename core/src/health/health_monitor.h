@@ -1,5 +1,5 @@
 // HealthMonitor: a VM's health checks (health_check.h), run from the VM's one event loop
-// (run/container_supervisor.h) without ever blocking it.
+// (supervise/container_supervisor.h) without ever blocking it.
 //
 // Once the container runs, the monitor probes at once and then every `interval` after the
 // start of the previous probe; a probe that has not ended after `timeout` fails ("timed

@@ -34,7 +34,7 @@ struct SnapshotRestoreSpec {
   std::string boot_id;
   GuestMachine machine;  // the snapshot's, passed on to snapshots of the clone
   bool snapshottable = false;  // RestoreSpec::snapshottable
-  // A startup snapshot (run/startup_cache.h): the VM is recorded as a VM of `image`
+  // A startup snapshot (session/startup_cache.h): the VM is recorded as a VM of `image`
   // restored from the snapshot. `held`: the guest holds at its startup barrier and is
   // started with GO after the attach. Otherwise its container runs already (an entry taken
   // once healthy, which keeps the first run's hostname) and `replay` is what it had sent.

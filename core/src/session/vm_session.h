@@ -9,8 +9,8 @@
 // order (VM, network, disks, record) on every path: success, failure, signal.
 //
 // Errors are Result values naming the step and the cause; nothing here throws. The session
-// knows nothing of the CLI: `fcvm podman run` (run/container_run.h) and, later, `snapshot
-// run` or an API use it with the backends they chose.
+// knows nothing of the front ends: the Engine (engine/) runs it for `podman run` and `snapshot
+// run`, with the backends their caller chose.
 //
 // Threading: one thread owns a session; run() blocks it until the VM is gone.
 #pragma once
@@ -166,7 +166,7 @@ class VmSession {
 
   // Makes a booting guest hold at its startup barrier (root, network and /etc set up, the
   // container not yet started) and snapshots it there as the startup snapshot of
-  // `cache_key` (run/startup_cache.h), then lets it go. `at_healthy` (with a health check):
+  // `cache_key` (session/startup_cache.h), then lets it go. `at_healthy` (with a health check):
   // nothing holds; the running guest is snapshotted at its first healthy probe, with the
   // output it had sent. A snapshot that cannot be taken (or that a concurrent run took
   // first) is logged and the run goes on. Set before run().

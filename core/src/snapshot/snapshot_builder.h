@@ -35,7 +35,7 @@ struct SnapshotSource {
   agent::Process main_process;
   std::filesystem::path rootfs;
   std::string boot_id;  // the guest agent's, from its HELLO or ATTACHED; empty: unknown
-  // A startup snapshot's cache key (run/startup_cache.h); empty for other snapshots.
+  // A startup snapshot's cache key (session/startup_cache.h); empty for other snapshots.
   std::string cache_key;
   // A startup snapshot taken once the container was healthy: the output it had sent, as
   // encode_startup_output wrote it; stored beside the manifest.

@@ -59,7 +59,7 @@ struct SnapshotManifest {
   // the same, or it is not this snapshot's guest continuing (wrong memory: a fresh boot).
   std::string boot_id;
   std::uint64_t pause_ms = 0;           // how long the source was paused
-  // Startup snapshots (the cache of `fcvm podman run`, run/startup_cache.h) only: the key
+  // Startup snapshots (the cache of `fcvm podman run`, session/startup_cache.h) only: the key
   // of the run it caches. Taken at the startup barrier, where the guest holds before its
   // container starts; or, with cache_healthy, once the running container was first healthy,
   // with the output it had sent by then in `startup_output` (relative; see

@@ -113,7 +113,7 @@ struct SupervisorOptions {
   // must outlive run(). Null: none.
   HealthMonitor* health = nullptr;
   // Output the container sent before this VM existed (a startup snapshot taken once
-  // healthy, run/startup_cache.h): written to the log and our streams before any other.
+  // healthy, session/startup_cache.h): written to the log and our streams before any other.
   std::vector<OutputChunk> replay_output;
   // Sessions a restored guest still runs (VmOrigin::guest_sessions). Exec sessions among
   // them belonged to clients of the snapshot's host: they are killed, and new sessions are
