@@ -14,12 +14,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <fstream>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "agent.h"
 #include "console_log.h"
@@ -27,6 +29,7 @@
 #include "guest_root.h"
 #include "guest_system.h"
 #include "host_link.h"
+#include "process_table.h"
 #include "setup_error.h"
 
 namespace {
@@ -171,6 +174,14 @@ int run_dry(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // `fc-agent ps`: the process table, for `fcvm top` (run in the guest by the agent's exec).
+  if (argc == 2 && std::string_view(argv[1]) == "ps" && ::getpid() != 1) {
+    std::fputs(fcvm::agent::format_process_table(
+                   fcvm::agent::read_process_table("/proc", "/etc/passwd", static_cast<int>(::getpid())))
+                   .c_str(),
+               stdout);
+    return 0;
+  }
   if (::getpid() != 1) {
     try {
       return run_dry(argc, argv);

@@ -148,6 +148,15 @@ TEST_F(EngineTest, ADetachedVmIsSeenByTheCliAndEveryOperationWorksOnIt) {
   EXPECT_NE(table.out.find("MEM USAGE / LIMIT"), std::string::npos) << table.out;
   EXPECT_NE(table.out.find("268.4MB"), std::string::npos) << "256 MiB, in podman's units: " << table.out;
 
+  // top lists the guest's processes, the container's among them, by the agent's own binary.
+  auto top = engine_->top(VmRef::named("api"));
+  ASSERT_TRUE(top.ok()) << top.status().message();
+  EXPECT_EQ(top->rfind("USER", 0), 0u) << *top;
+  EXPECT_NE(top->find("sleep 600\n"), std::string::npos) << *top;
+  auto cli_top = cli_->run({"top", "api"});
+  EXPECT_EQ(cli_top.code, 0) << cli_top.err;
+  EXPECT_NE(cli_top.out.find("sleep 600"), std::string::npos) << cli_top.out;
+
   ASSERT_TRUE(engine_->pause(VmRef::named("api")).ok());
   EXPECT_EQ(status_of("api"), "paused");
   EXPECT_EQ(cli_->record("api")["status"], "paused");

@@ -16,6 +16,7 @@ const std::vector<Command>& command_table() {
       inspect_command(),
       stats_command(),
       events_command(),
+      top_command(),
       snapshot_create_command(),
       snapshot_ls_command(),
       snapshot_rm_command(),

@@ -27,6 +27,7 @@ Command config_show_command();
 Command plugins_command();
 Command stats_command();
 Command events_command();
+Command top_command();
 Command snapshot_create_command();
 Command snapshot_ls_command();
 Command snapshot_rm_command();

@@ -306,18 +306,13 @@ Result<StopOutcome> Engine::stop(const VmRef& ref, std::chrono::seconds grace) {
   return out;
 }
 
-Result<std::string> Engine::pause(const VmRef& ref) {
-  auto record = find_running(ref);
-  if (!record.ok()) return record.status();
-  auto reply = ask_vm(*record, control::PauseRequest{}, std::chrono::seconds(30), "pause " + record->name);
-  if (!reply.ok()) return reply.status();
-  return record->name;
-}
+Result<std::string> Engine::pause(const VmRef& ref) { return ask_running(ref, control::PauseRequest{}, "pause"); }
+Result<std::string> Engine::unpause(const VmRef& ref) { return ask_running(ref, control::ResumeRequest{}, "unpause"); }
 
-Result<std::string> Engine::unpause(const VmRef& ref) {
+Result<std::string> Engine::ask_running(const VmRef& ref, const control::Request& request, const std::string& verb) {
   auto record = find_running(ref);
   if (!record.ok()) return record.status();
-  auto reply = ask_vm(*record, control::ResumeRequest{}, std::chrono::seconds(30), "unpause " + record->name);
+  auto reply = ask_vm(*record, request, std::chrono::seconds(30), verb + " " + record->name);
   if (!reply.ok()) return reply.status();
   return record->name;
 }
@@ -472,6 +467,23 @@ Result<std::vector<VmStats>> Engine::stats(const std::vector<VmRef>& refs, std::
     }
   }
   return out;
+}
+
+Result<std::string> Engine::top(const VmRef& ref) {
+  auto record = find_running(ref);
+  if (!record.ok()) return record.status();
+  std::string out, err;
+  // /proc/1/exe is fc-agent (the guest's PID 1) whatever the image holds.
+  auto code = exec_collect(*record, {"/proc/1/exe", "ps"}, [&](bool is_stderr, std::string_view bytes) {
+    (is_stderr ? err : out) += bytes;
+  });
+  if (!code.ok()) return code.status();
+  if (*code != 0) {
+    return error(Errc::unavailable, "top " + record->name + ": the guest agent's process list failed (exit " +
+                                        std::to_string(*code) + "): " + escape_control_chars(err));
+  }
+  // The guest's text reaches the user's terminal.
+  return escape_control_chars(out);
 }
 
 Result<VmEventWatcher> Engine::watch_events() { return VmEventWatcher::open(config_->data_dir); }

@@ -233,6 +233,9 @@ class Engine {
   // empty), CPU measured over `sample` (this call sleeps that long). A named VM that is not
   // running is an error; unnamed ones that stop meanwhile are left out.
   Result<std::vector<VmStats>> stats(const std::vector<VmRef>& refs, std::chrono::milliseconds sample);
+  // The running VM's guest processes as `podman top` shows a container's (USER PID PPID
+  // %CPU ELAPSED TTY TIME COMMAND), listed by the guest agent's own binary.
+  Result<std::string> top(const VmRef& ref);
   // Lifecycle events of every VM of the data dir, from now on (vm_events.h).
   Result<VmEventWatcher> watch_events();
 
@@ -271,6 +274,8 @@ class Engine {
   Result<control::Reply> ask_vm(const VmRecord& record, const control::Request& request,
                                 std::chrono::milliseconds timeout, const std::string& what);
   Result<VmRecord> find_running(const VmRef& ref);
+  // Sends `request` to the running VM `ref`, `verb` naming it in errors; returns the VM's name.
+  Result<std::string> ask_running(const VmRef& ref, const control::Request& request, const std::string& verb);
   Status remove_snapshot(SnapshotStore& store, const StoredSnapshot& snapshot);
   Result<CloneOutcome> clone_once(const CloneRequest& request, std::optional<std::string> name);
 

@@ -1,5 +1,6 @@
-// fcvm stats [NAME...]: the resource use of running VMs, as podman stats shows containers':
-// a table refreshed every second until interrupted, or one sample with --no-stream.
+// fcvm stats, top and events: what running VMs use, what runs in them, and what happens to
+// them. stats: a table refreshed every second until interrupted (--no-stream: one sample),
+// as podman stats; top: the guest's processes, as podman top; events: lifecycle events.
 #include <unistd.h>
 
 #include <cstdio>
@@ -89,6 +90,20 @@ Command stats_command() {
       if (!stream) return 0;
       if (!std::cout) return 0;  // the reader went away
     }
+  }};
+}
+
+Command top_command() {
+  return {{"top"}, "show the processes running in a VM's guest, as podman top does",
+          [](CommandContext& ctx, const std::vector<std::string>& args) {
+    po::options_description desc("top options");
+    desc.add_options()("name", po::value<std::string>(), "VM name or id");
+    po::positional_options_description pos;
+    pos.add("name", 1);
+    auto vm = parse_command_line(ctx, "top NAME", desc, pos, args);
+    if (!vm.count("name")) throw CliError("top needs a VM name (see 'fcvm ls')", kUsageExit);
+    std::cout << check_engine(ctx.engine().top(vm_ref(vm))) << std::flush;
+    return 0;
   }};
 }
 
