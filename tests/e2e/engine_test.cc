@@ -134,6 +134,7 @@ TEST_F(EngineTest, ADetachedVmIsSeenByTheCliAndEveryOperationWorksOnIt) {
   ASSERT_TRUE(stats->front().pss_bytes.has_value());
   EXPECT_GT(*stats->front().pss_bytes, 0u);
   EXPECT_GE(stats->front().cpu_percent, 0.0);
+  EXPECT_EQ(stats->front().pids, 2u) << "the agent and sleep";
 
   // The CLI's stats and top-level views are the engine's figures.
   auto cli_stats = cli_->run({"stats", "--no-stream", "--format", "json", "api"});

@@ -35,8 +35,8 @@ std::string percent(double value) {
 }
 
 void print_table(const std::vector<VmStats>& stats) {
-  std::printf("%-12s  %-20s  %-8s  %-22s  %-8s  %-22s  %-22s\n", "ID", "NAME", "CPU %", "MEM USAGE / LIMIT",
-              "MEM %", "NET IO", "BLOCK IO");
+  std::printf("%-12s  %-20s  %-8s  %-22s  %-8s  %-22s  %-22s  %s\n", "ID", "NAME", "CPU %", "MEM USAGE / LIMIT",
+              "MEM %", "NET IO", "BLOCK IO", "PIDS");
   for (const auto& s : stats) {
     const std::string used = s.pss_bytes ? human_size(*s.pss_bytes) : "--";
     const std::string limit = s.memory_limit_bytes ? human_size(s.memory_limit_bytes) : "--";
@@ -44,10 +44,11 @@ void print_table(const std::vector<VmStats>& stats) {
                                     ? percent(100.0 * static_cast<double>(*s.pss_bytes) /
                                               static_cast<double>(s.memory_limit_bytes))
                                     : "--";
-    std::printf("%-12s  %-20s  %-8s  %-22s  %-8s  %-22s  %-22s\n", s.id.c_str(), s.name.c_str(),
+    std::printf("%-12s  %-20s  %-8s  %-22s  %-8s  %-22s  %-22s  %s\n", s.id.c_str(), s.name.c_str(),
                 percent(s.cpu_percent).c_str(), (used + " / " + limit).c_str(), mem_pct.c_str(),
                 (human_size(s.net_input_bytes) + " / " + human_size(s.net_output_bytes)).c_str(),
-                (human_size(s.block_read_bytes) + " / " + human_size(s.block_write_bytes)).c_str());
+                (human_size(s.block_read_bytes) + " / " + human_size(s.block_write_bytes)).c_str(),
+                s.pids ? std::to_string(*s.pids).c_str() : "--");
   }
   std::fflush(stdout);
 }

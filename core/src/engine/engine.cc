@@ -5,6 +5,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -461,6 +462,10 @@ Result<std::vector<VmStats>> Engine::stats(const std::vector<VmRef>& refs, std::
     auto measured = before[i] ? measure_vm(targets[i], *before[i])
                               : Result<VmStats>(error(Errc::not_found, targets[i].name + " has no running VMM yet"));
     if (measured.ok()) {
+      // The guest's process count, from the agent's process table (header line excluded).
+      if (auto table = top(VmRef::named(targets[i].id)); table.ok()) {
+        measured->pids = static_cast<unsigned>(std::count(table->begin(), table->end(), '\n')) - 1;
+      }
       out.push_back(std::move(measured).value());
     } else if (!refs.empty()) {
       return measured.status();

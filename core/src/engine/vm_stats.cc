@@ -53,7 +53,8 @@ nlohmann::json to_json(const VmStats& s) {
           {"net_input_bytes", s.net_input_bytes},
           {"net_output_bytes", s.net_output_bytes},
           {"block_read_bytes", s.block_read_bytes},
-          {"block_write_bytes", s.block_write_bytes}};
+          {"block_write_bytes", s.block_write_bytes},
+          {"pids", s.pids ? nlohmann::json(*s.pids) : nlohmann::json(nullptr)}};
 }
 
 std::optional<VmmSample> sample_vmm(pid_t pid) {

@@ -27,6 +27,7 @@ struct VmStats {
   std::uint64_t net_output_bytes = 0;      // sent by the guest
   std::uint64_t block_read_bytes = 0;
   std::uint64_t block_write_bytes = 0;
+  std::optional<unsigned> pids;            // guest processes (the agent included)
 };
 nlohmann::json to_json(const VmStats& stats);
 
