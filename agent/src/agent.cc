@@ -3,7 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/random.h>
-#include <sys/epoll.h>
+#include <sys/epoll.h>  // EPOLL* event bits
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/utsname.h>
@@ -73,17 +73,16 @@ sigset_t handled_signals() {
 }  // namespace
 
 Agent::Agent(GuestSystem& system, HostLink link, AgentOptions options)
-    : system_(system), options_(options), link_(std::move(link)), boot_id_(new_boot_id()) {
-  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
-  if (!epoll_) throw_errno("epoll_create1");
+    : system_(system), options_(options), boot_id_(new_boot_id()),
+      channel_(std::move(link), epoll_, *this, token(kPortToken, 0), token(kListenerToken, 0),
+               options.port_retry_interval) {
   ::signal(SIGPIPE, SIG_IGN);
   const sigset_t set = handled_signals();
   if (::sigprocmask(SIG_BLOCK, &set, nullptr) != 0) throw_errno("sigprocmask");
   signal_fd_.reset(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
   if (!signal_fd_) throw_errno("signalfd");
-  watch(signal_fd_.get(), EPOLLIN, token(kSignalToken, 0));
-  if (link_.listener_fd() >= 0) watch(link_.listener_fd(), EPOLLIN, token(kListenerToken, 0));
-  watch_port();
+  epoll_.add(signal_fd_.get(), EPOLLIN, token(kSignalToken, 0));
+  channel_.start();
 }
 
 void Agent::run() {
@@ -107,16 +106,15 @@ void Agent::run() {
 
 void Agent::loop_once() {
   epoll_event events[32];
-  const int n = ::epoll_wait(epoll_.get(), events, 32, epoll_timeout_ms(Clock::now()));
-  if (n < 0 && errno != EINTR) throw_errno("epoll_wait");
+  const int n = epoll_.wait(events, 32, epoll_timeout_ms(Clock::now()));
   for (int i = 0; i < n; ++i) {
     const std::uint64_t tok = events[i].data.u64;
     const auto kind = static_cast<TokenKind>(tok & 0xff);
     const auto session = static_cast<std::uint32_t>(tok >> 8);
     switch (kind) {
-      case kPortToken: on_port_event(events[i].events); break;
+      case kPortToken: channel_.on_port_event(events[i].events); break;
       case kSignalToken: on_signalfd(); break;
-      case kListenerToken: on_listener(); break;
+      case kListenerToken: channel_.on_listener(); break;
       case kStdoutToken: on_session_output(session, false); break;
       case kStderrToken: on_session_output(session, true); break;
       case kStdinToken:
@@ -133,7 +131,7 @@ int Agent::epoll_timeout_ms(Clock::time_point now) const {
   std::optional<Clock::time_point> next;
   auto consider = [&](Clock::time_point t) { if (!next || t < *next) next = t; };
   if (phase_ == Phase::kWaitingForPlan) consider(hello_at_);
-  if (port_retry_at_) consider(*port_retry_at_);
+  if (auto retry = channel_.next_timer()) consider(*retry);
   if (phase_ == Phase::kTerminating || phase_ == Phase::kKilling) consider(deadline_);
   if (!next) return -1;
   if (*next <= now) return 0;
@@ -143,156 +141,39 @@ int Agent::epoll_timeout_ms(Clock::time_point now) const {
 }
 
 void Agent::on_timers(Clock::time_point now) {
-  if (port_retry_at_ && now >= *port_retry_at_) {
-    port_retry_at_.reset();
-    watch_port();
-    flush();
-  }
+  channel_.on_timer(now);
   if (phase_ == Phase::kWaitingForPlan && now >= hello_at_) {
     // A HELLO still queued will be delivered when the host connects; do not pile up more.
-    if (pending() == 0) send_hello();
+    if (channel_.pending() == 0) send_hello();
     hello_at_ = now + options_.hello_interval;
   }
 }
 
 // ---------------------------------------------------------------------------------------
-// Host port
+// Host channel
 
-void Agent::watch_port() {
-  if (port_dead_ || link_.fd() < 0) return;
-  const std::uint32_t events = EPOLLIN | (pending() > 0 ? std::uint32_t{EPOLLOUT} : 0u);
-  if (!port_watched_) {
-    watch(link_.fd(), events, token(kPortToken, 0));
-    port_watched_ = true;
-  } else if (events != port_events_) {
-    rewatch(link_.fd(), events, token(kPortToken, 0));
-  }
-  port_events_ = events;
+void Agent::on_connected() {
+  if (phase_ == Phase::kWaitingForPlan) hello_at_ = Clock::now();
 }
 
-void Agent::port_hangup() {
-  if (port_watched_) {
-    unwatch(link_.fd());
-    port_watched_ = false;
-  }
-  drop_torn_frames();
-  switch (link_.kind()) {
-    case HostLink::Kind::serial_port:
-      // No host attached to the port right now: look again shortly.
-      port_retry_at_ = Clock::now() + options_.port_retry_interval;
-      return;
-    case HostLink::Kind::listener:
-      link_.close_connection();  // the host connects again (after a restore, say)
-      return;
-    case HostLink::Kind::connected:
-      port_dead_ = true;
-      begin_shutdown(std::chrono::milliseconds(0), "host closed the agent channel");
-      return;
-  }
-}
-
-void Agent::on_listener() {
-  const bool replacing = link_.fd() >= 0;
-  if (replacing && port_watched_) {
-    unwatch(link_.fd());
-    port_watched_ = false;
-  }
-  if (!link_.accept_connection()) {
-    watch_port();
+void Agent::on_lost(const std::string& reason, bool protocol_error) {
+  if (!protocol_error) {
+    begin_shutdown(std::chrono::milliseconds(0), reason);
     return;
   }
-  // A new connection is a new stream: nothing of a frame begun on the old one carries over.
-  drop_torn_frames();
-  port_retry_at_.reset();
-  watch_port();
-  if (phase_ == Phase::kWaitingForPlan) hello_at_ = Clock::now();
-  flush();
+  log_line("protocol error from host: " + reason);
+  send_error(kMainSession, "fc-agent: protocol error: " + reason);
+  begin_shutdown(std::chrono::milliseconds(0), "protocol error");
 }
 
-void Agent::drop_torn_frames() {
-  decoder_ = FrameDecoder(Direction::kHostToGuest);
-  out_offset_ = frame_start_;
-}
-
-void Agent::on_port_event(std::uint32_t events) {
-  if (events & EPOLLOUT) flush();
-  if (!port_watched_ || !(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
-  char buf[kReadChunk];
-  for (;;) {
-    const ssize_t n = ::read(link_.fd(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) return;
-    if (n <= 0) {
-      // virtio-serial reads 0 (and polls HUP) while no host is connected.
-      port_hangup();
-      return;
-    }
-    std::vector<Frame> frames;
-    const bool ok = decoder_.feed(std::string_view(buf, static_cast<size_t>(n)), frames);
-    for (const Frame& f : frames) handle_frame(f);
-    if (!ok) {
-      log_line("protocol error from host: " + decoder_.error());
-      send_error(kMainSession, "fc-agent: protocol error: " + decoder_.error());
-      // The stream cannot be resynchronised: stop reading it and shut down.
-      if (port_watched_) {
-        unwatch(link_.fd());
-        port_watched_ = false;
-      }
-      begin_shutdown(std::chrono::milliseconds(0), "protocol error");
-      return;
-    }
-    if (!port_watched_) return;  // a handler stopped reading
-  }
-}
-
-void Agent::queue_frame(FrameType type, std::uint32_t session, std::string_view payload) {
-  if (port_dead_) return;
-  while (payload.size() > kMaxPayloadSize) {  // only byte streams can be this large
-    append_frame(out_, type, session, payload.substr(0, kMaxPayloadSize));
-    payload.remove_prefix(kMaxPayloadSize);
-  }
-  append_frame(out_, type, session, payload);
-  flush();
-}
-
-void Agent::flush() {
-  while (pending() > 0 && !port_dead_ && link_.fd() >= 0) {
-    const std::size_t chunk = std::min(pending(), kReadChunk);
-    const ssize_t n = ::write(link_.fd(), out_.data() + out_offset_, chunk);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) break;
-    if (n < 0) {
-      log_line("write to host: " + errno_text(errno));
-      port_hangup();
-      break;
-    }
-    out_offset_ += static_cast<std::size_t>(n);
-    // Move frame_start_ past every frame now written whole.
-    while (frame_start_ + kFrameHeaderSize <= out_offset_) {
-      const std::size_t end =
-          frame_start_ + kFrameHeaderSize + detail::get_le32(out_.data() + frame_start_);
-      if (end > out_offset_) break;
-      frame_start_ = end;
-    }
-  }
-  if (pending() == 0) {
-    out_.clear();
-    out_offset_ = 0;
-    frame_start_ = 0;
-  } else if (frame_start_ > (1u << 20) && frame_start_ > out_.size() / 2) {
-    // Compact at a frame boundary, so the queue still starts with a whole frame.
-    out_.erase(0, frame_start_);
-    out_offset_ -= frame_start_;
-    frame_start_ = 0;
-  }
-  if (port_watched_) watch_port();  // EPOLLOUT only while something is queued
-  if (!output_paused_ && pending() > kQueueHighMark) set_output_paused(true);
-  if (output_paused_ && pending() < kQueueLowMark) set_output_paused(false);
+void Agent::on_backlog(std::size_t pending) {
+  if (!output_paused_ && pending > kQueueHighMark) set_output_paused(true);
+  if (output_paused_ && pending < kQueueLowMark) set_output_paused(false);
 }
 
 void Agent::send_error(std::uint32_t session, const std::string& message) {
   log_line("session " + std::to_string(session) + ": " + message);
-  queue_frame(FrameType::kError, session, ErrorMessage{message}.to_payload());
+  channel_.send(FrameType::kError, session, ErrorMessage{message}.to_payload());
 }
 
 void Agent::send_hello() {
@@ -300,13 +181,13 @@ void Agent::send_hello() {
   h.kernel = kernel_release();
   h.uptime_ms = uptime_ms();
   h.boot_id = boot_id_;
-  queue_frame(FrameType::kHello, kMainSession, h.to_payload());
+  channel_.send(FrameType::kHello, kMainSession, h.to_payload());
 }
 
 // ---------------------------------------------------------------------------------------
 // Frames from the host
 
-void Agent::handle_frame(const Frame& frame) {
+void Agent::on_frame(const Frame& frame) {
   switch (frame.type) {
     case FrameType::kPlan: on_plan(frame); break;
     case FrameType::kExec: on_exec(frame); break;
@@ -344,7 +225,7 @@ void Agent::on_plan(const Frame& frame) {
   }
   if (plan_.hold) {
     phase_ = Phase::kHolding;
-    queue_frame(FrameType::kReady, kMainSession, "{}");
+    channel_.send(FrameType::kReady, kMainSession, "{}");
     return;
   }
   phase_ = Phase::kRunning;
@@ -389,7 +270,7 @@ void Agent::on_attach(const Frame& frame) {
   reply.boot_id = boot_id_;
   reply.uptime_ms = uptime_ms();
   for (const auto& [id, session] : sessions_) reply.sessions.push_back(id);
-  queue_frame(FrameType::kAttached, frame.session, reply.to_payload());
+  channel_.send(FrameType::kAttached, frame.session, reply.to_payload());
   system_.resync(*request);
 }
 
@@ -402,7 +283,7 @@ void Agent::on_exec(const Frame& frame) {
     send_error(frame.session, phase_ == Phase::kWaitingForPlan || phase_ == Phase::kHolding
                                   ? "EXEC before PLAN: the container is not running yet"
                                   : "EXEC refused: the VM is shutting down");
-    queue_frame(FrameType::kExit, frame.session, Exit::exited(126).to_payload());
+    channel_.send(FrameType::kExit, frame.session, Exit::exited(126).to_payload());
     return;
   }
   if (sessions_.count(frame.session)) {
@@ -413,7 +294,7 @@ void Agent::on_exec(const Frame& frame) {
   auto process = parse_process(frame.payload, &error);
   if (!process) {
     send_error(frame.session, "invalid EXEC: " + error);
-    queue_frame(FrameType::kExit, frame.session, Exit::exited(126).to_payload());
+    channel_.send(FrameType::kExit, frame.session, Exit::exited(126).to_payload());
     return;
   }
   start_session(frame.session, *process);
@@ -441,7 +322,7 @@ void Agent::on_stdin(const Frame& frame) {
 void Agent::credit_stdin(Session& s, std::size_t bytes, bool now) {
   s.in_consumed += static_cast<std::uint32_t>(bytes);
   if (s.in_consumed == 0 || (!now && s.in_consumed < kStdinCreditBatch)) return;
-  queue_frame(FrameType::kStdinCredit, s.id, Credit{s.in_consumed}.to_payload());
+  channel_.send(FrameType::kStdinCredit, s.id, Credit{s.in_consumed}.to_payload());
   s.in_consumed = 0;
 }
 
@@ -528,7 +409,7 @@ void Agent::start_session(std::uint32_t id, const Process& process) {
     p = ProcessSpawner::spawn(process);
   } catch (const SetupError& e) {
     send_error(id, e.what());
-    queue_frame(FrameType::kExit, id, Exit::exited(126).to_payload());
+    channel_.send(FrameType::kExit, id, Exit::exited(126).to_payload());
     if (id == kMainSession) begin_shutdown(std::chrono::milliseconds(0), "main process failed");
     return;
   }
@@ -547,7 +428,7 @@ void Agent::start_session(std::uint32_t id, const Process& process) {
   } else {
     s.started = true;
     s.in = std::move(p.stdin_pipe);
-    queue_frame(FrameType::kStarted, id, Started{p.pid}.to_payload());
+    channel_.send(FrameType::kStarted, id, Started{p.pid}.to_payload());
   }
   session_by_pid_[p.pid] = id;
   update_output_watches(s);
@@ -563,7 +444,7 @@ void Agent::on_session_output(std::uint32_t id, bool is_stderr) {
 // Reads at most one chunk (and never more than the session's credit, nor *budget, which
 // it decreases) from an output pipe into a frame.
 Agent::Output Agent::forward_output(Session& s, bool is_stderr, std::size_t* budget) {
-  OwnedFd& fd = is_stderr ? s.err : s.out;
+  OwnedFd& fd = s.output(is_stderr);
   if (!fd) return Output::kClosed;
   std::size_t limit = budget ? std::min(kReadChunk, *budget) : kReadChunk;
   if (s.window > 0) {
@@ -581,28 +462,28 @@ Agent::Output Agent::forward_output(Session& s, bool is_stderr, std::size_t* bud
     }
     if (s.window > 0) s.out_credit -= static_cast<std::uint64_t>(n);
     if (budget) *budget -= static_cast<std::size_t>(n);
-    queue_frame(is_stderr ? FrameType::kStderr : FrameType::kStdout, s.id,
+    channel_.send(is_stderr ? FrameType::kStderr : FrameType::kStdout, s.id,
                 std::string_view(buf, static_cast<size_t>(n)));
     return Output::kData;
   }
 }
 
 void Agent::update_output_watches(Session& s) {
-  const bool readable = !output_paused_ && !s.wait_status && (s.window == 0 || s.out_credit > 0);
+  const bool readable = !output_paused_ && s.may_send_output();
   for (bool is_stderr : {false, true}) {
-    OwnedFd& fd = is_stderr ? s.err : s.out;
-    bool& watched = is_stderr ? s.err_watched : s.out_watched;
+    OwnedFd& fd = s.output(is_stderr);
+    bool& watched = s.output_watched(is_stderr);
     const bool want = fd && readable;
-    if (want && !watched) watch(fd.get(), EPOLLIN, token(is_stderr ? kStderrToken : kStdoutToken, s.id));
-    if (!want && watched) unwatch(fd.get());
+    if (want && !watched) epoll_.add(fd.get(), EPOLLIN, token(is_stderr ? kStderrToken : kStdoutToken, s.id));
+    if (!want && watched) epoll_.remove(fd.get());
     watched = want;
   }
 }
 
 void Agent::close_output(Session& s, bool is_stderr) {
-  OwnedFd& fd = is_stderr ? s.err : s.out;
-  bool& watched = is_stderr ? s.err_watched : s.out_watched;
-  if (watched) unwatch(fd.get());
+  OwnedFd& fd = s.output(is_stderr);
+  bool& watched = s.output_watched(is_stderr);
+  if (watched) epoll_.remove(fd.get());
   watched = false;
   fd.reset();
 }
@@ -612,7 +493,7 @@ void Agent::write_stdin(Session& s) {
     const ssize_t n = ::write(s.in.get(), s.in_buffer.data(), s.in_buffer.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) {
-      if (!s.in_watched) watch(s.in.get(), EPOLLOUT, token(kStdinToken, s.id));
+      if (!s.in_watched) epoll_.add(s.in.get(), EPOLLOUT, token(kStdinToken, s.id));
       s.in_watched = true;
       return;
     }
@@ -626,7 +507,7 @@ void Agent::write_stdin(Session& s) {
     credit_stdin(s, static_cast<std::size_t>(n), s.in_buffer.empty());
   }
   if (s.in_watched) {
-    unwatch(s.in.get());
+    epoll_.remove(s.in.get());
     s.in_watched = false;
   }
   if (s.in_eof) s.in.reset();
@@ -642,7 +523,7 @@ void Agent::finish_session(std::uint32_t id, int wait_status) {
   if (it == sessions_.end()) return;
   Session& s = it->second;
   session_by_pid_.erase(s.pid);
-  s.pid = -1;  // reaped: the PID may be reused, so nothing is signalled by it any more
+  s.pid = -1;
   s.wait_status = wait_status;
   update_output_watches(s);
   try_complete(s);
@@ -658,7 +539,7 @@ bool Agent::try_complete(Session& s) {
   // most a pipe's capacity, so a daemonised writer cannot keep this going), pausing
   // whenever the credit runs out.
   for (bool is_stderr : {false, true}) {
-    OwnedFd& fd = is_stderr ? s.err : s.out;
+    OwnedFd& fd = s.output(is_stderr);
     if (!fd) continue;
     const int capacity = ::fcntl(fd.get(), F_GETPIPE_SZ);
     std::size_t budget = capacity > 0 ? static_cast<std::size_t>(capacity) : kReadChunk;
@@ -669,12 +550,12 @@ bool Agent::try_complete(Session& s) {
   }
   close_output(s, false);
   close_output(s, true);
-  if (s.in_watched) unwatch(s.in.get());
+  if (s.in_watched) epoll_.remove(s.in.get());
   const int wait_status = *s.wait_status;
   const std::uint32_t id = s.id;
   const Exit exit = WIFSIGNALED(wait_status) ? Exit::killed(WTERMSIG(wait_status))
                                              : Exit::exited(WEXITSTATUS(wait_status));
-  queue_frame(FrameType::kExit, id, exit.to_payload());
+  channel_.send(FrameType::kExit, id, exit.to_payload());
   const bool started = s.started;
   sessions_.erase(id);
   if (id != kMainSession) return true;
@@ -770,27 +651,9 @@ void Agent::advance_shutdown(Clock::time_point now) {
   if (phase_ == Phase::kFlushing) {
     // Every reaped session's output and EXIT reach the host, however slowly it reads;
     // sessions whose process could not be reaped are abandoned.
-    flush();
-    if (port_dead_ || (pending() == 0 && !draining())) system_.power_off();
+    channel_.flush();
+    if (channel_.dead() || (channel_.pending() == 0 && !draining())) system_.power_off();
   }
 }
-
-// ---------------------------------------------------------------------------------------
-
-void Agent::watch(int fd, std::uint32_t events, std::uint64_t tok) {
-  epoll_event ev{};
-  ev.events = events;
-  ev.data.u64 = tok;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) throw_errno("epoll_ctl ADD");
-}
-
-void Agent::rewatch(int fd, std::uint32_t events, std::uint64_t tok) {
-  epoll_event ev{};
-  ev.events = events;
-  ev.data.u64 = tok;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) throw_errno("epoll_ctl MOD");
-}
-
-void Agent::unwatch(int fd) { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
 
 }  // namespace fcvm::agent

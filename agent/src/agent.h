@@ -1,10 +1,10 @@
 // fc-agent's event loop: one thread, one epoll set holding the host port, a signalfd
 // (SIGCHLD and the shutdown signals) and the pipes of every session's process.
 //
-// The host is reached through a HostLink (virtio-serial port, vsock listener or a connected
-// stream); nothing here depends on which. Whenever the connection drops, a partly received
-// frame is discarded and a partly sent one is sent again from its start on the next
-// connection. ATTACH (any time) is answered with ATTACHED and resynchronises the guest.
+// The host is reached through a HostChannel over a HostLink (virtio-serial port, vsock
+// listener or a connected stream); nothing here depends on which, and torn frames are the
+// channel's business. ATTACH (any time) is answered with ATTACHED and resynchronises the
+// guest.
 //
 // Lifecycle: HELLO (repeated every hello_interval) -> PLAN [-> READY, held until GO] -> the main process runs on
 // session 0, EXEC adds sessions -> shutdown (main exit with shutdown_on_exit, SHUTDOWN,
@@ -30,9 +30,12 @@
 
 #include "fcvm/agent_plan.h"
 #include "fcvm/agent_protocol.h"
+#include "epoll_set.h"
 #include "guest_system.h"
+#include "host_channel.h"
 #include "host_link.h"
 #include "owned_fd.h"
+#include "session.h"
 
 namespace fcvm::agent {
 
@@ -47,7 +50,7 @@ struct AgentOptions {
   std::chrono::milliseconds reap_timeout{1000};
 };
 
-class Agent {
+class Agent final : private HostChannel::Events {
  public:
   // `link`'s fds are non-blocking. The agent blocks SIGCHLD, SIGTERM, SIGINT, SIGHUP and
   // SIGPWR (they arrive through a signalfd) and ignores SIGPIPE. Draws the boot id.
@@ -65,23 +68,6 @@ class Agent {
   // kHolding: a plan with "hold" is applied; the main process starts on GO.
   enum class Phase { kWaitingForPlan, kHolding, kRunning, kTerminating, kKilling, kFlushing };
 
-  struct Session {
-    std::uint32_t id = 0;
-    pid_t pid = -1;
-    bool started = false;  // STARTED sent; false when the program could not be run
-    OwnedFd in, out, err;
-    OwnedFd terminal;  // a tty process's pseudo-terminal master, for RESIZE
-    std::string in_buffer;  // STDIN bytes the pipe has not taken yet
-    bool in_eof = false;    // STDIN_EOF received: close once in_buffer is written
-    std::uint32_t in_consumed = 0;  // STDIN bytes written or dropped, not yet credited
-    bool in_watched = false;
-    bool out_watched = false;
-    bool err_watched = false;
-    std::uint32_t window = 0;      // output window; 0: none
-    std::uint64_t out_credit = 0;  // output bytes that may still be sent (with a window)
-    std::optional<int> wait_status;  // reaped: EXIT follows once the pipes are drained
-  };
-
   // What one read of an output pipe found.
   enum class Output { kData, kEmpty, kClosed, kNoCredit };
 
@@ -97,21 +83,17 @@ class Agent {
   void on_timers(Clock::time_point now);
   void advance_shutdown(Clock::time_point now);
 
-  // Host port.
-  void on_port_event(std::uint32_t events);
-  void port_hangup();
-  void on_listener();
-  // Forgets a partly received frame and rewinds to the start of a partly sent one.
-  void drop_torn_frames();
-  void watch_port();
-  void flush();
-  void queue_frame(FrameType type, std::uint32_t session, std::string_view payload);
+  // HostChannel::Events.
+  void on_frame(const Frame& frame) override;
+  void on_connected() override;
+  void on_lost(const std::string& reason, bool protocol_error) override;
+  // Pauses reading output pipes while too much is queued for the host.
+  void on_backlog(std::size_t pending) override;
+
   void send_error(std::uint32_t session, const std::string& message);
   void send_hello();
-  std::size_t pending() const { return out_.size() - out_offset_; }
 
   // Frames from the host.
-  void handle_frame(const Frame& frame);
   void on_plan(const Frame& frame);
   void on_exec(const Frame& frame);
   void on_stdin(const Frame& frame);
@@ -150,27 +132,16 @@ class Agent {
                       bool sessions_only = false, int session_signal = SIGTERM);
   void signal_everyone(int sig);
 
-  void watch(int fd, std::uint32_t events, std::uint64_t tok);
-  void rewatch(int fd, std::uint32_t events, std::uint64_t tok);
-  void unwatch(int fd);
-
   GuestSystem& system_;
   AgentOptions options_;
-  HostLink link_;
   std::string boot_id_;  // 32 hex digits, drawn once per agent start
-  OwnedFd epoll_;
+  EpollSet epoll_;
+  HostChannel channel_;  // after epoll_, which it uses
   OwnedFd signal_fd_;
 
   Phase phase_ = Phase::kWaitingForPlan;
   bool everyone_terminated_ = false;  // SIGTERM went to every process, not just sessions
   Plan plan_;
-  FrameDecoder decoder_{Direction::kHostToGuest};
-  std::string out_;  // encoded frames not yet written to the port; starts at a frame boundary
-  std::size_t out_offset_ = 0;
-  std::size_t frame_start_ = 0;  // start of the frame holding out_offset_
-  bool port_watched_ = false;
-  std::uint32_t port_events_ = 0;
-  bool port_dead_ = false;  // final hang-up (dry run) or fatal write error
   bool output_paused_ = false;
   bool have_children_ = false;
 
@@ -178,7 +149,6 @@ class Agent {
   std::map<pid_t, std::uint32_t> session_by_pid_;
 
   Clock::time_point hello_at_{};
-  std::optional<Clock::time_point> port_retry_at_;
   Clock::time_point deadline_{};  // of the current shutdown phase
 };
 

@@ -50,18 +50,10 @@ fcvm::Result<std::unique_ptr<fcvm::Backend>> create(const fcvm::PluginContext& c
     }
     note = it->get<std::string>();
   }
-  return std::unique_ptr<fcvm::Backend>(std::make_unique<NoNetwork>(ctx.log, std::move(note)));
+  return fcvm::make_backend<NoNetwork>(ctx.log, std::move(note));
 }
-
-const fcvm::PluginDescriptor descriptor = {
-    FCVM_PLUGIN_DESCRIPTOR_HEAD,
-    fcvm::PluginKind::network,
-    "network-none-example",
-    EXAMPLE_VERSION,
-    "example third-party plugin: VMs get no network",
-    &create,
-};
 
 }  // namespace
 
-FCVM_PLUGIN(descriptor)
+FCVM_DECLARE_PLUGIN(fcvm::PluginKind::network, "network-none-example", EXAMPLE_VERSION,
+                    "example third-party plugin: VMs get no network", &create)

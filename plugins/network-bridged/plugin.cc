@@ -11,22 +11,12 @@ namespace {
 Result<std::unique_ptr<Backend>> create(const PluginContext& context) {
   auto options = Options::from_json(context.config);
   if (!options) return options.status();
-  return std::unique_ptr<Backend>(
-      std::make_unique<BridgedNetwork>(kHostAllocations, *options, context.log));
+  return make_backend<BridgedNetwork>(kHostAllocations, *options, context.log);
 }
 
 }  // namespace
-
-extern const PluginDescriptor kDescriptor;
-const PluginDescriptor kDescriptor{
-    FCVM_PLUGIN_DESCRIPTOR_HEAD,
-    PluginKind::network,
-    kPluginName,
-    "0.1.0",
-    "network namespace + veth + tap per VM, /30 from a pool, nftables NAT and published ports (root)",
-    &create,
-};
-
 }  // namespace fcvm::bridged
 
-FCVM_PLUGIN(fcvm::bridged::kDescriptor)
+FCVM_DECLARE_PLUGIN(fcvm::PluginKind::network, fcvm::bridged::kPluginName, "0.1.0",
+                    "network namespace + veth + tap per VM, /30 from a pool, nftables NAT and published ports (root)",
+                    &fcvm::bridged::create)

@@ -11,22 +11,12 @@ namespace {
 Result<std::unique_ptr<Backend>> create(const PluginContext& context) {
   auto options = Options::from_json(context.config);
   if (!options) return options.status();
-  return std::unique_ptr<Backend>(
-      std::make_unique<BtrfsStorage>(context.data_dir, *options, context.log));
+  return make_backend<BtrfsStorage>(context.data_dir, *options, context.log);
 }
 
 }  // namespace
-
-extern const PluginDescriptor kDescriptor;
-const PluginDescriptor kDescriptor{
-    FCVM_PLUGIN_DESCRIPTOR_HEAD,
-    PluginKind::storage,
-    kPluginName,
-    "0.1.0",
-    "per-VM read-write ext4 root disks, reflinks of one ext4 base per image on btrfs",
-    &create,
-};
-
 }  // namespace fcvm::btrfs
 
-FCVM_PLUGIN(fcvm::btrfs::kDescriptor)
+FCVM_DECLARE_PLUGIN(fcvm::PluginKind::storage, fcvm::btrfs::kPluginName, "0.1.0",
+                    "per-VM read-write ext4 root disks, reflinks of one ext4 base per image on btrfs",
+                    &fcvm::btrfs::create)

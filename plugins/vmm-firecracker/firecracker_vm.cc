@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <sstream>
 
 #include "fcvm/atomic_file.h"
 #include "fcvm/file_clone.h"
@@ -25,28 +24,6 @@ constexpr milliseconds kSnapshotTimeout = std::chrono::minutes(10);
 
 long long ms_since(Clock::time_point start) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
-}
-
-// The last three non-empty lines of `path` from byte `from` on, joined with " / ".
-std::string last_lines(const std::filesystem::path& path, off_t from) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return {};
-  const off_t end = ::lseek(fd.get(), 0, SEEK_END);
-  const off_t start = std::max<off_t>(from, end - 4096);
-  if (end <= start) return {};
-  std::string text(static_cast<size_t>(end - start), '\0');
-  const ssize_t n = ::pread(fd.get(), text.data(), text.size(), start);
-  text.resize(n > 0 ? static_cast<size_t>(n) : 0);
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (line.find_first_not_of(" \t\r") != std::string::npos) lines.push_back(line);
-  }
-  std::string out;
-  for (size_t i = lines.size() > 3 ? lines.size() - 3 : 0; i < lines.size(); ++i) {
-    out += (out.empty() ? "" : " / ") + lines[i];
-  }
-  return out;
 }
 
 // Creates (or empties) a file Firecracker writes into, so it is ours and 0600: Firecracker
@@ -72,7 +49,9 @@ std::filesystem::path temp_name(const std::filesystem::path& path) {
 FirecrackerVm::FirecrackerVm(StartOptions options, ChildProcess child, LoggerPtr log,
                              off_t console_start)
     : options_(std::move(options)), child_(std::move(child)), log_(std::move(log)),
-      console_start_(console_start), api_(VmFiles::api_socket(options_.dir)) {}
+      exits_("Firecracker",
+             {{VmFiles::log(options_.dir), 0}, {options_.console_log, console_start}}),
+      api_(VmFiles::api_socket(options_.dir)) {}
 
 FirecrackerVm::~FirecrackerVm() { kill(); }
 
@@ -117,7 +96,7 @@ Result<std::unique_ptr<FirecrackerVm>> FirecrackerVm::start(StartOptions options
   const auto deadline = started + vm->options_.api_timeout;
   for (;;) {
     if (auto status = vm->child_.try_wait()) {
-      return error(Errc::io, vm->exit_report(*status) + " before its API socket answered");
+      return error(Errc::io, vm->exits_.describe(*status) + " before its API socket answered");
     }
     auto answer = vm->api_.call(FirecrackerRequests::version(), vm->options_.api_timeout);
     if (answer) {
@@ -132,7 +111,7 @@ Result<std::unique_ptr<FirecrackerVm>> FirecrackerVm::start(StartOptions options
                 " ready in " + std::to_string(ms_since(started)) + " ms");
       return vm;
     }
-    if (answer.status().code() != Errc::unavailable) return vm->explain(answer.status());
+    if (answer.status().code() != Errc::unavailable) return vm->exits_.explain(vm->child_, answer.status());
     if (Clock::now() >= deadline) {
       return error(Errc::timeout, "Firecracker did not open its API socket within " +
                                       std::to_string(vm->options_.api_timeout.count()) + " ms");
@@ -146,30 +125,12 @@ pid_t FirecrackerVm::pid() const { return child_.pid(); }
 int FirecrackerVm::exit_fd() const { return child_.pidfd(); }
 std::optional<ExitStatus> FirecrackerVm::exited() { return child_.try_wait(); }
 
-std::string FirecrackerVm::exit_report(const ExitStatus& status) const {
-  std::string out = "Firecracker exited (" + status.describe() + ")";
-  std::string tail = last_lines(VmFiles::log(options_.dir), 0);
-  if (tail.empty()) tail = last_lines(options_.console_log, console_start_);
-  if (!tail.empty()) out += ": " + tail;
-  return out;
-}
-
-Status FirecrackerVm::explain(Status failure) {
-  if (failure.ok()) return failure;
-  // A broken connection usually means Firecracker is exiting: give it a moment so the
-  // message can say why.
-  auto status = child_.try_wait();
-  if (!status && failure.code() == Errc::io) status = child_.wait(milliseconds(200));
-  if (status) return error(Errc::unavailable, exit_report(*status) + " (" + failure.message() + ")");
-  return failure;
-}
-
 Result<std::string> FirecrackerVm::call(const ApiRequest& request, milliseconds timeout) {
-  if (auto status = child_.try_wait()) {
-    return error(Errc::unavailable, request.describe() + ": " + exit_report(*status));
+  if (Status gone = exits_.check_running(child_); !gone.ok()) {
+    return gone.with_context(request.describe() + ": ");
   }
   auto answer = api_.call(request, timeout);
-  if (!answer) return explain(answer.status());
+  if (!answer) return exits_.explain(child_, answer.status());
   return answer;
 }
 
@@ -291,10 +252,8 @@ void FirecrackerVm::remove_runtime_files() {
 
 Result<UniqueFd> FirecrackerVm::connect_agent(std::chrono::steady_clock::time_point deadline) {
   if (options_.agent_socket.empty()) return error(Errc::unavailable, "connect_agent: the VM has no agent socket");
-  return VsockConnector::connect(options_.agent_socket, kAgentVsockPort, deadline, [this]() -> Status {
-    if (auto status = child_.try_wait()) return error(Errc::unavailable, exit_report(*status));
-    return ok_status();
-  });
+  return VsockConnector::connect(options_.agent_socket, kAgentVsockPort, deadline,
+                                 [this] { return exits_.check_running(child_); });
 }
 
 }  // namespace fcvm::firecracker

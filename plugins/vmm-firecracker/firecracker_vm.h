@@ -13,6 +13,7 @@
 
 #include "api_client.h"
 #include "api_request.h"
+#include "fcvm/child_exit_report.h"
 #include "fcvm/child_process.h"
 #include "fcvm/log.h"
 #include "fcvm/result.h"
@@ -75,16 +76,14 @@ class FirecrackerVm final : public Vm {
   FirecrackerVm(StartOptions options, ChildProcess child, LoggerPtr log, off_t console_start);
 
   Result<std::string> call(const ApiRequest& request, std::chrono::milliseconds timeout);
-  // `failure` explained: when Firecracker has exited, says so with its log's tail.
-  Status explain(Status failure);
-  std::string exit_report(const ExitStatus& status) const;
   Status write_snapshot(const SnapshotFiles& files, SnapshotType type);
   void remove_runtime_files();
 
   StartOptions options_;
   ChildProcess child_;
   LoggerPtr log_;
-  off_t console_start_;  // where this Firecracker's output starts in the console log
+  // Quotes Firecracker's log, else the console log from where this process's output starts.
+  ChildExitReport exits_;
   ApiClient api_;
 };
 

@@ -12,20 +12,12 @@ namespace {
 Result<std::unique_ptr<Backend>> create_backend(const PluginContext& context) {
   auto config = FirecrackerConfig::parse(context.config);
   if (!config) return config.status().with_context("vmm-firecracker: ");
-  return std::unique_ptr<Backend>(std::make_unique<FirecrackerBackend>(std::move(*config), context.log));
+  return make_backend<FirecrackerBackend>(std::move(*config), context.log);
 }
 
 }  // namespace
-
-const PluginDescriptor vmm_firecracker_descriptor = {
-    FCVM_PLUGIN_DESCRIPTOR_HEAD,
-    PluginKind::vmm,
-    "vmm-firecracker",
-    "0.1.0",
-    "Firecracker microVMs over its API socket: vsock agent channel, MMDS, File and UFFD restores",
-    &create_backend,
-};
-
 }  // namespace fcvm::firecracker
 
-FCVM_PLUGIN(fcvm::firecracker::vmm_firecracker_descriptor)
+FCVM_DECLARE_PLUGIN(fcvm::PluginKind::vmm, "vmm-firecracker", "0.1.0",
+                    "Firecracker microVMs over its API socket: vsock agent channel, MMDS, File and UFFD restores",
+                    &fcvm::firecracker::create_backend)

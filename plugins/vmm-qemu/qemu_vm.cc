@@ -33,36 +33,11 @@ milliseconds left_until(Clock::time_point deadline) {
   return std::max(left, milliseconds(0));
 }
 
-// The last few non-empty lines of `path` from byte `from` on, joined with " / ".
-std::string log_tail(const std::filesystem::path& path, off_t from) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return {};
-  const off_t end = ::lseek(fd.get(), 0, SEEK_END);
-  const off_t start = std::max<off_t>(from, end - 4096);
-  if (end <= start) return {};
-  std::string text(static_cast<size_t>(end - start), '\0');
-  const ssize_t n = ::pread(fd.get(), text.data(), text.size(), start);
-  text.resize(n > 0 ? static_cast<size_t>(n) : 0);
-  std::vector<std::string> lines;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string::npos) nl = text.size();
-    std::string line = text.substr(pos, nl - pos);
-    if (line.find_first_not_of(" \t\r") != std::string::npos) lines.push_back(line);
-    pos = nl + 1;
-  }
-  std::string out;
-  const size_t first = lines.size() > 3 ? lines.size() - 3 : 0;
-  for (size_t i = first; i < lines.size(); ++i) out += (out.empty() ? "" : " / ") + lines[i];
-  return out;
-}
-
 }  // namespace
 
 QemuVm::QemuVm(StartOptions options, ChildProcess child, LoggerPtr log, off_t log_start)
     : options_(std::move(options)), child_(std::move(child)), log_(std::move(log)),
-      log_start_(log_start) {}
+      exits_("QEMU", {{QemuCommandLine::log_file(options_.dir), log_start}}) {}
 
 QemuVm::~QemuVm() { kill(); }
 
@@ -104,14 +79,14 @@ Result<std::unique_ptr<QemuVm>> QemuVm::start(StartOptions options, LoggerPtr lo
   const auto deadline = started + vm->options_.qmp_timeout;
   for (;;) {
     if (auto status = vm->child_.try_wait()) {
-      return error(Errc::io, vm->exit_report(*status) + " before its QMP socket answered");
+      return error(Errc::io, vm->exits_.describe(*status) + " before its QMP socket answered");
     }
     auto client = QmpClient::connect(qmp_path, std::max(left_until(deadline), milliseconds(1)));
     if (client) {
       vm->qmp_ = std::move(*client);
       break;
     }
-    if (client.status().code() != Errc::unavailable) return vm->explain(client.status());
+    if (client.status().code() != Errc::unavailable) return vm->exits_.explain(vm->child_, client.status());
     if (Clock::now() >= deadline) {
       return error(Errc::timeout, "QEMU did not open its QMP socket within " +
                                       std::to_string(vm->options_.qmp_timeout.count()) +
@@ -129,28 +104,11 @@ pid_t QemuVm::pid() const { return child_.pid(); }
 int QemuVm::exit_fd() const { return child_.pidfd(); }
 std::optional<ExitStatus> QemuVm::exited() { return child_.try_wait(); }
 
-std::string QemuVm::exit_report(const ExitStatus& status) const {
-  std::string out = "QEMU exited (" + status.describe() + ")";
-  const std::string tail = log_tail(QemuCommandLine::log_file(options_.dir), log_start_);
-  if (!tail.empty()) out += ": " + tail;
-  return out;
-}
-
-Status QemuVm::explain(Status failure) {
-  if (failure.ok()) return failure;
-  // QEMU closing the socket usually means it is exiting: give it a moment to finish so
-  // the message can say why.
-  auto status = child_.try_wait();
-  if (!status && failure.code() == Errc::io) status = child_.wait(milliseconds(200));
-  if (status) return error(Errc::unavailable, exit_report(*status) + " (" + failure.message() + ")");
-  return failure;
-}
-
 Result<nlohmann::json> QemuVm::qmp(std::string_view command, const nlohmann::json& arguments,
                                    milliseconds timeout, int fd) {
-  if (auto status = child_.try_wait()) return error(Errc::unavailable, exit_report(*status));
+  FCVM_RETURN_IF_ERROR(exits_.check_running(child_));
   auto reply = qmp_.execute(command, arguments, timeout, fd);
-  if (!reply) return explain(reply.status());
+  if (!reply) return exits_.explain(child_, reply.status());
   return reply;
 }
 
@@ -304,10 +262,10 @@ Result<UniqueFd> QemuVm::connect_agent(Clock::time_point deadline) {
   if (options_.agent_socket.empty()) {
     return error(Errc::unavailable, "connect to the agent: this VM was started without an agent port");
   }
-  if (auto status = child_.try_wait()) return error(Errc::unavailable, exit_report(*status));
+  FCVM_RETURN_IF_ERROR(exits_.check_running(child_));
   auto fd = connect_unix_socket(options_.agent_socket, deadline, child_.pidfd());
   if (!fd) {
-    if (auto status = child_.try_wait()) return error(Errc::unavailable, exit_report(*status));
+    FCVM_RETURN_IF_ERROR(exits_.check_running(child_));
     return fd.status().with_context("connect to the agent: ");
   }
   return fd;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "fcvm/child_exit_report.h"
 #include "fcvm/child_process.h"
 #include "fcvm/log.h"
 #include "fcvm/result.h"
@@ -81,10 +82,6 @@ class QemuVm final : public Vm {
  private:
   QemuVm(StartOptions options, ChildProcess child, LoggerPtr log, off_t log_start);
 
-  // `failure` explained: when QEMU has exited, says so with its log's tail.
-  Status explain(Status failure);
-  // "QEMU exited (exit code 1): <last lines of qemu.log>"
-  std::string exit_report(const ExitStatus& status) const;
   Result<nlohmann::json> qmp(std::string_view command, const nlohmann::json& arguments = nullptr,
                              std::chrono::milliseconds timeout = std::chrono::seconds(10), int fd = -1);
   // Polls query-migrate until completed; fails on failed/cancelled or after `timeout`.
@@ -96,7 +93,7 @@ class QemuVm final : public Vm {
   StartOptions options_;
   ChildProcess child_;
   LoggerPtr log_;
-  off_t log_start_;  // where this QEMU's output starts in qemu.log
+  ChildExitReport exits_;  // quotes qemu.log from where this QEMU's output starts
   QmpClient qmp_;
 };
 

@@ -6,6 +6,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
+
+#include "fcvm/unix_socket.h"
 
 namespace fcvm::qemu {
 namespace {
@@ -111,21 +114,8 @@ Status QmpClient::send_all(const std::string& data, int fd, Clock::time_point de
   size_t sent = 0;
   bool fd_pending = fd >= 0;
   while (sent < data.size()) {
-    iovec iov{const_cast<char*>(data.data() + sent), data.size() - sent};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    if (fd_pending) {
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    }
-    ssize_t n = ::sendmsg(sock_.get(), &msg, MSG_NOSIGNAL);
+    const ssize_t n = send_with_fd(sock_.get(), std::string_view(data).substr(sent),
+                                   fd_pending ? fd : -1);
     if (n > 0) {
       sent += static_cast<size_t>(n);
       fd_pending = false;

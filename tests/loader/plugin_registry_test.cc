@@ -295,16 +295,14 @@ Result<std::unique_ptr<Backend>> make_lying(const PluginContext&) {
 Result<std::unique_ptr<Backend>> make_nothing(const PluginContext&) {
   return std::unique_ptr<Backend>();
 }
-const PluginDescriptor kLying = {FCVM_PLUGIN_DESCRIPTOR_HEAD, PluginKind::storage,
-                                 "storage-lying", "0", "says storage, makes memory",
-                                 &make_lying};
-const PluginDescriptor kEmpty = {FCVM_PLUGIN_DESCRIPTOR_HEAD, PluginKind::vmm, "vmm-empty", "0",
-                                 "makes nothing", &make_nothing};
-const PluginDescriptor kShadow = {FCVM_PLUGIN_DESCRIPTOR_HEAD, PluginKind::network,
-                                  "fixture-good", "0", "takes the fixture's name",
-                                  &make_nothing};
-const PluginDescriptor kBadName = {FCVM_PLUGIN_DESCRIPTOR_HEAD, PluginKind::vmm, "-vmm", "0",
-                                   "bad name", &make_nothing};
+const PluginDescriptor kLying = FCVM_PLUGIN_DESCRIPTOR(
+    PluginKind::storage, "storage-lying", "0", "says storage, makes memory", &make_lying);
+const PluginDescriptor kEmpty =
+    FCVM_PLUGIN_DESCRIPTOR(PluginKind::vmm, "vmm-empty", "0", "makes nothing", &make_nothing);
+const PluginDescriptor kShadow = FCVM_PLUGIN_DESCRIPTOR(
+    PluginKind::network, "fixture-good", "0", "takes the fixture's name", &make_nothing);
+const PluginDescriptor kBadName =
+    FCVM_PLUGIN_DESCRIPTOR(PluginKind::vmm, "-vmm", "0", "bad name", &make_nothing);
 
 TEST(PluginRegistry, BuiltinsArePolicedLikeFiles) {
   PluginRegistry registry({fixture_dir("good")}, nullptr);

@@ -2,7 +2,7 @@
 // before it calls anything in it.
 //
 // A plugin is a shared object that exports exactly one `fcvm::PluginDescriptor` under the
-// Boost.DLL alias `fcvm_plugin_descriptor_v1` (use FCVM_PLUGIN below). The host checks,
+// Boost.DLL alias `fcvm_plugin_descriptor_v1` (declare it with FCVM_DECLARE_PLUGIN below). The host checks,
 // in order: the ABI major matches and the host's minor is at least the plugin's; the build
 // fingerprint matches the host's (C++ has no ABI promise across a .so boundary, so plugin
 // and host must share compiler, standard library ABI, Boost and nlohmann_json); the kind
@@ -27,6 +27,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "fcvm/log.h"
 #include "fcvm/result.h"
@@ -106,8 +107,38 @@ FCVM_SDK_API const char* host_fingerprint() noexcept;
 // The exported symbol name of the descriptor.
 #define FCVM_PLUGIN_SYMBOL fcvm_plugin_descriptor_v1
 
-// Exports `descriptor` (a namespace-scope `const fcvm::PluginDescriptor`) from a plugin.
-#define FCVM_PLUGIN(descriptor) BOOST_DLL_ALIAS(descriptor, fcvm_plugin_descriptor_v1)
+// A descriptor value with the ABI version and the build fingerprint filled in. A macro on
+// purpose: they expand as literals in the plugin's own translation unit, so they say how
+// the plugin was compiled and nothing resolved at load time can stand in for them. Built-ins
+// (compiled into the host) use it too.
+#define FCVM_PLUGIN_DESCRIPTOR(kind, name, version, description, factory)                      \
+  ::fcvm::PluginDescriptor {                                                                  \
+    FCVM_ABI_MAJOR, FCVM_ABI_MINOR, FCVM_BUILD_FINGERPRINT, kind, name, version, description, \
+        factory                                                                               \
+  }
 
-// Fills the fields every descriptor shares.
-#define FCVM_PLUGIN_DESCRIPTOR_HEAD FCVM_ABI_MAJOR, FCVM_ABI_MINOR, FCVM_BUILD_FINGERPRINT
+// The one way a plugin declares itself: defines its descriptor and exports it under
+// FCVM_PLUGIN_SYMBOL. Once per shared object, at global scope, e.g.
+//   FCVM_DECLARE_PLUGIN(fcvm::PluginKind::vmm, "vmm-qemu", "0.1.0", "QEMU microvm guests",
+//                       &fcvm::qemu::create_backend)
+#define FCVM_DECLARE_PLUGIN(kind, name, version, description, factory)                \
+  namespace {                                                                          \
+  const ::fcvm::PluginDescriptor fcvm_plugin_descriptor_ =                             \
+      FCVM_PLUGIN_DESCRIPTOR(kind, name, version, description, factory);               \
+  }                                                                                    \
+  FCVM_PLUGIN(fcvm_plugin_descriptor_)
+
+// Exports an already defined `descriptor` (a namespace-scope `const fcvm::PluginDescriptor`).
+// Plugins use FCVM_DECLARE_PLUGIN; this is for the loader's tests, whose fixtures export
+// descriptors with a wrong ABI or fingerprint on purpose.
+#define FCVM_PLUGIN(descriptor) BOOST_DLL_ALIAS(descriptor, FCVM_PLUGIN_SYMBOL)
+
+namespace fcvm {
+
+// A factory's value from a freshly made backend: `make_backend<QemuBackend>(config, log)`.
+template <typename T, typename... Args>
+Result<std::unique_ptr<Backend>> make_backend(Args&&... args) {
+  return std::unique_ptr<Backend>(std::make_unique<T>(std::forward<Args>(args)...));
+}
+
+}  // namespace fcvm

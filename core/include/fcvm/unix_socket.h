@@ -1,8 +1,12 @@
-// Connecting to a unix stream socket that a child process (a VMM) is about to open.
+// Unix stream sockets to and from child processes (VMMs): connecting to a socket the child
+// is about to open, and handing it a file descriptor.
 #pragma once
+
+#include <sys/types.h>
 
 #include <chrono>
 #include <filesystem>
+#include <string_view>
 
 #include "fcvm/result.h"
 #include "fcvm/unique_fd.h"
@@ -19,5 +23,12 @@ namespace fcvm {
 FCVM_SDK_API Result<UniqueFd> connect_unix_socket(const std::filesystem::path& path,
                                                   std::chrono::steady_clock::time_point deadline,
                                                   int give_up_fd = -1);
+
+// One sendmsg(2) of `bytes` on the stream socket `sock` (MSG_NOSIGNAL), with `fd` attached
+// as SCM_RIGHTS ancillary data when it is >= 0: the receiver gets its own descriptor with
+// the first byte it reads. Returns what sendmsg returned, the bytes sent or -1 with errno
+// set, so each caller retries EINTR/EAGAIN and short writes as its loop needs (the fd goes
+// with the first call only). Thread-safe; never throws.
+FCVM_SDK_API ssize_t send_with_fd(int sock, std::string_view bytes, int fd);
 
 }  // namespace fcvm

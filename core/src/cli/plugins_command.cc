@@ -5,6 +5,7 @@
 
 #include "cli/command.h"
 #include "cli/commands.h"
+#include "fcvm/capabilities.h"
 #include "plugin/plugin_registry.h"
 
 namespace po = boost::program_options;
@@ -16,12 +17,17 @@ struct PluginRow {
   PluginInfo info;
   bool available = false;
   std::string reason;
+  // What the created backend declares: {} for a kind that declares none (network, storage);
+  // null and "" when the backend could not be created or asked.
+  nlohmann::json capabilities;
+  std::string capability_words;
 };
 
 // Creates the plugin's backend and asks it; a plugin that cannot be created is unavailable
-// with the creation error as its reason.
+// with the creation error as its reason, and its capabilities are unknown.
 PluginRow probe_plugin(CommandContext& ctx, const PluginInfo& info) {
-  PluginRow row{info, false, {}};
+  PluginRow row;
+  row.info = info;
   auto backend = ctx.engine().create_backend(info.name);
   if (!backend.ok()) {
     row.reason = backend.status().message();
@@ -31,6 +37,9 @@ PluginRow probe_plugin(CommandContext& ctx, const PluginInfo& info) {
     Probe probe = (*backend)->probe();
     row.available = probe.available;
     row.reason = std::move(probe.reason);
+    auto caps = capabilities_of(**backend);
+    row.capabilities = caps ? caps->fields : nlohmann::json::object();
+    row.capability_words = caps ? caps->words : "";
   } catch (const std::exception& e) {
     row.reason = "its probe threw: " + std::string(e.what());
   }
@@ -74,7 +83,8 @@ int run_plugins(CommandContext& ctx, const std::vector<std::string>& args) {
                      {"description", r.info.description},
                      {"file", r.info.file.string()},
                      {"available", r.available},
-                     {"reason", r.reason}});
+                     {"reason", r.reason},
+                     {"capabilities", r.capabilities}});
     }
     for (const auto& r : refused) {
       out.push_back({{"file", r.file.string()}, {"refused", r.message}});
@@ -84,10 +94,11 @@ int run_plugins(CommandContext& ctx, const std::vector<std::string>& args) {
   }
 
   std::vector<std::vector<std::string>> table = {
-      {"NAME", "KIND", "VERSION", "PROBE", "FILE", "REASON"}};
+      {"NAME", "KIND", "VERSION", "PROBE", "CAPABILITIES", "FILE", "REASON"}};
   for (const auto& r : rows) {
     table.push_back({r.info.name, to_string(r.info.kind), r.info.version,
                      r.available ? "available" : "unavailable",
+                     r.capability_words.empty() ? "-" : r.capability_words,
                      r.info.file.empty() ? "(built-in)" : r.info.file.string(), r.reason});
   }
   print_table(table);

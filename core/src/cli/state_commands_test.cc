@@ -13,7 +13,9 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <set>
+#include <sstream>
 
 #include "fcvm/atomic_file.h"
 #include "fcvm/child_process.h"
@@ -449,6 +451,60 @@ TEST_F(StateCommandsTest, GcDestroysDisksThroughTheRecordedPlugin) {
   EXPECT_FALSE(fs::exists(vm_dir));
   EXPECT_TRUE(fs::exists(base->path)) << "the shared base must survive";
   EXPECT_EQ(store.get(created->id).status().code(), Errc::not_found);
+}
+
+// Capabilities come from the real backends, created through the loader.
+TEST_F(StateCommandsTest, PluginsShowEachBackendsCapabilities) {
+  CliRun r = fcvm({"--data-dir", data_dir_.string(), "plugins", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::map<std::string, json> by_name;
+  for (const auto& p : json::parse(r.out)) {
+    if (p.contains("name")) by_name[p["name"]] = p;
+  }
+  ASSERT_TRUE(by_name.count("vmm-qemu")) << r.out;
+  EXPECT_EQ(by_name["vmm-qemu"]["capabilities"], json({{"snapshot", true},
+                                                       {"restore_file_memory", true},
+                                                       {"restore_uffd_memory", true},
+                                                       {"dirty_page_tracking", false},
+                                                       {"mmds", false},
+                                                       {"agent_transport", "virtio_serial"}}));
+  ASSERT_TRUE(by_name.count("file")) << r.out;
+  EXPECT_EQ(by_name["file"]["capabilities"], json({{"needs_server", false},
+                                                   {"source_kind", "file"},
+                                                   {"adopts_clients", false},
+                                                   {"prefetch", false}}));
+  ASSERT_TRUE(by_name.count("memory-uffd")) << r.out;
+  EXPECT_EQ(by_name["memory-uffd"]["capabilities"], json({{"needs_server", true},
+                                                          {"source_kind", "uffd"},
+                                                          {"adopts_clients", true},
+                                                          {"prefetch", true}}));
+  // A kind whose interface declares no capabilities shows an empty object.
+  ASSERT_TRUE(by_name.count("storage-squashfs")) << r.out;
+  EXPECT_EQ(by_name["storage-squashfs"]["capabilities"], json::object());
+  if (by_name.count("vmm-firecracker")) {
+    const json& fc = by_name["vmm-firecracker"]["capabilities"];
+    EXPECT_EQ(fc["mmds"], true) << fc.dump();
+    EXPECT_EQ(fc["dirty_page_tracking"], true) << fc.dump();
+    EXPECT_EQ(fc["agent_transport"], "vsock") << fc.dump();
+  }
+
+  CliRun table = fcvm({"--data-dir", data_dir_.string(), "plugins"});
+  ASSERT_EQ(table.code, 0) << table.err;
+  std::istringstream lines(table.out);
+  std::string header;
+  std::getline(lines, header);
+  EXPECT_NE(header.find("CAPABILITIES"), std::string::npos) << header;
+  std::map<std::string, std::string> row_of;
+  for (std::string line; std::getline(lines, line);) {
+    row_of[line.substr(0, line.find(' '))] = line;
+  }
+  EXPECT_NE(row_of["vmm-qemu"].find(" snapshot,restore-file,restore-uffd,agent-virtio-serial "),
+            std::string::npos)
+      << table.out;
+  EXPECT_NE(row_of["memory-uffd"].find(" uffd,server,adopt,prefetch "), std::string::npos)
+      << table.out;
+  EXPECT_NE(row_of["file"].find(" file "), std::string::npos) << table.out;
+  EXPECT_NE(row_of["storage-squashfs"].find(" - "), std::string::npos) << table.out;
 }
 
 TEST_F(StateCommandsTest, ConfigShowAppliesFileThenEnvironmentThenFlags) {

@@ -9,17 +9,13 @@ namespace fcvm {
 namespace {
 
 Result<std::unique_ptr<Backend>> create_file_memory(const PluginContext& context) {
-  return std::unique_ptr<Backend>(std::make_unique<FileMemory>(context.log));
+  return make_backend<FileMemory>(context.log);
 }
 
-const PluginDescriptor kDescriptor = {
-    FCVM_PLUGIN_DESCRIPTOR_HEAD,
-    PluginKind::memory,
-    "file",
-    FCVM_VERSION,
+const PluginDescriptor kDescriptor = FCVM_PLUGIN_DESCRIPTOR(
+    PluginKind::memory, "file", FCVM_VERSION,
     "guest memory mapped from the snapshot's memory file, page cache shared by all clones",
-    &create_file_memory,
-};
+    &create_file_memory);
 
 }  // namespace
 

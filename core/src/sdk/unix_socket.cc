@@ -48,4 +48,22 @@ Result<UniqueFd> connect_unix_socket(const std::filesystem::path& path,
                                   std::strerror(last_errno) + ")");
 }
 
+ssize_t send_with_fd(int sock, std::string_view bytes, int fd) {
+  iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  if (fd >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  return ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+}
+
 }  // namespace fcvm

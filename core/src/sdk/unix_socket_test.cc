@@ -4,7 +4,10 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <future>
 
@@ -89,6 +92,49 @@ TEST_F(UnixSocketTest, RefusesAPathLongerThanSunPath) {
   auto fd = connect_unix_socket("/" + std::string(200, 'a'), Clock::now());
   ASSERT_FALSE(fd.ok());
   EXPECT_EQ(fd.status().code(), Errc::invalid_argument);
+}
+
+TEST(SendWithFd, TheBytesArriveWithTheDescriptorAttached) {
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd sender(pair[0]), receiver(pair[1]);
+  UniqueFd passed(::eventfd(7, EFD_CLOEXEC));
+  ASSERT_TRUE(passed.valid());
+
+  ASSERT_EQ(send_with_fd(sender.get(), "hello", passed.get()), 5);
+  ASSERT_EQ(send_with_fd(sender.get(), "!", -1), 1);
+
+  char buf[16] = {};
+  iovec iov{buf, sizeof buf};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  const ssize_t n = ::recvmsg(receiver.get(), &msg, MSG_CMSG_CLOEXEC);
+  ASSERT_GE(n, 5);
+  EXPECT_EQ(std::string(buf, 5), "hello");
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  ASSERT_NE(c, nullptr);
+  ASSERT_EQ(c->cmsg_type, SCM_RIGHTS);
+  int got = -1;
+  std::memcpy(&got, CMSG_DATA(c), sizeof got);
+  UniqueFd received(got);
+  // The received descriptor is the same eventfd: its counter reads back.
+  std::uint64_t value = 0;
+  ASSERT_EQ(::read(received.get(), &value, sizeof value), static_cast<ssize_t>(sizeof value));
+  EXPECT_EQ(value, 7u);
+}
+
+TEST(SendWithFd, AFailedSendReturnsMinusOneWithErrno) {
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd sender(pair[0]);
+  ::close(pair[1]);
+  errno = 0;
+  EXPECT_EQ(send_with_fd(sender.get(), "x", -1), -1);
+  EXPECT_EQ(errno, EPIPE);  // and no SIGPIPE: MSG_NOSIGNAL
 }
 
 }  // namespace

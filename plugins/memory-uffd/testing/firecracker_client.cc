@@ -12,6 +12,8 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "fcvm/unix_socket.h"
+
 namespace fcvm::uffd::testing {
 
 Result<UniqueFd> create_userfaultfd() {
@@ -89,21 +91,7 @@ Status FirecrackerClient::connect_and_send(const std::filesystem::path& path, co
   if (::connect(socket_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     return errno_status("connect " + path.string());
   }
-  iovec iov{const_cast<char*>(message.data()), message.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (fd >= 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
-  if (::sendmsg(socket_.get(), &msg, MSG_NOSIGNAL) != ssize_t(message.size())) {
+  if (send_with_fd(socket_.get(), message, fd) != ssize_t(message.size())) {
     return errno_status("sendmsg handshake");
   }
   return ok_status();
