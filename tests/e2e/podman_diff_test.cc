@@ -74,7 +74,7 @@ const std::map<std::string, KnownDifference> kKnownDifferences = {
       "podman names the host after the container's ID (12 hex digits); fcvm names it after the "
       "VM (--name, else fcvm-XXXXXX), which is also what `fcvm exec` and logs show"}},
     {"missing_workdir",
-     {kStdout | kExitCode,
+     {kStdout | kStderr | kExitCode,
       "podman refuses a -w directory the image does not have (126); fcvm's agent creates it "
       "(root-owned, 0755), as podman does only for the image's own WorkingDir"}},
     {"unknown_user",
@@ -91,6 +91,18 @@ const std::map<std::string, KnownDifference> kKnownDifferences = {
      {kStdout,
       "podman adds an /etc/passwd and /etc/group entry for a -u UID:GID the image lacks (id then "
       "shows uid=4321(4321)); fcvm leaves the image's files as they are (id: uid=4321)"}},
+    {"hostname_file_newline",
+     {kStdout,
+      "podman writes /etc/hostname without a final newline; fcvm's agent ends it with one, as "
+      "Debian's own /etc/hostname is written"}},
+    {"hostname_underscore",
+     {kStdout | kStderr | kExitCode,
+      "podman passes any name the kernel takes (spaces and '_' too) to sethostname; fcvm takes "
+      "1-64 characters of [A-Za-z0-9.-], which /etc/hosts holds safely, and refuses others (125)"}},
+    {"hostname_too_long",
+     {kExitCode,
+      "both refuse a name longer than the kernel's 64: podman when the container starts (126), "
+      "fcvm before it creates anything (125)"}},
     {"detached_prints_id",
      {kStdout,
       "podman -d prints the container's 64-hex ID; fcvm -d prints the VM's name, which every "
@@ -469,6 +481,20 @@ TEST_F(PodmanDiffTest, HealthFlagsLeaveTheRunAlone) {
   check_all({
       // podman without systemd logs that it cannot schedule checks: stderr is not compared.
       {"health_cmd_foreground", {"--rm", "--health-cmd", "true"}, sh("echo served"), {}, Stderr::kIgnore},
+  });
+}
+
+TEST_F(PodmanDiffTest, Hostname) {
+  check_all({
+      {"hostname_flag", {"--rm", "--hostname", "web1"}, sh("hostname; echo $HOSTNAME")},
+      // The same command again: a restored startup snapshot gets its hostname at GO.
+      {"hostname_flag_restored", {"--rm", "--hostname", "web3"}, sh("hostname; echo $HOSTNAME")},
+      {"hostname_variable_without_shell", {"--rm", "--hostname", "web4"}, {"awk", "BEGIN { print ENVIRON[\"HOSTNAME\"] }"}},
+      {"hostname_flag_with_name", {"--rm", "--name", "diff-named", "--hostname", "Web-2.example"}, sh("hostname")},
+      {"hostname_in_etc_hosts", {"--rm", "--hostname", "web1"}, sh("grep -c web1 /etc/hosts")},
+      {"hostname_file_newline", {"--rm", "--hostname", "web1"}, sh("cat /etc/hostname; echo .")},
+      {"hostname_underscore", {"--rm", "--hostname", "a_b"}, {"hostname"}, {}, Stderr::kExact},
+      {"hostname_too_long", {"--rm", "--hostname", std::string(70, 'x')}, {"hostname"}, {}, Stderr::kBothOrNeither},
   });
 }
 

@@ -27,6 +27,7 @@ Command podman_run_command() {
     po::options_description desc("podman run options");
     desc.add_options()
         ("name", po::value<std::string>(), "name of the VM ([a-z0-9][a-z0-9_.-]*)")
+        ("hostname", po::value<std::string>(), "the guest's hostname (default: the VM's name)")
         ("env,e", po::value<std::vector<std::string>>()->composing(), "set KEY=VALUE (or pass KEY from this environment)")
         ("env-file", po::value<std::vector<std::string>>()->composing(), "read KEY=VALUE lines from a file")
         ("entrypoint", po::value<std::string>(), "override the image's entrypoint (a word or a JSON array)")
@@ -57,6 +58,10 @@ Command podman_run_command() {
     req.image = vm["image"].as<std::string>();
     req.process.args = command;
     if (vm.count("name")) req.name = vm["name"].as<std::string>();
+    if (vm.count("hostname")) {
+      req.hostname = vm["hostname"].as<std::string>();
+      check(check_hostname(*req.hostname), kUsageExit);
+    }
     if (vm.count("env")) req.process.env = vm["env"].as<std::vector<std::string>>();
     if (vm.count("env-file")) {
       for (const auto& f : vm["env-file"].as<std::vector<std::string>>()) req.process.env_files.emplace_back(f);

@@ -15,6 +15,14 @@ std::optional<T> parse_number(std::string_view s) {
 
 }  // namespace
 
+Status check_hostname(const std::string& hostname) {
+  const bool allowed = !hostname.empty() && hostname.size() <= 64 &&
+                       hostname.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") ==
+                           std::string::npos;
+  if (allowed) return ok_status();
+  return error(Errc::invalid_argument, "--hostname '" + hostname + "': use 1-64 characters of A-Z, a-z, 0-9, '.' and '-'");
+}
+
 Result<unsigned> parse_memory_mib(const std::string& text) {
   std::string_view s = text;
   unsigned factor = 1;

@@ -18,6 +18,7 @@ namespace fcvm {
 struct ContainerRequest {
   std::string image;                  // reference, as skopeo spells it
   std::optional<std::string> name;    // --name; generated when absent
+  std::optional<std::string> hostname;  // --hostname; the VM's name when absent
   ProcessOverrides process;
   unsigned vcpus = 1;                 // --cpus
   unsigned memory_mib = 256;          // --memory
@@ -34,6 +35,9 @@ struct ContainerRequest {
   HealthCheckSpec health;             // --health-*; -d then waits until healthy
   std::uint64_t log_max_bytes = 0;    // Config::log_max_bytes; 0: logs are not capped
 };
+
+// --hostname: 1-64 characters of [A-Za-z0-9.-] (what the guest agent and /etc/hosts take).
+Status check_hostname(const std::string& hostname);
 
 // "512", "512m", "512M", "1g", "1G" → MiB. Errors name the flag.
 Result<unsigned> parse_memory_mib(const std::string& text);

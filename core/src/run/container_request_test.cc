@@ -16,6 +16,15 @@ TEST(ParseMemory, UnitsAndErrors) {
   }
 }
 
+TEST(CheckHostname, WhatTheAgentTakes) {
+  for (const char* good : {"web1", "Web-2.example", "a"}) EXPECT_TRUE(check_hostname(good).ok()) << good;
+  for (const std::string& bad : std::vector<std::string>{"", "a_b", "bad name", std::string(65, 'x')}) {
+    auto st = check_hostname(bad);
+    EXPECT_FALSE(st.ok()) << bad;
+    EXPECT_NE(st.message().find("--hostname"), std::string::npos);
+  }
+}
+
 TEST(ParsePort, Forms) {
   auto m = parse_port_mapping("8080:80");
   ASSERT_TRUE(m.ok());

@@ -135,6 +135,7 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
                                        SessionBackends backends) {
   VmSessionOptions options;
   options.name = req.name;
+  options.hostname = req.hostname;
   options.ports = req.ports;
   options.keep_exited = !req.remove;
   options.forward_output = !req.detach;

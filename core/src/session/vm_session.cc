@@ -152,7 +152,7 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   // A VMM with MMDS (Firecracker; it serves MMDS through a NIC) gets the plan there too,
   // for guest tools that read it; the agent takes its plan from the channel after HELLO.
   if (backends_.vmm->capabilities().mmds && !spec.nics.empty()) {
-    if (auto plan = origin.plan(name_, *disks_, network_.get())) spec.mmds = mmds_for_plan(*plan);
+    if (auto plan = origin.plan(options_.hostname.value_or(name_), *disks_, network_.get())) spec.mmds = mmds_for_plan(*plan);
   }
   auto vm = origin.start(*backends_.vmm, spec);
   if (!vm) return vm.status();
@@ -191,8 +191,8 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   opts.main_process = exec.main_process;
   opts.rootfs = exec.rootfs;
   opts.console_log = spec.console_log;
-  opts.plan = origin.plan(name_, *disks_, network_.get());
-  opts.go = origin.go(name_);
+  opts.plan = origin.plan(options_.hostname.value_or(name_), *disks_, network_.get());
+  opts.go = origin.go(options_.hostname.value_or(name_));
   opts.replay_output = origin.replayed_output();
   opts.guest_sessions = origin.guest_sessions();
   opts.on_started = on_started_;

@@ -121,6 +121,7 @@ class VmOrigin {
 
 struct VmSessionOptions {
   std::optional<std::string> name;  // generated ("fcvm-xxxxxx") when absent
+  std::optional<std::string> hostname;  // the guest's (--hostname); the VM's name when absent
   std::vector<PortMapping> ports;   // published ports; need a network backend
   // Keep the record and logs of a VM whose container exited (podman without --rm).
   bool keep_exited = true;
