@@ -16,6 +16,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "fcvm/atomic_file.h"
 #include "fcvm/child_process.h"
@@ -103,6 +104,10 @@ const std::map<std::string, KnownDifference> kKnownDifferences = {
      {kExitCode,
       "both refuse a name longer than the kernel's 64: podman when the container starts (126), "
       "fcvm before it creates anything (125)"}},
+    {"stop_untrapped_pid1",
+     {kExitCode,
+      "as pid_of_process: podman's PID 1 (sleep) ignores the SIGTERM of podman stop and is killed "
+      "after --time (137); fcvm's process dies of the SIGTERM (143). With --init both give 143"}},
     {"detached_prints_id",
      {kStdout,
       "podman -d prints the container's 64-hex ID; fcvm -d prints the VM's name, which every "
@@ -346,6 +351,52 @@ class PodmanDiffTest : public ::testing::Test {
     }
   }
 
+  // Runs `c` detached under both (its flags name the container `c.name`, its command prints
+  // "ready" once it may be stopped), stops it with `stop_flags`, and compares the exit codes
+  // and what the container printed.
+  void check_stop(const Case& c, const std::vector<std::string>& stop_flags) {
+    SCOPED_TRACE("case " + c.name);
+    Case detached = c;
+    detached.flags.insert(detached.flags.begin(), {"-d", "--name", c.name});
+    Running theirs(podman_->dir(), c.name + ".podman", podman_->run_argv(detached, podman_image_), podman_->env(),
+                   std::nullopt);
+    Running ours(cli_->data_dir(), c.name + ".fcvm", fcvm_argv(detached), {}, std::nullopt);
+    const Outcome started_mine = ours.finish();
+    const Outcome started_theirs = theirs.finish();
+    ASSERT_EQ(started_theirs.code, 0) << describe(started_theirs);
+    ASSERT_EQ(started_mine.code, 0) << describe(started_mine);
+    // Stop only once the container's signal handlers are in place.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    auto ready = [&](const std::string& logs) { return logs.find("ready\n") != std::string::npos; };
+    while (!ready(podman_->run_now({"logs", c.name}).out) || !ready(cli_->run({"logs", c.name}).out)) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the container never printed 'ready'";
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    std::vector<std::string> podman_stop = {"stop"}, fcvm_stop = {"stop"};
+    for (auto* v : {&podman_stop, &fcvm_stop}) {
+      v->insert(v->end(), stop_flags.begin(), stop_flags.end());
+      v->push_back(c.name);
+    }
+    Outcome podman_stopped = podman_->run_now(podman_stop);
+    EXPECT_EQ(podman_stopped.code, 0) << describe(podman_stopped);
+    CliResult fcvm_stopped = cli_->run(fcvm_stop);
+    EXPECT_EQ(fcvm_stopped.code, 0) << fcvm_stopped.err;
+    Outcome oracle = podman_->run_now({"wait", c.name});
+    oracle.code = oracle.out.empty() ? -1 : std::stoi(oracle.out);
+    const Outcome podman_logs = podman_->run_now({"logs", c.name});
+    oracle.out = podman_logs.out;
+    oracle.err = podman_logs.err;
+    ASSERT_TRUE(cli_->wait_status(c.name, "exited", std::chrono::seconds(120)));
+    Outcome mine;
+    mine.code = cli_->record(c.name).value("exit_code", -1);
+    const CliResult fcvm_logs = cli_->run({"logs", c.name});
+    mine.out = fcvm_logs.out;
+    mine.err = fcvm_logs.err;
+    compare(c, oracle, mine);
+    EXPECT_EQ(podman_->run_now({"rm", c.name}).code, 0);
+    EXPECT_EQ(cli_->run({"rm", c.name}).code, 0);
+  }
+
   static inline Podman* podman_ = nullptr;
   static inline FcvmCli* cli_ = nullptr;
   static inline std::string image_ref_;
@@ -498,12 +549,26 @@ TEST_F(PodmanDiffTest, Hostname) {
   });
 }
 
+// What `podman stop` / `fcvm stop` send first: SIGTERM, or --stop-signal.
+TEST_F(PodmanDiffTest, StopSignal) {
+  const auto trapping = [](const std::string& sig, int code) {
+    return sh("trap 'echo got " + sig + "; exit " + std::to_string(code) + "' " + sig +
+              "; echo ready; while :; do sleep 0.1; done");
+  };
+  check_stop({"stop_default_sends_term", {}, trapping("TERM", 3)}, {});
+  check_stop({"stop_signal_name", {"--stop-signal", "USR1"}, trapping("USR1", 7)}, {});
+  check_stop({"stop_signal_number", {"--stop-signal", "12"}, trapping("USR2", 9)}, {});
+  check_stop({"stop_untrapped_pid1", {}, sh("echo ready; exec sleep 600")}, {"--time", "1"});
+}
+
 // Bad flags and values: podman's own errors, exit 125, nothing run.
 TEST_F(PodmanDiffTest, UsageErrors) {
   check_all({
       {"unknown_flag", {"--rm", "--no-such-flag"}, {"true"}, {}, Stderr::kBothOrNeither},
       {"bad_memory", {"--rm", "-m", "lots"}, {"true"}, {}, Stderr::kBothOrNeither},
       {"bad_port", {"--rm", "-p", "99999:80"}, {"true"}, {}, Stderr::kBothOrNeither},
+      {"bad_stop_signal", {"--rm", "--stop-signal", "BOGUS"}, {"true"}, {}, Stderr::kBothOrNeither},
+      {"stop_signal_out_of_range", {"--rm", "--stop-signal", "65"}, {"true"}, {}, Stderr::kBothOrNeither},
   });
 }
 

@@ -28,6 +28,7 @@ Command podman_run_command() {
     desc.add_options()
         ("name", po::value<std::string>(), "name of the VM ([a-z0-9][a-z0-9_.-]*)")
         ("hostname", po::value<std::string>(), "the guest's hostname (default: the VM's name)")
+        ("stop-signal", po::value<std::string>(), "signal 'fcvm stop' sends the process first (default TERM)")
         ("env,e", po::value<std::vector<std::string>>()->composing(), "set KEY=VALUE (or pass KEY from this environment)")
         ("env-file", po::value<std::vector<std::string>>()->composing(), "read KEY=VALUE lines from a file")
         ("entrypoint", po::value<std::string>(), "override the image's entrypoint (a word or a JSON array)")
@@ -69,6 +70,7 @@ Command podman_run_command() {
     if (vm.count("entrypoint")) req.process.entrypoint = vm["entrypoint"].as<std::string>();
     if (vm.count("workdir")) req.process.workdir = vm["workdir"].as<std::string>();
     if (vm.count("user")) req.process.user = vm["user"].as<std::string>();
+    if (vm.count("stop-signal")) req.stop_signal = check(parse_stop_signal(vm["stop-signal"].as<std::string>()), kUsageExit);
     req.vcpus = vm["cpus"].as<unsigned>();
     if (req.vcpus == 0 || req.vcpus > 64) throw CliError("--cpus must be between 1 and 64", kUsageExit);
     req.memory_mib = check(parse_memory_mib(vm["memory"].as<std::string>()), kUsageExit);

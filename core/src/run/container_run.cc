@@ -136,6 +136,7 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
   VmSessionOptions options;
   options.name = req.name;
   options.hostname = req.hostname;
+  options.stop_signal = req.stop_signal;
   options.ports = req.ports;
   options.keep_exited = !req.remove;
   options.forward_output = !req.detach;
