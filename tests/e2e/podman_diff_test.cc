@@ -561,6 +561,22 @@ TEST_F(PodmanDiffTest, StopSignal) {
   check_stop({"stop_untrapped_pid1", {}, sh("echo ready; exec sleep 600")}, {"--time", "1"});
 }
 
+// --read-only: the root is read-only, podman's read-only tmpfs mounts stay writable.
+TEST_F(PodmanDiffTest, ReadOnly) {
+  const std::string probe = "for d in / /etc /home/app /tmp /var/tmp /run /dev/shm; do "
+                            "touch $d/probe 2>/dev/null && echo \"$d writable\" || echo \"$d read-only\"; done";
+  check_all({
+      {"read_only_root", {"--rm", "--read-only"}, sh(probe)},
+      {"read_only_off", {"--rm"}, sh(probe)},
+      {"read_only_error_message", {"--rm", "--read-only"}, sh("echo x > /x")},
+      {"read_only_tmp_mode", {"--rm", "--read-only"}, sh("stat -c '%a %U' /tmp /var/tmp")},
+      {"read_only_hostname", {"--rm", "--read-only", "--hostname", "ro-host"}, sh("hostname; grep -c ro-host /etc/hosts")},
+      // The same command again: a restored read-only snapshot names its new host in /etc too.
+      {"read_only_hostname_restored", {"--rm", "--read-only", "--hostname", "ro-host2"}, sh("hostname; grep -c ro-host /etc/hosts")},
+      {"read_only_as_user", {"--rm", "--read-only", "-u", "app"}, sh("touch /home/app/x 2>/dev/null; echo $?; touch /tmp/x; echo $?")},
+  });
+}
+
 // Bad flags and values: podman's own errors, exit 125, nothing run.
 TEST_F(PodmanDiffTest, UsageErrors) {
   check_all({

@@ -11,7 +11,8 @@
 //    "hold": false}                       optional, default false; true: set everything
 //                                         up, send READY and start the process on GO
 //                                         (agent_protocol.h, "Startup barrier")
-//   Root, one of:
+//   Root, one of (each also takes "read_only": true, optional, default false: the root mount
+//   is made read-only once set up, with a tmpfs on /var/tmp; /tmp, /run, /dev stay writable):
 //    {"mode":"overlay", "lower":<Drive>, "upper":<Drive>}
 //        lower mounted read-only, upper holds overlayfs' upper/ and work/ directories
 //        (created when missing); the upper fstype must be writable (not squashfs/erofs)
@@ -76,6 +77,7 @@ struct RootSpec {
   DriveRef lower;  // overlay
   DriveRef upper;  // overlay
   DriveRef drive;  // direct
+  bool read_only = false;
   bool operator==(const RootSpec&) const = default;
 };
 
@@ -276,6 +278,7 @@ inline RootSpec read_root(const nlohmann::json& j, const std::string& path) {
   } else {
     ObjectReader::fail(r.at("mode"), "unknown mode '" + mode + "' (expected overlay, direct or initramfs)");
   }
+  root.read_only = r.boolean("read_only", false);
   r.finish();
   return root;
 }
@@ -458,6 +461,8 @@ inline nlohmann::json to_json(const Plan& p) {
       root = {{"mode", "initramfs"}};
       break;
   }
+  // Written only when set: agents that predate it accept every other plan.
+  if (p.root.read_only) root["read_only"] = true;
   nlohmann::json net = nullptr;
   if (p.network) {
     const Network& n = *p.network;

@@ -22,6 +22,7 @@ struct ContainerRequest {
   std::optional<std::string> name;    // --name; generated when absent
   std::optional<std::string> hostname;  // --hostname; the VM's name when absent
   int stop_signal = SIGTERM;          // --stop-signal: what `fcvm stop` sends the process first
+  bool read_only = false;             // --read-only: the container's root mounted read-only
   ProcessOverrides process;
   unsigned vcpus = 1;                 // --cpus
   unsigned memory_mib = 256;          // --memory
