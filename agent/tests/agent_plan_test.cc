@@ -111,6 +111,12 @@ TEST(PlanParser, RoundTripsThroughToJson) {
   EXPECT_TRUE(read_only->root.read_only);
   EXPECT_FALSE(parse_plan(R"({"protocol":2,"root":{"mode":"initramfs","read_only":1},"process":{"args":["sh"]}})", &err));
   EXPECT_NE(err.find("plan.root.read_only"), std::string::npos) << err;
+  // "init" likewise, in the process.
+  EXPECT_FALSE(to_json(direct)["process"].contains("init"));
+  direct.process.init = true;
+  auto with_init = parse_plan(to_json(direct).dump(), &err);
+  ASSERT_TRUE(with_init) << err;
+  EXPECT_TRUE(with_init->process.init);
 }
 
 TEST(PlanParser, NamesTheFieldOfAWrongType) {

@@ -108,6 +108,10 @@ const std::map<std::string, KnownDifference> kKnownDifferences = {
      {kExitCode,
       "as pid_of_process: podman's PID 1 (sleep) ignores the SIGTERM of podman stop and is killed "
       "after --time (137); fcvm's process dies of the SIGTERM (143). With --init both give 143"}},
+    {"init_missing_program",
+     {kExitCode,
+      "podman's catatonit exits 1 when it cannot exec the process; fcvm keeps 127 (126 for a "
+      "program that cannot run), with --init as without"}},
     {"detached_prints_id",
      {kStdout,
       "podman -d prints the container's 64-hex ID; fcvm -d prints the VM's name, which every "
@@ -575,6 +579,25 @@ TEST_F(PodmanDiffTest, ReadOnly) {
       {"read_only_hostname_restored", {"--rm", "--read-only", "--hostname", "ro-host2"}, sh("hostname; grep -c ro-host /etc/hosts")},
       {"read_only_as_user", {"--rm", "--read-only", "-u", "app"}, sh("touch /home/app/x 2>/dev/null; echo $?; touch /tmp/x; echo $?")},
   });
+}
+
+// --init: an init is PID 1 and the process its child; it forwards signals and reaps.
+TEST_F(PodmanDiffTest, Init) {
+  check_all({
+      {"init_parent_is_pid1", {"--rm", "--init"}, sh("echo $PPID; [ $$ -ne 1 ] && echo not-pid-1")},
+      // PID 1's name is each one's own (podman-init, fcvm-init): compare what it is to the process.
+      {"init_is_parent_of_the_process", {"--rm", "--init"}, sh("ps -o pid,ppid | awk '$1 == 1 { print \"init ppid\", $2 }'")},
+      {"init_exit_code", {"--rm", "--init"}, sh("exit 7")},
+      {"init_main_process_terminates_itself", {"--rm", "--init"}, sh("kill -TERM $$; echo survived")},
+      {"init_main_process_kills_itself", {"--rm", "--init"}, sh("kill -9 $$; echo survived")},
+      {"init_missing_program", {"--rm", "--init"}, {"no-such-program"}, {}, Stderr::kBothOrNeither},
+      {"init_with_user", {"--rm", "--init", "-u", "app"}, sh("id -u; echo $PPID")},
+      {"init_stdin", {"--rm", "--init", "-i"}, sh("cat; echo eof"), std::string("through the init\n")},
+      {"init_tty", {"--rm", "--init", "-t"}, sh("tty; echo $PPID")},
+  });
+  check_stop({"init_stop_forwards_term", {"--init"}, sh("echo ready; exec sleep 600")}, {"--time", "30"});
+  check_stop({"init_stop_signal_forwarded", {"--init", "--stop-signal", "USR1"},
+              sh("trap 'echo got USR1; exit 5' USR1; echo ready; while :; do sleep 0.1; done")}, {});
 }
 
 // Bad flags and values: podman's own errors, exit 125, nothing run.

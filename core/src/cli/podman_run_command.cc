@@ -30,6 +30,7 @@ Command podman_run_command() {
         ("hostname", po::value<std::string>(), "the guest's hostname (default: the VM's name)")
         ("stop-signal", po::value<std::string>(), "signal 'fcvm stop' sends the process first (default TERM)")
         ("read-only", "mount the container's root read-only (/tmp, /var/tmp, /run, /dev stay writable)")
+        ("init", "run an init as PID 1 of the process's own PID namespace: it forwards signals and reaps")
         ("env,e", po::value<std::vector<std::string>>()->composing(), "set KEY=VALUE (or pass KEY from this environment)")
         ("env-file", po::value<std::vector<std::string>>()->composing(), "read KEY=VALUE lines from a file")
         ("entrypoint", po::value<std::string>(), "override the image's entrypoint (a word or a JSON array)")
@@ -83,6 +84,7 @@ Command podman_run_command() {
     req.pull = check(parse_pull_policy(vm["pull"].as<std::string>()), kUsageExit);
     req.remove = vm.count("rm") > 0;
     req.read_only = vm.count("read-only") > 0;
+    req.init = vm.count("init") > 0;
     req.interactive = vm.count("interactive") > 0;
     req.tty = vm.count("tty") > 0;
     req.log_max_bytes = ctx.config().log_max_bytes;

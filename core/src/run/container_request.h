@@ -23,6 +23,7 @@ struct ContainerRequest {
   std::optional<std::string> hostname;  // --hostname; the VM's name when absent
   int stop_signal = SIGTERM;          // --stop-signal: what `fcvm stop` sends the process first
   bool read_only = false;             // --read-only: the container's root mounted read-only
+  bool init = false;                  // --init: an init as PID 1, the process its child
   ProcessOverrides process;
   unsigned vcpus = 1;                 // --cpus
   unsigned memory_mib = 256;          // --memory

@@ -175,6 +175,7 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
   // size is the user's at the moment: -t runs boot every time.
   process->stdin = req.interactive && !req.detach;
   process->output_window = kOutputWindow;
+  process->init = req.init;
   boot.process = *process;
 
   std::unique_ptr<VmOrigin> origin;
