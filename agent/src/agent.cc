@@ -229,7 +229,7 @@ void Agent::on_plan(const Frame& frame) {
     return;
   }
   phase_ = Phase::kRunning;
-  start_session(kMainSession, plan_.process);
+  start_session(kMainSession, main_process());
 }
 
 void Agent::on_go(const Frame& frame) {
@@ -255,7 +255,7 @@ void Agent::on_go(const Frame& frame) {
     }
   }
   phase_ = Phase::kRunning;
-  start_session(kMainSession, plan_.process);
+  start_session(kMainSession, main_process());
 }
 
 void Agent::on_attach(const Frame& frame) {
@@ -402,6 +402,14 @@ void Agent::on_shutdown(const Frame& frame) {
 
 // ---------------------------------------------------------------------------------------
 // Sessions
+
+Process Agent::main_process() const {
+  // As podman: the container sees its hostname in HOSTNAME unless its environment sets it.
+  Process p = plan_.process;
+  const bool set = std::any_of(p.env.begin(), p.env.end(), [](const std::string& e) { return e.rfind("HOSTNAME=", 0) == 0; });
+  if (!set) p.env.push_back("HOSTNAME=" + plan_.hostname);
+  return p;
+}
 
 void Agent::start_session(std::uint32_t id, const Process& process) {
   SpawnedProcess p;

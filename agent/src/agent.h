@@ -107,6 +107,8 @@ class Agent final : private HostChannel::Events {
 
   // Sessions.
   void start_session(std::uint32_t id, const Process& process);
+  // The plan's process with HOSTNAME added (the hostname is final only at GO).
+  Process main_process() const;
   void on_session_output(std::uint32_t id, bool is_stderr);
   Output forward_output(Session& s, bool is_stderr, std::size_t* budget = nullptr);
   // Watches exactly the output pipes that may be read now (open, not paused, credit left,

@@ -132,6 +132,29 @@ void GuestRoot::enter(const RootSpec& spec, const DeviceFinder& devices) {
   }
 }
 
+void GuestRoot::make_read_only() {
+  if (mode_ == RootMode::kInitramfs) return;
+  // A root that is read-only by its filesystem (squashfs) may lack /var/tmp: then it has none.
+  ::mkdir("/var", 0755);
+  ::mkdir("/var/tmp", 01777);
+  struct stat st {};
+  if (::stat("/var/tmp", &st) == 0 && S_ISDIR(st.st_mode)) {
+    mount_or_throw("tmpfs", "/var/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+  } else {
+    log_line("read-only root without /var/tmp: none mounted");
+  }
+  set_writable(false);
+  read_only_ = true;
+}
+
+void GuestRoot::set_writable(bool writable) {
+  // A bind remount changes this mount's flag only, not the filesystem's.
+  const unsigned long flags = MS_REMOUNT | MS_BIND | (writable ? 0 : MS_RDONLY);
+  if (::mount(nullptr, "/", nullptr, flags, nullptr) != 0) {
+    throw_errno(std::string("remount / ") + (writable ? "writable" : "read-only"));
+  }
+}
+
 void GuestRoot::prepare_power_off() noexcept {
   ::sync();
   if (mode_ == RootMode::kInitramfs) return;  // RAM only, nothing to make clean

@@ -24,8 +24,18 @@ class GuestRoot {
   // disks are clean at power-off. Best effort: failures are logged, never thrown.
   void prepare_power_off() noexcept;
 
+  // --read-only: mounts a tmpfs on /var/tmp (as podman's read-only tmpfs; /tmp, /run and
+  // /dev are already writable mounts of their own) and makes the root mount read-only.
+  // Nothing for kInitramfs. Throws SetupError.
+  void make_read_only();
+  bool read_only() const { return read_only_; }
+  // Makes the root mount writable (true) or read-only again (false) around the agent's own
+  // writes into a read-only root (/etc/hostname for a new hostname). Throws SetupError.
+  void set_writable(bool writable);
+
  private:
   RootMode mode_ = RootMode::kInitramfs;
+  bool read_only_ = false;
   // The overlay's upper filesystem, which is not reachable by path after the switch.
   OwnedFd upper_mount_;
 };

@@ -20,6 +20,7 @@ void LinuxGuest::apply_plan(const Plan& plan) {
   DeviceFinder devices;
   root_.enter(plan.root, devices);
   set_hostname(plan);
+  if (plan.root.read_only) root_.make_read_only();
   NetworkSetup::bring_up_loopback();
   if (plan.network) NetworkSetup::configure(*plan.network, devices);
 }
@@ -28,7 +29,11 @@ void LinuxGuest::set_hostname(const Plan& plan) {
   if (::sethostname(plan.hostname.data(), plan.hostname.size()) != 0) {
     throw_errno("set hostname " + plan.hostname);
   }
-  if (!EtcFiles::write(plan)) log_line("root is read-only: /etc/hosts and friends left as in the image");
+  // A --read-only root is the agent's to write for a moment: /etc names the new host.
+  if (root_.read_only()) root_.set_writable(true);
+  const bool written = EtcFiles::write(plan);
+  if (root_.read_only()) root_.set_writable(false);
+  if (!written) log_line("root is read-only: /etc/hosts and friends left as in the image");
 }
 
 void LinuxGuest::signal_all(int sig) {

@@ -2,9 +2,13 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -19,7 +23,7 @@ namespace fcvm::agent {
 namespace {
 
 // What the child writes to the status pipe when it fails before or at exec.
-enum class Stage : int { kStdio = 1, kGroups, kGid, kUid, kCwd, kExec };
+enum class Stage : int { kStdio = 1, kGroups, kGid, kUid, kCwd, kExec, kInit };
 
 struct ChildFailure {
   int stage;
@@ -110,6 +114,55 @@ int exec_search(const std::string& program, const std::string& path, char* const
   return denied ? EACCES : ENOENT;
 }
 
+// PID 1 of a namespace gets only the signals it has a handler for: this one marks them.
+void note_signal(int) {}
+
+// The init of Process::init, run in the child that is PID 1 of its new PID and mount
+// namespaces: mounts that namespace's /proc, forks the process (which returns here, to go on
+// to its credentials and exec) and, in the init, forwards every signal to it, reaps every
+// child, and exits with the process's status (128+N when signal N killed it), as podman's
+// catatonit does. The kernel kills what is left in the namespace when the init exits.
+void become_init(int status_fd) {
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+      ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+    child_fail(status_fd, Stage::kInit, errno, 126);
+  }
+  sigset_t all;
+  sigfillset(&all);
+  ::sigprocmask(SIG_BLOCK, &all, nullptr);
+  struct sigaction noted {};
+  noted.sa_handler = note_signal;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &noted, nullptr);  // glibc's own refuse
+  }
+  const pid_t child = ::fork();
+  if (child < 0) child_fail(status_fd, Stage::kInit, errno, 126);
+  if (child == 0) {
+    for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
+    ::sigprocmask(SIG_UNBLOCK, &all, nullptr);
+    return;
+  }
+  // The agent's descriptors (pipe ends, the status pipe) are close-on-exec, and the init
+  // never execs: without this, it would hold the stdin pipe's write end open (no EOF).
+  (void)status_fd;
+  ::syscall(SYS_close_range, 3u, ~0u, 0u);
+  ::prctl(PR_SET_NAME, "fcvm-init", 0, 0, 0);
+  for (;;) {
+    siginfo_t info{};
+    const int sig = ::sigwaitinfo(&all, &info);
+    if (sig < 0) continue;
+    if (sig != SIGCHLD) {
+      ::kill(child, sig);
+      continue;
+    }
+    int status = 0;
+    for (pid_t reaped; (reaped = ::waitpid(-1, &status, WNOHANG)) > 0;) {
+      if (reaped != child) continue;
+      ::_exit(WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status));
+    }
+  }
+}
+
 std::string describe_failure(const Process& process, const std::string& path, ChildFailure f) {
   const std::string& program = process.args[0];
   switch (static_cast<Stage>(f.stage)) {
@@ -119,6 +172,7 @@ std::string describe_failure(const Process& process, const std::string& path, Ch
     case Stage::kUid: return "cannot set uid " + std::to_string(process.uid) + ": " + errno_text(f.err);
     case Stage::kCwd:
       return "cannot change to working directory '" + process.cwd + "': " + errno_text(f.err);
+    case Stage::kInit: return "cannot start the init (--init): " + errno_text(f.err);
     case Stage::kExec:
       if (f.err == ENOENT && program.find('/') == std::string::npos) {
         return "cannot run '" + program + "': executable file not found in PATH (" + path + ")";
@@ -181,7 +235,11 @@ SpawnedProcess ProcessSpawner::spawn(const Process& process) {
     if (!dev_null) throw_errno("open /dev/null");
   }
 
-  const pid_t pid = ::fork();
+  // --init: the child is PID 1 of new PID and mount namespaces (a fork, like fork()).
+  const pid_t pid = process.init
+                        ? static_cast<pid_t>(::syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWNS | SIGCHLD, nullptr,
+                                                       nullptr, nullptr, nullptr))
+                        : ::fork();
   if (pid < 0) throw_errno("fork for '" + process.args[0] + "'");
   if (pid == 0) {
     const int sfd = status.write.get();
@@ -201,6 +259,7 @@ SpawnedProcess ProcessSpawner::spawn(const Process& process) {
         child_fail(sfd, Stage::kStdio, errno, 126);
       }
     }
+    if (process.init) become_init(sfd);  // returns in the process, its child
     if (::setgroups(groups.size(), groups.data()) != 0) child_fail(sfd, Stage::kGroups, errno, 126);
     if (::setgid(process.gid) != 0) child_fail(sfd, Stage::kGid, errno, 126);
     if (::setuid(process.uid) != 0) child_fail(sfd, Stage::kUid, errno, 126);

@@ -39,7 +39,9 @@ class ProcessSpawner {
  public:
   // Forks and execs `process` in a new session (setsid); a tty process gets a new
   // pseudo-terminal of Process::tty's size as its controlling terminal, owned by its uid.
-  // The child gets default signal dispositions and an empty signal mask. Throws SetupError when the agent itself cannot
+  // The child gets default signal dispositions and an empty signal mask. With Process::init
+  // the child is an init, PID 1 of new PID and mount namespaces, whose child is the process
+  // (its exit status is the process's). Throws SetupError when the agent itself cannot
   // fork or make pipes; failures inside the child are reported through start_error.
   static SpawnedProcess spawn(const Process& process);
 

@@ -103,6 +103,20 @@ TEST(PlanParser, RoundTripsThroughToJson) {
   auto held = parse_plan(to_json(direct).dump(), &err);
   ASSERT_TRUE(held) << err;
   EXPECT_TRUE(held->hold);
+  // "read_only" likewise.
+  EXPECT_FALSE(to_json(direct)["root"].contains("read_only"));
+  direct.root.read_only = true;
+  auto read_only = parse_plan(to_json(direct).dump(), &err);
+  ASSERT_TRUE(read_only) << err;
+  EXPECT_TRUE(read_only->root.read_only);
+  EXPECT_FALSE(parse_plan(R"({"protocol":2,"root":{"mode":"initramfs","read_only":1},"process":{"args":["sh"]}})", &err));
+  EXPECT_NE(err.find("plan.root.read_only"), std::string::npos) << err;
+  // "init" likewise, in the process.
+  EXPECT_FALSE(to_json(direct)["process"].contains("init"));
+  direct.process.init = true;
+  auto with_init = parse_plan(to_json(direct).dump(), &err);
+  ASSERT_TRUE(with_init) << err;
+  EXPECT_TRUE(with_init->process.init);
 }
 
 TEST(PlanParser, NamesTheFieldOfAWrongType) {

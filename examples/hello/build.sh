@@ -52,11 +52,13 @@ umoci unpack $rootless --image "$layout:hello" "$bundle" >/dev/null
 root=$bundle/rootfs
 
 # Filesystem skeleton. /proc, /sys, /dev and /tmp are mount points for the guest agent.
-for d in bin sbin usr/bin usr/sbin etc root www proc sys dev tmp run var/log; do
+for d in bin sbin usr/bin usr/sbin etc root home/app www proc sys dev tmp run var/log; do
   mkdir -p "$root/$d"
 done
 chmod 1777 "$root/tmp"
 chmod 0700 "$root/root"
+# A user with a supplementary group, for -u NAME (tests/e2e/podman_diff_test.cc).
+chown 1000:1000 "$root/home/app" 2>/dev/null || true
 
 cp "$busybox" "$root/bin/busybox"
 chmod 0755 "$root/bin/busybox"
@@ -74,10 +76,13 @@ done
 
 cat >"$root/etc/passwd" <<'PASSWD'
 root:x:0:0:root:/root:/bin/sh
+app:x:1000:1000:app:/home/app:/bin/sh
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false
 PASSWD
 cat >"$root/etc/group" <<'GROUP'
 root:x:0:
+staff:x:50:app
+app:x:1000:
 nogroup:x:65534:
 GROUP
 echo hello >"$root/etc/hostname"

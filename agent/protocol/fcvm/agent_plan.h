@@ -11,7 +11,8 @@
 //    "hold": false}                       optional, default false; true: set everything
 //                                         up, send READY and start the process on GO
 //                                         (agent_protocol.h, "Startup barrier")
-//   Root, one of:
+//   Root, one of (each also takes "read_only": true, optional, default false: the root mount
+//   is made read-only once set up, with a tmpfs on /var/tmp; /tmp, /run, /dev stay writable):
 //    {"mode":"overlay", "lower":<Drive>, "upper":<Drive>}
 //        lower mounted read-only, upper holds overlayfs' upper/ and work/ directories
 //        (created when missing); the upper fstype must be writable (not squashfs/erofs)
@@ -34,9 +35,13 @@
 //                                         true: a pipe fed by STDIN frames until STDIN_EOF
 //     "output_window": 0,                 optional, default 0 (none); 1..kMaxCreditBytes:
 //                                         output flow control (agent_protocol.h)
-//     "tty": {"rows":24,"cols":80}}       optional, default absent (pipes); present: the
+//     "tty": {"rows":24,"cols":80},       optional, default absent (pipes); present: the
 //                                         process runs on a pseudo-terminal of this size
 //                                         ("Terminals" in agent_protocol.h)
+//     "init": false}                      optional, default false; true: an init runs as
+//                                         PID 1 of a new PID namespace (with its own /proc),
+//                                         forwards signals to the process, its child, reaps
+//                                         orphans and exits with the process's status
 //   Network:
 //    {"mac": "02:fc:00:00:00:02",         required; the interface with this MAC becomes eth0
 //     "address": "10.0.0.2/24",           required; IPv4 with prefix length
@@ -76,6 +81,7 @@ struct RootSpec {
   DriveRef lower;  // overlay
   DriveRef upper;  // overlay
   DriveRef drive;  // direct
+  bool read_only = false;
   bool operator==(const RootSpec&) const = default;
 };
 
@@ -89,6 +95,7 @@ struct Process {
   bool stdin = false;
   std::uint32_t output_window = 0;
   std::optional<WindowSize> tty;
+  bool init = false;
   bool operator==(const Process&) const = default;
 };
 
@@ -276,6 +283,7 @@ inline RootSpec read_root(const nlohmann::json& j, const std::string& path) {
   } else {
     ObjectReader::fail(r.at("mode"), "unknown mode '" + mode + "' (expected overlay, direct or initramfs)");
   }
+  root.read_only = r.boolean("read_only", false);
   r.finish();
   return root;
 }
@@ -316,6 +324,7 @@ inline Process read_process(const nlohmann::json& j, const std::string& path) {
                        static_cast<std::uint16_t>(t.integer("cols", 0, 65535))};
     t.finish();
   }
+  p.init = r.boolean("init", false);
   r.finish();
   return p;
 }
@@ -439,6 +448,7 @@ inline nlohmann::json to_json(const Process& p) {
                       {"gid", p.gid}, {"additional_gids", p.additional_gids},
                       {"stdin", p.stdin}, {"output_window", p.output_window}};
   if (p.tty) j["tty"] = p.tty->to_json();
+  if (p.init) j["init"] = true;  // only when set: older agents accept every other process
   return j;
 }
 
@@ -458,6 +468,8 @@ inline nlohmann::json to_json(const Plan& p) {
       root = {{"mode", "initramfs"}};
       break;
   }
+  // Written only when set: agents that predate it accept every other plan.
+  if (p.root.read_only) root["read_only"] = true;
   nlohmann::json net = nullptr;
   if (p.network) {
     const Network& n = *p.network;

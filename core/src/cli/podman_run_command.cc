@@ -24,6 +24,10 @@ Command podman_run_command() {
     po::options_description desc("podman run options");
     desc.add_options()
         ("name", po::value<std::string>(), "name of the VM ([a-z0-9][a-z0-9_.-]*)")
+        ("hostname", po::value<std::string>(), "the guest's hostname (default: the VM's name)")
+        ("stop-signal", po::value<std::string>(), "signal 'fcvm stop' sends the process first (default TERM)")
+        ("read-only", "mount the container's root read-only (/tmp, /var/tmp, /run, /dev stay writable)")
+        ("init", "run an init as PID 1 of the process's own PID namespace: it forwards signals and reaps")
         ("env,e", po::value<std::vector<std::string>>()->composing(), "set KEY=VALUE (or pass KEY from this environment)")
         ("env-file", po::value<std::vector<std::string>>()->composing(), "read KEY=VALUE lines from a file")
         ("entrypoint", po::value<std::string>(), "override the image's entrypoint (a word or a JSON array)")
@@ -54,6 +58,10 @@ Command podman_run_command() {
     req.image = vm["image"].as<std::string>();
     req.process.args = command;
     if (vm.count("name")) req.name = vm["name"].as<std::string>();
+    if (vm.count("hostname")) {
+      req.hostname = vm["hostname"].as<std::string>();
+      check(check_hostname(*req.hostname), kUsageExit);
+    }
     if (vm.count("env")) req.process.env = vm["env"].as<std::vector<std::string>>();
     if (vm.count("env-file")) {
       for (const auto& f : vm["env-file"].as<std::vector<std::string>>()) req.process.env_files.emplace_back(f);
@@ -61,6 +69,7 @@ Command podman_run_command() {
     if (vm.count("entrypoint")) req.process.entrypoint = vm["entrypoint"].as<std::string>();
     if (vm.count("workdir")) req.process.workdir = vm["workdir"].as<std::string>();
     if (vm.count("user")) req.process.user = vm["user"].as<std::string>();
+    if (vm.count("stop-signal")) req.stop_signal = check(parse_stop_signal(vm["stop-signal"].as<std::string>()), kUsageExit);
     req.vcpus = vm["cpus"].as<unsigned>();
     if (req.vcpus == 0 || req.vcpus > 64) throw CliError("--cpus must be between 1 and 64", kUsageExit);
     req.memory_mib = check(parse_memory_mib(vm["memory"].as<std::string>()), kUsageExit);
@@ -71,6 +80,8 @@ Command podman_run_command() {
     }
     req.pull = check(parse_pull_policy(vm["pull"].as<std::string>()), kUsageExit);
     req.remove = vm.count("rm") > 0;
+    req.read_only = vm.count("read-only") > 0;
+    req.init = vm.count("init") > 0;
     req.interactive = vm.count("interactive") > 0;
     req.tty = vm.count("tty") > 0;
     req.detach = vm.count("detach") > 0;

@@ -1,5 +1,9 @@
 #include "engine/container_request.h"
 
+#include <string.h>
+
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 
 namespace fcvm {
@@ -14,6 +18,50 @@ std::optional<T> parse_number(std::string_view s) {
 }
 
 }  // namespace
+
+Status check_hostname(const std::string& hostname) {
+  const bool allowed = !hostname.empty() && hostname.size() <= 64 &&
+                       hostname.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") ==
+                           std::string::npos;
+  if (allowed) return ok_status();
+  return error(Errc::invalid_argument, "--hostname '" + hostname + "': use 1-64 characters of A-Z, a-z, 0-9, '.' and '-'");
+}
+
+Result<int> parse_stop_signal(const std::string& text) {
+  auto bad = [&](const std::string& why) {
+    return error(Errc::invalid_argument, "--stop-signal '" + text + "': " + why);
+  };
+  std::string name = text;
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::toupper(c); });
+  if (name.rfind("SIG", 0) == 0) name.erase(0, 3);
+  if (auto n = parse_number<int>(name)) {
+    if (*n < 1 || *n > 64) return bad("signals are numbered 1 to 64");
+    return *n;
+  }
+  // Real-time signals, counted from glibc's SIGRTMIN (34) as podman counts them.
+  auto offset = [&](std::size_t prefix) -> std::optional<int> {
+    if (name.size() == prefix) return 0;
+    if (name[prefix] != '+' && name[prefix] != '-') return std::nullopt;
+    auto n = parse_number<int>(std::string_view(name).substr(prefix + 1));
+    if (!n) return std::nullopt;
+    return name[prefix] == '+' ? *n : -*n;
+  };
+  std::optional<int> sig;
+  if (name.rfind("RTMIN", 0) == 0) {
+    if (auto o = offset(5)) sig = SIGRTMIN + *o;
+  } else if (name.rfind("RTMAX", 0) == 0) {
+    if (auto o = offset(5)) sig = SIGRTMAX + *o;
+  } else {
+    for (int s = 1; s < SIGRTMIN && !sig; ++s) {
+      const char* abbrev = ::sigabbrev_np(s);
+      if (abbrev && name == abbrev) sig = s;
+    }
+  }
+  if (!sig) return bad("not a signal; use a name such as TERM, INT or USR1, or a number");
+  if (*sig < SIGRTMIN && (name.rfind("RT", 0) == 0)) return bad("below RTMIN");
+  if (*sig < 1 || *sig > 64) return bad("signals are numbered 1 to 64");
+  return *sig;
+}
 
 Result<unsigned> parse_memory_mib(const std::string& text) {
   std::string_view s = text;

@@ -1,6 +1,8 @@
 // ContainerRequest: everything `fcvm podman run` was asked to do, parsed and checked.
 #pragma once
 
+#include <signal.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -18,6 +20,10 @@ namespace fcvm {
 struct ContainerRequest {
   std::string image;                  // reference, as skopeo spells it
   std::optional<std::string> name;    // --name; generated when absent
+  std::optional<std::string> hostname;  // --hostname; the VM's name when absent
+  int stop_signal = SIGTERM;          // --stop-signal: what `fcvm stop` sends the process first
+  bool read_only = false;             // --read-only: the container's root mounted read-only
+  bool init = false;                  // --init: an init as PID 1, the process its child
   ProcessOverrides process;
   unsigned vcpus = 1;                 // --cpus
   unsigned memory_mib = 256;          // --memory
@@ -34,6 +40,13 @@ struct ContainerRequest {
   HealthCheckSpec health;             // --health-*; -d then waits until healthy
   std::uint64_t log_max_bytes = 0;    // Config::log_max_bytes; 0: logs are not capped
 };
+
+// --hostname: 1-64 characters of [A-Za-z0-9.-] (what the guest agent and /etc/hosts take).
+Status check_hostname(const std::string& hostname);
+
+// --stop-signal: a number 1-64, a name with or without SIG in any case (TERM, sigusr1), or
+// RTMIN, RTMIN+N, RTMAX, RTMAX-N.
+Result<int> parse_stop_signal(const std::string& text);
 
 // "512", "512m", "512M", "1g", "1G" → MiB. Errors name the flag.
 Result<unsigned> parse_memory_mib(const std::string& text);

@@ -16,6 +16,32 @@ TEST(ParseMemory, UnitsAndErrors) {
   }
 }
 
+TEST(CheckHostname, WhatTheAgentTakes) {
+  for (const char* good : {"web1", "Web-2.example", "a"}) EXPECT_TRUE(check_hostname(good).ok()) << good;
+  for (const std::string& bad : std::vector<std::string>{"", "a_b", "bad name", std::string(65, 'x')}) {
+    auto st = check_hostname(bad);
+    EXPECT_FALSE(st.ok()) << bad;
+    EXPECT_NE(st.message().find("--hostname"), std::string::npos);
+  }
+}
+
+TEST(ParseStopSignal, NamesNumbersAndRealTime) {
+  EXPECT_EQ(*parse_stop_signal("TERM"), SIGTERM);
+  EXPECT_EQ(*parse_stop_signal("SIGUSR1"), SIGUSR1);
+  EXPECT_EQ(*parse_stop_signal("usr2"), SIGUSR2);
+  EXPECT_EQ(*parse_stop_signal("9"), SIGKILL);
+  EXPECT_EQ(*parse_stop_signal("64"), 64);
+  EXPECT_EQ(*parse_stop_signal("RTMIN+3"), SIGRTMIN + 3);
+  EXPECT_EQ(*parse_stop_signal("SIGRTMAX-1"), SIGRTMAX - 1);
+  for (const char* bad : {"", "BOGUS", "0", "65", "-1", "RTMIN+40", "RTMAX+1", "SIG"}) {
+    auto r = parse_stop_signal(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) {
+      EXPECT_NE(r.status().message().find("--stop-signal"), std::string::npos) << bad;
+    }
+  }
+}
+
 TEST(ParsePort, Forms) {
   auto m = parse_port_mapping("8080:80");
   ASSERT_TRUE(m.ok());

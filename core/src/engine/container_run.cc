@@ -135,6 +135,8 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
                                        SessionBackends backends) {
   VmSessionOptions options;
   options.name = req.name;
+  options.hostname = req.hostname;
+  options.stop_signal = req.stop_signal;
   options.ports = req.ports;
   options.keep_exited = !req.remove;
   options.forward_output = !req.detach;
@@ -156,6 +158,7 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
   boot.image_ref = req.image;
   boot.vcpus = req.vcpus;
   boot.memory_mib = req.memory_mib;
+  boot.read_only = req.read_only;
   auto assets = find_guest_assets(data_dir, req.kernel, log);
   if (!assets) return assets.status();
   boot.assets = *assets;
@@ -172,6 +175,7 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
   // size is the user's at the moment: -t runs boot every time.
   process->stdin = req.interactive && !req.detach;
   process->output_window = kOutputWindow;
+  process->init = req.init;
   boot.process = *process;
 
   std::unique_ptr<VmOrigin> origin;
@@ -180,7 +184,7 @@ Result<ContainerOutcome> run_container(const ContainerRequest& req, SessionServi
   if (req.startup_snapshot && can_snapshot && !req.tty && !(req.interactive && req.health.enabled())) {
     // With a health check, the entry holds the container once healthy, not before it starts.
     const std::string moment = startup_moment_of(req.health);
-    auto key = startup_cache_key(StartupInputs{image.digest, *process, req.vcpus, req.memory_mib,
+    auto key = startup_cache_key(StartupInputs{image.digest, *process, req.vcpus, req.memory_mib, req.read_only,
                                                boot.assets, backend_names, vmm_version, moment});
     if (!key) return key.status();
     SnapshotStore store(data_dir);

@@ -1,5 +1,6 @@
 #include "image/process_overrides.h"
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -61,6 +62,36 @@ std::optional<std::vector<std::string>> lookup(const std::filesystem::path& file
     if (f.size() >= 4 && (by_id ? f[2] == name : f[0] == name)) return f;
   }
   return std::nullopt;
+}
+
+// The groups of /etc/group that list `user` as a member.
+std::vector<std::uint32_t> member_gids(const std::filesystem::path& file, const std::string& user) {
+  std::vector<std::uint32_t> gids;
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);) {
+    const auto f = fields(line);
+    if (f.size() < 4 || !parse_id(f[2])) continue;
+    std::istringstream members(f[3]);
+    for (std::string m; std::getline(members, m, ',');) {
+      if (m == user) gids.push_back(*parse_id(f[2]));
+    }
+  }
+  return gids;
+}
+
+// The supplementary groups as runc (podman's runtime) sets them for a -u or image USER: the
+// primary group, and, unless the spec named a group, every group listing the user (found by
+// name or UID). Without a user, runc sets none.
+void set_additional_gids(agent::Process& p, const std::filesystem::path& rootfs, bool group_given) {
+  p.additional_gids = {p.gid};
+  if (group_given) return;
+  const auto pw = lookup(rootfs / "etc/passwd", std::to_string(p.uid), true);
+  if (!pw || (*pw)[0].empty()) return;
+  for (std::uint32_t gid : member_gids(rootfs / "etc/group", (*pw)[0])) {
+    if (std::find(p.additional_gids.begin(), p.additional_gids.end(), gid) == p.additional_gids.end()) {
+      p.additional_gids.push_back(gid);
+    }
+  }
 }
 
 Status apply_user(agent::Process& p, const std::string& spec, const std::filesystem::path& rootfs,
@@ -161,10 +192,14 @@ Result<agent::Process> resolve_process(const ImageConfig& image, const ProcessOv
   std::string home;
   if (o.user && o.user->empty()) return error(Errc::invalid_argument, "--user: empty; give UID[:GID] or NAME[:GROUP]");
   const std::string user = o.user.value_or(image.user);
-  if (!user.empty()) FCVM_RETURN_IF_ERROR(apply_user(p, user, rootfs, home));
+  if (!user.empty()) {
+    FCVM_RETURN_IF_ERROR(apply_user(p, user, rootfs, home));
+    set_additional_gids(p, rootfs, user.find(':') != std::string::npos);
+  }
   if (home.empty()) home = p.uid == 0 ? "/root" : "/";
 
-  p.env = {kDefaultPath};
+  // podman's defaults (containers.conf): PATH, and TERM=xterm with or without -t.
+  p.env = {kDefaultPath, "TERM=xterm"};
   for (const auto& e : image.env) set_env(p.env, e);
   for (const auto& file : o.env_files) {
     auto lines = read_env_file(file, host_env);

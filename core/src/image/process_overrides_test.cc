@@ -21,7 +21,7 @@ class ProcessOverridesTest : public ::testing::Test {
     root_ = tmp_dir_.path();
     std::filesystem::create_directories(root_ / "etc");
     std::ofstream(root_ / "etc/passwd") << "root:x:0:0:root:/root:/bin/sh\nwww:x:33:34:www:/var/www:/bin/sh\n";
-    std::ofstream(root_ / "etc/group") << "root:x:0:\nstaff:x:50:\n";
+    std::ofstream(root_ / "etc/group") << "root:x:0:\nstaff:x:50:\nweb:x:60:other,www\n";
     image_.cmd = {"/hello.sh"};
     image_.entrypoint = {"/bin/sh"};
     image_.env = {"PATH=/bin", "A=image"};
@@ -39,7 +39,7 @@ TEST_F(ProcessOverridesTest, ImageDefaults) {
   EXPECT_EQ(p->args, (std::vector<std::string>{"/bin/sh", "/hello.sh"}));
   EXPECT_EQ(p->cwd, "/srv");
   EXPECT_EQ(p->uid, 0u);
-  EXPECT_EQ(p->env, (std::vector<std::string>{"PATH=/bin", "A=image", "HOME=/root"}));
+  EXPECT_EQ(p->env, (std::vector<std::string>{"PATH=/bin", "TERM=xterm", "A=image", "HOME=/root"}));
 }
 
 TEST_F(ProcessOverridesTest, ArgsReplaceCmdAndEntrypointDropsCmd) {
@@ -67,7 +67,7 @@ TEST_F(ProcessOverridesTest, EnvOrderFileThenFlagsAndHostLookup) {
   o.env = {"B=flag", "FROM_HOST", "C=x=y"};
   auto p = resolve_process(image_, o, root_, host_env);
   ASSERT_TRUE(p.ok()) << p.status().message();
-  EXPECT_EQ(p->env, (std::vector<std::string>{"PATH=/bin", "A=file", "B=flag", "FROM_HOST=host-value",
+  EXPECT_EQ(p->env, (std::vector<std::string>{"PATH=/bin", "TERM=xterm", "A=file", "B=flag", "FROM_HOST=host-value",
                                               "C=x=y", "HOME=/root"}));
   o.env = {"=bad"};
   EXPECT_FALSE(resolve_process(image_, o, root_, host_env).ok());
@@ -95,6 +95,31 @@ TEST_F(ProcessOverridesTest, UsersByIdAndName) {
     auto r = resolve_process(image_, o, root_, no_env);
     EXPECT_FALSE(r.ok()) << bad;
   }
+}
+
+// As runc: with a user, the primary group, and the user's groups unless -u names a group.
+TEST_F(ProcessOverridesTest, AdditionalGroupsFollowRunc) {
+  ProcessOverrides o;
+  EXPECT_TRUE(resolve_process(image_, o, root_, no_env)->additional_gids.empty());
+  o.user = "root";
+  EXPECT_EQ(resolve_process(image_, o, root_, no_env)->additional_gids, (std::vector<std::uint32_t>{0}));
+  o.user = "www";
+  EXPECT_EQ(resolve_process(image_, o, root_, no_env)->additional_gids, (std::vector<std::uint32_t>{34, 60}));
+  o.user = "33";
+  EXPECT_EQ(resolve_process(image_, o, root_, no_env)->additional_gids, (std::vector<std::uint32_t>{34, 60}));
+  o.user = "www:staff";
+  EXPECT_EQ(resolve_process(image_, o, root_, no_env)->additional_gids, (std::vector<std::uint32_t>{50}));
+  o.user = "4321";
+  EXPECT_EQ(resolve_process(image_, o, root_, no_env)->additional_gids, (std::vector<std::uint32_t>{4321}));
+}
+
+TEST_F(ProcessOverridesTest, TermDefaultsToXtermAndYieldsToTheImage) {
+  auto p = resolve_process(image_, {}, root_, no_env);
+  EXPECT_NE(std::find(p->env.begin(), p->env.end(), "TERM=xterm"), p->env.end());
+  image_.env.push_back("TERM=dumb");
+  p = resolve_process(image_, {}, root_, no_env);
+  EXPECT_EQ(std::count_if(p->env.begin(), p->env.end(), [](auto& e) { return e.rfind("TERM=", 0) == 0; }), 1);
+  EXPECT_NE(std::find(p->env.begin(), p->env.end(), "TERM=dumb"), p->env.end());
 }
 
 TEST_F(ProcessOverridesTest, WorkdirMustBeAbsolute) {

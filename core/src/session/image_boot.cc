@@ -85,6 +85,7 @@ std::optional<agent::Plan> ImageBoot::plan(const std::string& hostname, const Di
     n.mtu = network->guest.mtu;
     plan.network = n;
   }
+  plan.root.read_only = spec_.read_only;
   plan.process = spec_.process;
   return plan;
 }

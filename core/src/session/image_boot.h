@@ -15,6 +15,7 @@ struct ImageBootSpec {
   unsigned vcpus = 1;
   unsigned memory_mib = 256;
   agent::Process process;  // the container's process, resolved against the image
+  bool read_only = false;  // --read-only: the guest's root mount is read-only
   // A disk-only snapshot to boot from instead of the image: the VM gets its own copy of
   // these disks and is recorded as a clone of `snapshot_name`.
   std::optional<DiskLease> snapshot_disks;

@@ -30,11 +30,12 @@ Result<std::string> startup_cache_key(const StartupInputs& in) {
   nlohmann::json plugins = nlohmann::json::object();
   for (const auto& [kind, name] : in.plugins) plugins[to_string(kind)] = name;
   // Versioned, so that a change of what the key covers invalidates every older entry.
-  const nlohmann::json canonical = {{"key_version", 2},
+  const nlohmann::json canonical = {{"key_version", 3},
                                     {"image", in.image_digest},
                                     {"process", agent::to_json(in.process)},
                                     {"vcpus", in.vcpus},
                                     {"memory_mib", in.memory_mib},
+                                    {"read_only", in.read_only},
                                     {"kernel", *kernel},
                                     {"initrd", *initrd},
                                     {"plugins", plugins},

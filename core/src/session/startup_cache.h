@@ -43,6 +43,7 @@ struct StartupInputs {
   agent::Process process;  // resolved: args, env, cwd, user, groups
   unsigned vcpus = 1;
   unsigned memory_mib = 256;
+  bool read_only = false;  // --read-only: the root the snapshot holds is mounted read-only
   GuestAssets assets;      // kernel and initramfs (which holds the agent)
   std::map<PluginKind, std::string> plugins;  // vmm, storage, network
   std::string vmm_version;  // the VMM plugin's version, which writes and reads the state file

@@ -54,6 +54,7 @@ TEST_F(StartupCacheKeyTest, SameInputsSameKeyAndAnyChangeMisses) {
       [](StartupInputs& in) { in.process.uid = 1000; },
       [](StartupInputs& in) { in.process.gid = 1000; },
       [](StartupInputs& in) { in.vcpus = 2; },
+      [](StartupInputs& in) { in.read_only = true; },
       [](StartupInputs& in) { in.memory_mib = 512; },
       [](StartupInputs& in) { in.plugins[PluginKind::network] = "network-bridged"; },
       [](StartupInputs& in) { in.plugins[PluginKind::storage] = "storage-btrfs"; },

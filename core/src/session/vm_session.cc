@@ -1,5 +1,7 @@
 #include "session/vm_session.h"
 
+#include <algorithm>
+
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -68,6 +70,13 @@ VmSession::VmSession(SessionServices services, SessionBackends backends, VmSessi
 VmSession::~VmSession() { teardown(); }
 
 nlohmann::json mmds_for_plan(const agent::Plan& plan) { return {{"fcvm", {{"plan", agent::to_json(plan)}}}}; }
+
+std::string VmSession::guest_hostname() const {
+  if (options_.hostname) return *options_.hostname;
+  std::string host = name_;
+  std::replace(host.begin(), host.end(), '_', '-');
+  return host;
+}
 
 Status VmSession::check() {
   if (checked_) return ok_status();
@@ -156,7 +165,7 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   // A VMM with MMDS (Firecracker; it serves MMDS through a NIC) gets the plan there too,
   // for guest tools that read it; the agent takes its plan from the channel after HELLO.
   if (backends_.vmm->capabilities().mmds && !spec.nics.empty()) {
-    if (auto plan = origin.plan(name_, *disks_, network_.get())) spec.mmds = mmds_for_plan(*plan);
+    if (auto plan = origin.plan(guest_hostname(), *disks_, network_.get())) spec.mmds = mmds_for_plan(*plan);
   }
   auto vm = origin.start(*backends_.vmm, spec);
   if (!vm) return vm.status();
@@ -192,11 +201,12 @@ Result<int> VmSession::run_steps(VmOrigin& origin) {
   opts.forward_stdin = options_.forward_stdin;
   opts.tty = options_.tty;
   opts.log_max_bytes = options_.log_max_bytes;
+  opts.stop_signal = options_.stop_signal;
   opts.main_process = exec.main_process;
   opts.rootfs = exec.rootfs;
   opts.console_log = spec.console_log;
-  opts.plan = origin.plan(name_, *disks_, network_.get());
-  opts.go = origin.go(name_);
+  opts.plan = origin.plan(guest_hostname(), *disks_, network_.get());
+  opts.go = origin.go(guest_hostname());
   opts.replay_output = origin.replayed_output();
   opts.guest_sessions = origin.guest_sessions();
   opts.on_started = on_started_;

@@ -121,6 +121,8 @@ class VmOrigin {
 
 struct VmSessionOptions {
   std::optional<std::string> name;  // generated ("fcvm-xxxxxx") when absent
+  std::optional<std::string> hostname;  // the guest's (--hostname); the VM's name when absent
+  int stop_signal = SIGTERM;         // --stop-signal: what a stop sends the container first
   std::vector<PortMapping> ports;   // published ports; need a network backend
   // Keep the record and logs of a VM whose container exited (podman without --rm).
   bool keep_exited = true;
@@ -176,6 +178,8 @@ class VmSession {
   }
 
   const std::string& name() const { return name_; }
+  // --hostname, else the name with '_' (which VM names may hold) as '-', which hostnames take.
+  std::string guest_hostname() const;
   // <data_dir>/vms/<id> once run() created it, else empty.
   const std::filesystem::path& vm_dir() const { return vm_dir_; }
 

@@ -578,6 +578,7 @@ Status ContainerSupervisor::handle_signal() {
 }
 
 void ContainerSupervisor::begin_stop(std::chrono::milliseconds grace, int signal) {
+  if (signal == 0) signal = options_.stop_signal;
   // A paused guest cannot stop its container.
   if (paused_ && vm_.resume().ok()) {
     paused_ = false;

@@ -86,6 +86,7 @@ struct SupervisorOptions {
   std::function<void(const std::string& boot_id)> at_barrier;
   std::chrono::milliseconds boot_timeout{60000};  // VMM start → HELLO
   std::chrono::milliseconds stop_timeout{10000};  // SIGTERM → SIGKILL inside the guest
+  int stop_signal = SIGTERM;  // what a stop (`fcvm stop`, --rm's end) sends first: --stop-signal
   // Called once the container's process has started (detached runs report success here).
   std::function<void()> on_started;
   // Called on the loop's thread when the VM's vCPUs are paused (true) or resumed (false)
@@ -183,9 +184,9 @@ class ContainerSupervisor {
   void flush_client(std::uint32_t session);
   void drop_client(std::uint32_t session);
   // A stop request (signal, control socket): asks the agent to stop the container
-  // (`signal`, SIGKILL after `grace`), at once or, while booting or starting, once the
-  // container runs; a second request kills the VM.
-  void begin_stop(std::chrono::milliseconds grace, int signal = SIGTERM);
+  // (`signal`, 0: the stop signal; SIGKILL after `grace`), at once or, while booting or
+  // starting, once the container runs; a second request kills the VM.
+  void begin_stop(std::chrono::milliseconds grace, int signal = 0);
   // Sends the stop to the agent and waits `grace` and a little more for the power-off.
   void send_stop(std::chrono::milliseconds grace, int signal);
   // Main-session output: to the container log and (foreground) our stdout/stderr; credits
