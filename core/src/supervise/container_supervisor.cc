@@ -18,6 +18,7 @@
 #include "health/health_monitor.h"
 #include "supervise/capped_log.h"
 #include "supervise/console_tail.h"
+#include "supervise/epoll_set.h"
 #include "supervise/output_sink.h"
 #include "image/process_overrides.h"
 #include "supervise/terminal.h"
@@ -114,20 +115,10 @@ ContainerSupervisor::~ContainerSupervisor() {
   if (listener_) ::unlink(options_.control_socket.c_str());
 }
 
-void ContainerSupervisor::unwatch(int fd) { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
-
-void ContainerSupervisor::watch(int fd, std::uint32_t events, std::uint64_t tag) {
-  epoll_event ev{};
-  ev.events = events;
-  ev.data.u64 = tag;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) {
-    ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev);
-  }
-}
-
 Result<int> ContainerSupervisor::run() {
-  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
-  if (!epoll_) return errno_status("epoll_create1");
+  auto epoll = EpollSet::create();
+  if (!epoll) return epoll.status();
+  epoll_.emplace(std::move(*epoll));
   const sigset_t set = loop_signals(options_.tty && ::isatty(STDIN_FILENO));
   ::sigprocmask(SIG_BLOCK, &set, nullptr);
   signals_.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
@@ -210,8 +201,9 @@ Result<int> ContainerSupervisor::run() {
       timeout_ms = static_cast<int>(std::clamp<long>(left.count(), 0, 60000));
     }
     epoll_event events[16];
-    int n = ::epoll_wait(epoll_.get(), events, 16, timeout_ms);
-    if (n < 0 && errno != EINTR) return errno_status("epoll_wait");
+    auto ready = epoll_->wait(events, 16, timeout_ms);
+    if (!ready) return ready.status();
+    const int n = *ready;
     if (deadline_ && Clock::now() >= *deadline_) {
       if (phase_ == Phase::booting) {
         fail(boot_failure(Errc::timeout, "the guest agent did not answer within " +
@@ -242,7 +234,7 @@ Result<int> ContainerSupervisor::run() {
           }
         }
         if (!agent_open) {
-          ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, agent_.fd(), nullptr);
+          unwatch(agent_.fd());
           if (phase_ == Phase::booting) {
             fail(boot_failure(Errc::io, "fc-agent channel closed before HELLO: the guest did "
                                         "not boot or lacks fc-agent"));
@@ -261,7 +253,7 @@ Result<int> ContainerSupervisor::run() {
       } else if (tag >= kWatchedBase && tag < kWatchedBase + options_.watched.size()) {
         auto& watched = options_.watched[tag - kWatchedBase];
         if (watched.on_ready()) {
-          ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, watched.fd, nullptr);
+          unwatch(watched.fd);
           begin_stop(options_.stop_timeout);
         }
       } else if (tag >= kClientBase) {
@@ -407,14 +399,9 @@ void ContainerSupervisor::watch_stdin() {
   if (want == stdin_watched_) return;
   if (!want) {
     unwatch(STDIN_FILENO);
-  } else {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = kStdin;
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, STDIN_FILENO, &ev) != 0) {
-      stdin_pollable_ = false;  // EPERM: a regular file; the loop reads it directly
-      return;
-    }
+  } else if (!epoll_->watch(STDIN_FILENO, EPOLLIN, kStdin).ok()) {
+    stdin_pollable_ = false;  // EPERM: a regular file; the loop reads it directly
+    return;
   }
   stdin_watched_ = want;
 }
@@ -855,7 +842,7 @@ void ContainerSupervisor::flush_client(std::uint32_t session) {
 void ContainerSupervisor::drop_client(std::uint32_t session) {
   auto it = clients_.find(session);
   if (it == clients_.end()) return;
-  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second->fd.get(), nullptr);
+  unwatch(it->second->fd.get());
   clients_.erase(it);
 }
 

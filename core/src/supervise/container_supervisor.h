@@ -49,6 +49,7 @@
 #include "fcvm/log.h"
 #include "fcvm/unique_fd.h"
 #include "fcvm/vmm.h"
+#include "supervise/epoll_set.h"
 #include "supervise/output_chunk.h"
 
 namespace fcvm {
@@ -207,14 +208,15 @@ class ContainerSupervisor {
   // Moves a client's held STDIN to the agent as far as its window allows.
   void forward_client_stdin(std::uint32_t session, ControlClient& c);
   void on_stdin_credit(const agent::Frame& frame);
-  void watch(int fd, std::uint32_t events, std::uint64_t tag);
-  void unwatch(int fd);
+  void watch(int fd, std::uint32_t events, std::uint64_t tag) { (void)epoll_->watch(fd, events, tag); }
+  void unwatch(int fd) { epoll_->unwatch(fd); }
 
   Vm& vm_;
   AgentChannel& agent_;
   SupervisorOptions options_;
   LoggerPtr log_;
-  UniqueFd epoll_, signals_, listener_;
+  std::optional<EpollSet> epoll_;
+  UniqueFd signals_, listener_;
   std::unique_ptr<CappedLog> output_log_;
   bool output_log_failed_ = false;  // warned once
   // Our stdout and stderr (foreground runs), and whether their reader went away.
