@@ -17,9 +17,9 @@
 #include "control/control_protocol.h"
 #include "health/health_monitor.h"
 #include "supervise/capped_log.h"
+#include "supervise/output_relay.h"
 #include "supervise/console_tail.h"
 #include "supervise/epoll_set.h"
-#include "supervise/output_sink.h"
 #include "image/process_overrides.h"
 #include "supervise/terminal.h"
 
@@ -33,9 +33,6 @@ enum Tag : std::uint64_t {
   kWatchedBase = 100, kClientBase = 1000
 };
 
-// Output queued for one reader beyond which the guest has ignored its output window (the
-// window plus what one agent read may add); the excess is dropped.
-constexpr std::size_t kMaxQueuedOutput = 2 * kOutputWindow + (1u << 20);
 // How often the console log's size is checked against the cap.
 constexpr std::chrono::seconds kConsoleCapInterval{5};
 
@@ -123,14 +120,17 @@ Result<int> ContainerSupervisor::run() {
   ::sigprocmask(SIG_BLOCK, &set, nullptr);
   signals_.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!signals_) return errno_status("signalfd");
-  auto log = CappedLog::open(options_.output_log, options_.log_max_bytes);
-  if (!log) return log.status();
-  output_log_ = std::make_unique<CappedLog>(std::move(*log));
+  OutputRelay::Options output;
+  output.log = options_.output_log;
+  output.log_max_bytes = options_.log_max_bytes;
   if (options_.forward_output) {
-    stdout_ = std::make_unique<OutputSink>(STDOUT_FILENO);
-    stderr_ = std::make_unique<OutputSink>(STDERR_FILENO);
+    output.stdout_fd = STDOUT_FILENO;
+    output.stderr_fd = STDERR_FILENO;
   }
-  if (options_.keep_startup_output > 0) startup_output_.emplace();
+  output.keep_startup_output = options_.keep_startup_output;
+  auto relay = OutputRelay::open(output, log_);
+  if (!relay) return relay.status();
+  output_ = std::move(*relay);
 
   listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   sockaddr_un addr{};
@@ -153,7 +153,9 @@ Result<int> ContainerSupervisor::run() {
   watch(listener_.get(), EPOLLIN, kListener);
   for (size_t i = 0; i < options_.watched.size(); ++i) watch(options_.watched[i].fd, EPOLLIN, kWatchedBase + i);
   if (options_.health) watch(options_.health->fd(), EPOLLIN, kHealth);
-  for (const auto& chunk : options_.replay_output) emit_output(chunk.is_stderr, chunk.bytes, /*from_guest=*/false);
+  for (const auto& chunk : options_.replay_output) {
+    after_output(chunk.is_stderr, output_->replay(chunk.is_stderr, chunk.bytes));
+  }
   bool agent_open = true;
   stdin_open_ = options_.forward_stdin;
   if (options_.plan) {
@@ -249,7 +251,7 @@ Result<int> ContainerSupervisor::run() {
       } else if (tag == kStdin) {
         forward_stdin();
       } else if (tag == kStdoutSink || tag == kStderrSink) {
-        flush_sink(tag == kStderrSink);
+        after_output(tag == kStderrSink, output_->flush(tag == kStderrSink));
       } else if (tag >= kWatchedBase && tag < kWatchedBase + options_.watched.size()) {
         auto& watched = options_.watched[tag - kWatchedBase];
         if (watched.on_ready()) {
@@ -277,9 +279,7 @@ Result<int> ContainerSupervisor::run() {
   while (!clients_.empty()) drop_client(clients_.begin()->first);
   // The VM is gone: what our readers are still owed (at most a window) is written out,
   // waiting for them as any program's last writes would.
-  for (auto* sink : {stdout_.get(), stderr_.get()}) {
-    if (sink) sink->drain();
-  }
+  output_->drain();
   if (Status st = cap_appended_file(options_.console_log, options_.log_max_bytes); !st.ok()) {
     log_->warn("console log cap: " + st.message());
   }
@@ -321,73 +321,23 @@ void ContainerSupervisor::fail(Status failure) {
 }
 
 void ContainerSupervisor::credit(std::uint32_t session, std::uint64_t bytes) {
-  while (bytes > 0) {
-    const auto grant = static_cast<std::uint32_t>(std::min<std::uint64_t>(bytes, agent::kMaxCreditBytes));
-    (void)agent_.send(agent::FrameType::kCredit, session, agent::Credit{grant}.to_payload());
-    bytes -= grant;
-  }
+  send_output_credit(agent_, session, bytes);
 }
 
-void ContainerSupervisor::relay_main_output(bool is_stderr, const std::string& bytes) {
-  if (startup_output_) {
-    startup_output_bytes_ += bytes.size();
-    if (startup_output_bytes_ > options_.keep_startup_output) {
-      log_->info("more than " + std::to_string(options_.keep_startup_output) +
-                 " bytes of output before the startup snapshot: it is not taken");
-      startup_output_.reset();
-    } else if (!startup_output_->empty() && startup_output_->back().is_stderr == is_stderr) {
-      startup_output_->back().bytes += bytes;
-    } else {
-      startup_output_->push_back({is_stderr, bytes});
-    }
-  }
-  emit_output(is_stderr, bytes, /*from_guest=*/true);
-}
-
-void ContainerSupervisor::emit_output(bool is_stderr, const std::string& bytes, bool from_guest) {
-  if (Status st = output_log_->append(bytes); !st.ok() && !std::exchange(output_log_failed_, true)) {
-    log_->warn("container log: " + st.message());
-  }
-  OutputSink* sink = is_stderr ? stderr_.get() : stdout_.get();
-  if (!sink || output_broken_) {
-    if (from_guest) credit(agent::kMainSession, bytes.size());
-    return;
-  }
-  if (from_guest && sink->queued() + bytes.size() > kMaxQueuedOutput) {
-    log_->warn("the guest sent output beyond its window; dropped " + std::to_string(bytes.size()) +
-               " bytes");
-    return;
-  }
-  if (!from_guest) uncredited_[is_stderr] += bytes.size();
-  after_sink_write(*sink, sink->write(bytes));
-}
-
-void ContainerSupervisor::flush_sink(bool is_stderr) {
-  OutputSink* sink = is_stderr ? stderr_.get() : stdout_.get();
-  if (sink) after_sink_write(*sink, sink->flush());
-}
-
-void ContainerSupervisor::after_sink_write(OutputSink& sink, std::size_t done) {
-  // Replayed bytes go out first and were never the guest's to be credited for.
-  std::uint64_t& replayed = uncredited_[&sink == stderr_.get()];
-  const std::uint64_t not_owed = std::min<std::uint64_t>(replayed, done);
-  replayed -= not_owed;
-  done -= not_owed;
-  if (done > 0) credit(agent::kMainSession, done);
-  if (sink.broken() && !output_broken_) {
+void ContainerSupervisor::after_output(bool is_stderr, OutputRelay::Progress progress) {
+  if (progress.credit > 0) credit(agent::kMainSession, progress.credit);
+  if (progress.reader_left) {
     // Our reader is gone (`| head -1`): what the kernel does to a writer into a closed
     // pipe, done to the container's process; then the container stops.
-    output_broken_ = true;
     log_->info("the output's reader went away; sending the container SIGPIPE and stopping it");
     (void)agent_.send_signal(agent::kMainSession, SIGPIPE);
     begin_stop(options_.stop_timeout);
   }
-  if (sink.poll_fd() >= 0) {
-    const std::uint64_t tag = &sink == stderr_.get() ? kStderrSink : kStdoutSink;
-    if (sink.queued() > 0) {
-      watch(sink.poll_fd(), EPOLLOUT, tag);
+  if (const int fd = output_->poll_fd(is_stderr); fd >= 0) {
+    if (output_->wants_write(is_stderr)) {
+      watch(fd, EPOLLOUT, is_stderr ? kStderrSink : kStdoutSink);
     } else {
-      unwatch(sink.poll_fd());
+      unwatch(fd);
     }
   }
 }
@@ -492,8 +442,8 @@ Status ContainerSupervisor::handle_agent() {
         }
         start_health();
         break;
-      case agent::FrameType::kStdout: relay_main_output(false, f.payload); break;
-      case agent::FrameType::kStderr: relay_main_output(true, f.payload); break;
+      case agent::FrameType::kStdout: after_output(false, output_->relay(false, f.payload)); break;
+      case agent::FrameType::kStderr: after_output(true, output_->relay(true, f.payload)); break;
       case agent::FrameType::kExit:
         if (auto e = agent::parse_exit(f.payload, &err)) {
           exit_code_ = e->code;

@@ -51,16 +51,12 @@
 #include "fcvm/vmm.h"
 #include "supervise/epoll_set.h"
 #include "supervise/output_chunk.h"
+#include "supervise/output_relay.h"
 
 namespace fcvm {
 
 class HealthMonitor;
 
-class CappedLog;
-class OutputSink;
-
-// Output bytes a session may have in flight between the agent and its reader.
-inline constexpr std::uint32_t kOutputWindow = 256u << 10;
 
 struct SupervisorOptions {
   std::filesystem::path control_socket;  // served with the host control protocol
@@ -147,8 +143,10 @@ class ContainerSupervisor {
   const std::string& guest_boot_id() const { return options_.guest_boot_id; }
   // With keep_startup_output: the main process's output so far; null once it outgrew
   // that or stop_keeping_startup_output() was called.
-  const std::vector<OutputChunk>* startup_output() const { return startup_output_ ? &*startup_output_ : nullptr; }
-  void stop_keeping_startup_output() { startup_output_.reset(); }
+  const std::vector<OutputChunk>* startup_output() const { return output_ ? output_->startup_output() : nullptr; }
+  void stop_keeping_startup_output() {
+    if (output_) output_->stop_keeping_startup_output();
+  }
   // Runs `work` once on the loop's thread between two rounds of events, never inside the
   // handling of one (where it would see half a batch of the agent's frames).
   void post(std::function<void()> work) { posted_.push_back(std::move(work)); }
@@ -189,16 +187,9 @@ class ContainerSupervisor {
   void begin_stop(std::chrono::milliseconds grace, int signal = SIGTERM);
   // Sends the stop to the agent and waits `grace` and a little more for the power-off.
   void send_stop(std::chrono::milliseconds grace, int signal);
-  // Main-session output: to the container log and (foreground) our stdout/stderr; credits
-  // the agent for what left.
-  void relay_main_output(bool is_stderr, const std::string& bytes);
-  // Output to the log and (foreground) our streams; `from_guest` bytes are credited once
-  // written out, replayed ones are not.
-  void emit_output(bool is_stderr, const std::string& bytes, bool from_guest);
-  // EPOLLOUT on one of our output streams.
-  void flush_sink(bool is_stderr);
-  // Credits `bytes` of main-session output, and stops the container once our reader left.
-  void after_sink_write(OutputSink& sink, std::size_t done);
+  // After main-session output was written (or flushed): credits what left, stops the
+  // container once our reader left, and watches the stream while bytes wait for it.
+  void after_output(bool is_stderr, OutputRelay::Progress progress);
   void credit(std::uint32_t session, std::uint64_t bytes);
   // -i: reads our stdin into STDIN frames while the main session's window has room.
   void forward_stdin();
@@ -217,14 +208,7 @@ class ContainerSupervisor {
   LoggerPtr log_;
   std::optional<EpollSet> epoll_;
   UniqueFd signals_, listener_;
-  std::unique_ptr<CappedLog> output_log_;
-  bool output_log_failed_ = false;  // warned once
-  // Our stdout and stderr (foreground runs), and whether their reader went away.
-  std::unique_ptr<OutputSink> stdout_, stderr_;
-  bool output_broken_ = false;
-  std::uint64_t uncredited_[2] = {0, 0};  // replayed bytes still queued in stdout_, stderr_
-  std::optional<std::vector<OutputChunk>> startup_output_;
-  std::size_t startup_output_bytes_ = 0;
+  std::unique_ptr<OutputRelay> output_;  // the main process's output, once run() began
   // -i: our stdin until EOF; epoll refuses regular files, which are read without waiting.
   bool main_started_ = false;  // STARTED came for session 0
   bool stdin_open_ = false;
