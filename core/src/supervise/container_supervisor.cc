@@ -20,8 +20,8 @@
 #include "supervise/output_relay.h"
 #include "supervise/console_tail.h"
 #include "supervise/epoll_set.h"
+#include "supervise/main_input.h"
 #include "image/process_overrides.h"
-#include "supervise/terminal.h"
 
 namespace fcvm {
 namespace {
@@ -116,6 +116,7 @@ Result<int> ContainerSupervisor::run() {
   auto epoll = EpollSet::create();
   if (!epoll) return epoll.status();
   epoll_.emplace(std::move(*epoll));
+  input_.emplace(STDIN_FILENO, options_.forward_stdin, agent_, *epoll_, kStdin);
   const sigset_t set = loop_signals(options_.tty && ::isatty(STDIN_FILENO));
   ::sigprocmask(SIG_BLOCK, &set, nullptr);
   signals_.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
@@ -157,7 +158,6 @@ Result<int> ContainerSupervisor::run() {
     after_output(chunk.is_stderr, output_->replay(chunk.is_stderr, chunk.bytes));
   }
   bool agent_open = true;
-  stdin_open_ = options_.forward_stdin;
   if (options_.plan) {
     phase_ = Phase::booting;
     deadline_ = Clock::now() + options_.boot_timeout;
@@ -185,8 +185,6 @@ Result<int> ContainerSupervisor::run() {
     if (options_.on_started) options_.on_started();
     start_health();
   }
-  watch_stdin();
-
   next_console_cap_ = Clock::now() + kConsoleCapInterval;
   while (!vm_.exited() && !failure_) {
     if (options_.log_max_bytes > 0 && Clock::now() >= next_console_cap_) {
@@ -249,7 +247,7 @@ Result<int> ContainerSupervisor::run() {
       } else if (tag == kHealth) {
         options_.health->on_ready();
       } else if (tag == kStdin) {
-        forward_stdin();
+        input_->on_readable();
       } else if (tag == kStdoutSink || tag == kStderrSink) {
         after_output(tag == kStderrSink, output_->flush(tag == kStderrSink));
       } else if (tag >= kWatchedBase && tag < kWatchedBase + options_.watched.size()) {
@@ -263,7 +261,7 @@ Result<int> ContainerSupervisor::run() {
       }
     }
     // Regular files are never waited for: read them whenever the window has room.
-    if (stdin_open_ && !stdin_pollable_) forward_stdin();
+    input_->poll();
     if (agent_open) watch(agent_.fd(), agent_.epoll_events(), kAgent);
     while (!posted_.empty() && !failure_) {
       auto work = std::move(posted_.front());
@@ -342,51 +340,12 @@ void ContainerSupervisor::after_output(bool is_stderr, OutputRelay::Progress pro
   }
 }
 
-void ContainerSupervisor::watch_stdin() {
-  if (!stdin_pollable_) return;
-  // STDIN for session 0 means something only once its process runs.
-  const bool want = stdin_open_ && main_started_ && stdin_in_flight_ < agent::kStdinWindow;
-  if (want == stdin_watched_) return;
-  if (!want) {
-    unwatch(STDIN_FILENO);
-  } else if (!epoll_->watch(STDIN_FILENO, EPOLLIN, kStdin).ok()) {
-    stdin_pollable_ = false;  // EPERM: a regular file; the loop reads it directly
-    return;
-  }
-  stdin_watched_ = want;
-}
-
-void ContainerSupervisor::forward_stdin() {
-  if (!stdin_open_ || !main_started_ || stdin_in_flight_ >= agent::kStdinWindow) return watch_stdin();
-  char buf[65536];
-  const auto room = static_cast<std::size_t>(
-      std::min<std::uint64_t>(sizeof buf, agent::kStdinWindow - stdin_in_flight_));
-  const ssize_t n = ::read(STDIN_FILENO, buf, room);
-  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
-  if (n > 0) {
-    stdin_in_flight_ += static_cast<std::uint64_t>(n);
-    (void)agent_.send_stdin(agent::kMainSession, std::string_view(buf, static_cast<std::size_t>(n)));
-  } else {  // EOF, or an error that ends our input all the same
-    stdin_open_ = false;
-    (void)agent_.send_stdin_eof(agent::kMainSession);
-  }
-  watch_stdin();
-}
-
-void ContainerSupervisor::forward_resize() {
-  if (!main_started_) return;  // the process starts with the size of that moment
-  if (auto size = terminal_size(STDIN_FILENO)) {
-    (void)agent_.send(agent::FrameType::kResize, agent::kMainSession, size->to_payload());
-  }
-}
-
 void ContainerSupervisor::on_stdin_credit(const agent::Frame& f) {
   std::string err;
   auto granted = agent::parse_credit(f.payload, &err);
   if (!granted) return log_->warn("agent sent a bad STDIN_CREDIT: " + err);
   if (f.session == agent::kMainSession) {
-    stdin_in_flight_ -= std::min<std::uint64_t>(stdin_in_flight_, granted->bytes);
-    return watch_stdin();
+    return input_->on_credit(granted->bytes);
   }
   auto it = clients_.find(f.session);
   if (it == clients_.end()) return;
@@ -433,8 +392,7 @@ Status ContainerSupervisor::handle_agent() {
       case agent::FrameType::kReady: handle_ready(); break;
       case agent::FrameType::kStarted:
         if (phase_ == Phase::starting) phase_ = Phase::running;
-        main_started_ = true;
-        watch_stdin();
+        input_->started();
         if (options_.on_started) options_.on_started();
         if (pending_stop_ && phase_ == Phase::running) {
           const PendingStop stop = *std::exchange(pending_stop_, std::nullopt);
@@ -503,7 +461,7 @@ Status ContainerSupervisor::handle_signal() {
   signalfd_siginfo info{};
   while (::read(signals_.get(), &info, sizeof info) == sizeof info) {
     if (info.ssi_signo == SIGWINCH) {
-      forward_resize();
+      input_->on_resize();
       continue;
     }
     log_->info(std::string("received ") + strsignal(static_cast<int>(info.ssi_signo)) +

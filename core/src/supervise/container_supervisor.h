@@ -50,6 +50,7 @@
 #include "fcvm/unique_fd.h"
 #include "fcvm/vmm.h"
 #include "supervise/epoll_set.h"
+#include "supervise/main_input.h"
 #include "supervise/output_chunk.h"
 #include "supervise/output_relay.h"
 
@@ -191,11 +192,6 @@ class ContainerSupervisor {
   // container once our reader left, and watches the stream while bytes wait for it.
   void after_output(bool is_stderr, OutputRelay::Progress progress);
   void credit(std::uint32_t session, std::uint64_t bytes);
-  // -i: reads our stdin into STDIN frames while the main session's window has room.
-  void forward_stdin();
-  void watch_stdin();
-  // SIGWINCH: our terminal's new size to the main process's guest terminal.
-  void forward_resize();
   // Moves a client's held STDIN to the agent as far as its window allows.
   void forward_client_stdin(std::uint32_t session, ControlClient& c);
   void on_stdin_credit(const agent::Frame& frame);
@@ -209,12 +205,7 @@ class ContainerSupervisor {
   std::optional<EpollSet> epoll_;
   UniqueFd signals_, listener_;
   std::unique_ptr<OutputRelay> output_;  // the main process's output, once run() began
-  // -i: our stdin until EOF; epoll refuses regular files, which are read without waiting.
-  bool main_started_ = false;  // STARTED came for session 0
-  bool stdin_open_ = false;
-  bool stdin_pollable_ = true;
-  bool stdin_watched_ = false;
-  std::uint64_t stdin_in_flight_ = 0;  // sent to the agent, not yet credited
+  std::optional<MainInput> input_;  // our stdin and terminal size, to the main process
   std::chrono::steady_clock::time_point next_console_cap_{};
   std::map<std::uint32_t, std::unique_ptr<ControlClient>> clients_;
   std::uint32_t next_session_ = 1;
