@@ -18,7 +18,7 @@
 #include "health/health_monitor.h"
 #include "supervise/capped_log.h"
 #include "supervise/output_relay.h"
-#include "supervise/console_tail.h"
+#include "supervise/container_lifecycle.h"
 #include "supervise/epoll_set.h"
 #include "supervise/main_input.h"
 #include "image/process_overrides.h"
@@ -91,8 +91,8 @@ struct ContainerSupervisor::ControlClient {
 class ContainerSupervisor::HealthExec final : public GuestExec {
  public:
   explicit HealthExec(ContainerSupervisor& supervisor) : s_(supervisor) {}
-  bool container_running() const override { return s_.phase_ == Phase::running; }
-  bool paused() const override { return s_.paused_; }
+  bool container_running() const override { return s_.lifecycle_->phase() == Phase::running; }
+  bool paused() const override { return s_.lifecycle_->paused(); }
   Result<std::uint32_t> start_exec(const agent::Process& process) override {
     const std::uint32_t session = s_.next_session_++;
     FCVM_RETURN_IF_ERROR(s_.agent_.send_exec(session, process));
@@ -154,13 +154,18 @@ Result<int> ContainerSupervisor::run() {
   watch(listener_.get(), EPOLLIN, kListener);
   for (size_t i = 0; i < options_.watched.size(); ++i) watch(options_.watched[i].fd, EPOLLIN, kWatchedBase + i);
   if (options_.health) watch(options_.health->fd(), EPOLLIN, kHealth);
+  ContainerLifecycle::Options stages;
+  stages.boot_timeout = options_.boot_timeout;
+  stages.stop_timeout = options_.stop_timeout;
+  stages.console_log = options_.console_log;
+  stages.on_paused = options_.on_paused;
+  lifecycle_.emplace(options_.plan ? Phase::booting : options_.go ? Phase::starting : Phase::running, vm_,
+                     agent_, std::move(stages), log_);
   for (const auto& chunk : options_.replay_output) {
     after_output(chunk.is_stderr, output_->replay(chunk.is_stderr, chunk.bytes));
   }
   bool agent_open = true;
   if (options_.plan) {
-    phase_ = Phase::booting;
-    deadline_ = Clock::now() + options_.boot_timeout;
     options_.plan->process.output_window = kOutputWindow;
     options_.plan->process.stdin = options_.forward_stdin;
     options_.plan->process.tty = options_.tty;
@@ -169,9 +174,7 @@ Result<int> ContainerSupervisor::run() {
     if (Status st = agent_.send(agent::FrameType::kGo, agent::kMainSession, options_.go->to_payload()); !st.ok()) {
       return st;
     }
-    phase_ = Phase::starting;
   } else {
-    phase_ = Phase::running;
     // A restored guest already runs its container; exec is served from here on. Credit
     // the snapshot's host never sent is lost with it: grant one window afresh (the agent
     // caps what it holds), so the main process cannot stay blocked on it.
@@ -186,14 +189,15 @@ Result<int> ContainerSupervisor::run() {
     start_health();
   }
   next_console_cap_ = Clock::now() + kConsoleCapInterval;
-  while (!vm_.exited() && !failure_) {
+  while (!vm_.exited() && !lifecycle_->failed()) {
     if (options_.log_max_bytes > 0 && Clock::now() >= next_console_cap_) {
       if (Status st = cap_appended_file(options_.console_log, options_.log_max_bytes); !st.ok()) {
         log_->warn("console log cap: " + st.message());
       }
       next_console_cap_ = Clock::now() + kConsoleCapInterval;
     }
-    auto wake = deadline_;
+    const auto deadline = lifecycle_->deadline();
+    auto wake = deadline;
     if (options_.log_max_bytes > 0 && (!wake || next_console_cap_ < *wake)) wake = next_console_cap_;
     int timeout_ms = -1;
     if (wake) {
@@ -204,17 +208,11 @@ Result<int> ContainerSupervisor::run() {
     auto ready = epoll_->wait(events, 16, timeout_ms);
     if (!ready) return ready.status();
     const int n = *ready;
-    if (deadline_ && Clock::now() >= *deadline_) {
-      if (phase_ == Phase::booting) {
-        fail(boot_failure(Errc::timeout, "the guest agent did not answer within " +
-                                             std::to_string(options_.boot_timeout.count() / 1000) + " s"));
-        break;
-      }
-      log_->warn("the guest did not power off in time; stopping the VM");
-      (void)vm_.shutdown(std::chrono::milliseconds(3000));
+    if (deadline && Clock::now() >= *deadline) {
+      lifecycle_->deadline_passed();
       break;
     }
-    for (int i = 0; i < n && !failure_; ++i) {
+    for (int i = 0; i < n && !lifecycle_->failed(); ++i) {
       const auto tag = events[i].data.u64;
       if (tag == kAgent && agent_open) {
         if (events[i].events & EPOLLOUT) (void)agent_.on_writable();
@@ -224,9 +222,9 @@ Result<int> ContainerSupervisor::run() {
             agent_open = false;
             // A guest that broke the framing can be told nothing more (stop, exec): it is
             // stopped, unless its container's exit is known already.
-            if (st.code() == Errc::protocol && !exit_code_) {
-              fail(error(Errc::protocol, "the guest agent broke the protocol (" + st.message() +
-                                             "); the VM was stopped"));
+            if (st.code() == Errc::protocol && !lifecycle_->exit_known()) {
+              lifecycle_->fail(error(Errc::protocol, "the guest agent broke the protocol (" +
+                                                         st.message() + "); the VM was stopped"));
               vm_.kill();
             }
           } else if (agent_.closed()) {
@@ -235,9 +233,9 @@ Result<int> ContainerSupervisor::run() {
         }
         if (!agent_open) {
           unwatch(agent_.fd());
-          if (phase_ == Phase::booting) {
-            fail(boot_failure(Errc::io, "fc-agent channel closed before HELLO: the guest did "
-                                        "not boot or lacks fc-agent"));
+          if (lifecycle_->phase() == Phase::booting) {
+            lifecycle_->fail(lifecycle_->boot_failure(
+                Errc::io, "fc-agent channel closed before HELLO: the guest did not boot or lacks fc-agent"));
           }
         }
       } else if (tag == kSignals) {
@@ -254,7 +252,7 @@ Result<int> ContainerSupervisor::run() {
         auto& watched = options_.watched[tag - kWatchedBase];
         if (watched.on_ready()) {
           unwatch(watched.fd);
-          begin_stop(options_.stop_timeout);
+          lifecycle_->stop();
         }
       } else if (tag >= kClientBase) {
         handle_client(static_cast<std::uint32_t>(tag - kClientBase), events[i].events);
@@ -263,7 +261,7 @@ Result<int> ContainerSupervisor::run() {
     // Regular files are never waited for: read them whenever the window has room.
     input_->poll();
     if (agent_open) watch(agent_.fd(), agent_.epoll_events(), kAgent);
-    while (!posted_.empty() && !failure_) {
+    while (!posted_.empty() && !lifecycle_->failed()) {
       auto work = std::move(posted_.front());
       posted_.pop_front();
       work();
@@ -271,7 +269,7 @@ Result<int> ContainerSupervisor::run() {
   }
   // The VM is gone: whatever the agent wrote before powering off is still in the socket
   // (on_readable takes at most 256 KiB a call, so read until nothing is left).
-  for (pollfd p{agent_.fd(), POLLIN, 0}; agent_open && !failure_ && !agent_.closed() &&
+  for (pollfd p{agent_.fd(), POLLIN, 0}; agent_open && !lifecycle_->failed() && !agent_.closed() &&
                                          ::poll(&p, 1, 0) > 0 && handle_agent().ok();) {
   }
   while (!clients_.empty()) drop_client(clients_.begin()->first);
@@ -282,16 +280,7 @@ Result<int> ContainerSupervisor::run() {
     log_->warn("console log cap: " + st.message());
   }
 
-  if (failure_) return *failure_;
-  if (phase_ == Phase::booting) {
-    auto st = vm_.exited();
-    return boot_failure(Errc::io, "the VM exited while booting (" + (st ? st->describe() : "killed") + ")");
-  }
-  if (exit_code_) return *exit_code_;
-  if (start_error_) return error(Errc::invalid_argument, *start_error_);
-  auto vmm_exit = vm_.exited();
-  return error(Errc::io, std::string("the VM stopped before the container exited (VMM ") +
-                             (vmm_exit ? vmm_exit->describe() : "killed") + ")");
+  return lifecycle_->outcome();
 }
 
 void ContainerSupervisor::drain_agent(std::chrono::milliseconds quiet) {
@@ -309,15 +298,6 @@ void ContainerSupervisor::start_health() {
   options_.health->start(*health_exec_);
 }
 
-Status ContainerSupervisor::boot_failure(Errc code, const std::string& what) const {
-  return error(code, what + "; console " + options_.console_log.string() + ":" +
-                         console_tail(options_.console_log, 8));
-}
-
-void ContainerSupervisor::fail(Status failure) {
-  if (!failure_) failure_ = std::move(failure);
-}
-
 void ContainerSupervisor::credit(std::uint32_t session, std::uint64_t bytes) {
   send_output_credit(agent_, session, bytes);
 }
@@ -329,7 +309,7 @@ void ContainerSupervisor::after_output(bool is_stderr, OutputRelay::Progress pro
     // pipe, done to the container's process; then the container stops.
     log_->info("the output's reader went away; sending the container SIGPIPE and stopping it");
     (void)agent_.send_signal(agent::kMainSession, SIGPIPE);
-    begin_stop(options_.stop_timeout);
+    lifecycle_->stop();
   }
   if (const int fd = output_->poll_fd(is_stderr); fd >= 0) {
     if (output_->wants_write(is_stderr)) {
@@ -391,36 +371,16 @@ Status ContainerSupervisor::handle_agent() {
     switch (f.type) {
       case agent::FrameType::kReady: handle_ready(); break;
       case agent::FrameType::kStarted:
-        if (phase_ == Phase::starting) phase_ = Phase::running;
+        lifecycle_->started();
         input_->started();
         if (options_.on_started) options_.on_started();
-        if (pending_stop_ && phase_ == Phase::running) {
-          const PendingStop stop = *std::exchange(pending_stop_, std::nullopt);
-          send_stop(stop.grace, stop.signal);
-        }
         start_health();
         break;
       case agent::FrameType::kStdout: after_output(false, output_->relay(false, f.payload)); break;
       case agent::FrameType::kStderr: after_output(true, output_->relay(true, f.payload)); break;
-      case agent::FrameType::kExit:
-        if (auto e = agent::parse_exit(f.payload, &err)) {
-          exit_code_ = e->code;
-          log_->debug("container exited with " + std::to_string(e->code));
-        } else {
-          log_->warn("agent sent a bad EXIT: " + err);
-          exit_code_ = kRunFailedExit;
-        }
-        // The agent powers the guest off next; do not wait on it forever.
-        if (phase_ != Phase::stopping) {
-          phase_ = Phase::stopping;
-          deadline_ = Clock::now() + options_.stop_timeout;
-        }
-        break;
+      case agent::FrameType::kExit: lifecycle_->exited(f.payload); break;
       case agent::FrameType::kError:
-        if (auto e = agent::parse_error_message(f.payload, &err)) {
-          if (phase_ == Phase::starting) start_error_ = e->message;
-          log_->warn("agent: " + e->message);
-        }
+        if (auto e = agent::parse_error_message(f.payload, &err)) lifecycle_->agent_error(e->message);
         break;
       default: break;
     }
@@ -429,31 +389,30 @@ Status ContainerSupervisor::handle_agent() {
 }
 
 void ContainerSupervisor::handle_hello(const agent::Frame& frame) {
-  if (phase_ != Phase::booting) return;  // the agent repeats HELLO until the plan arrives
+  if (lifecycle_->phase() != Phase::booting) return;  // the agent repeats HELLO until the plan arrives
   std::string why;
   auto hello = agent::parse_hello(frame.payload, &why);
-  if (!hello) return fail(error(Errc::protocol, "fc-agent sent a malformed HELLO: " + why));
+  if (!hello) return lifecycle_->fail(error(Errc::protocol, "fc-agent sent a malformed HELLO: " + why));
   if (hello->protocol != agent::kProtocolVersion) {
-    return fail(error(Errc::protocol,
-                      "the guest agent speaks protocol " + std::to_string(hello->protocol) +
-                          " but fcvm speaks " + std::to_string(agent::kProtocolVersion) +
-                          "; rebuild the initramfs with 'fcvm setup initramfs'"));
+    return lifecycle_->fail(error(Errc::protocol,
+                                  "the guest agent speaks protocol " + std::to_string(hello->protocol) +
+                                      " but fcvm speaks " + std::to_string(agent::kProtocolVersion) +
+                                      "; rebuild the initramfs with 'fcvm setup initramfs'"));
   }
   options_.guest_boot_id = hello->boot_id;
   log_->debug("agent up: kernel " + hello->kernel + ", " + std::to_string(hello->uptime_ms) + " ms");
-  if (Status st = agent_.send_plan(*options_.plan); !st.ok()) return fail(st);
-  phase_ = Phase::starting;
-  deadline_.reset();
+  if (Status st = agent_.send_plan(*options_.plan); !st.ok()) return lifecycle_->fail(st);
+  lifecycle_->booted();
 }
 
 void ContainerSupervisor::handle_ready() {
-  if (phase_ != Phase::starting || !options_.plan || !options_.plan->hold) {
+  if (lifecycle_->phase() != Phase::starting || !options_.plan || !options_.plan->hold) {
     log_->warn("fc-agent sent READY for a plan that does not hold; ignored");
     return;
   }
   if (options_.at_barrier) options_.at_barrier(options_.guest_boot_id);
   if (Status st = agent_.send(agent::FrameType::kGo, agent::kMainSession, agent::GoRequest{}.to_payload()); !st.ok()) {
-    fail(st);
+    lifecycle_->fail(st);
   }
 }
 
@@ -467,36 +426,9 @@ Status ContainerSupervisor::handle_signal() {
     log_->info(std::string("received ") + strsignal(static_cast<int>(info.ssi_signo)) +
                "; passing it to the container, which is stopped if it does not exit");
     // As podman's signal proxy: Ctrl-C reaches the container as SIGINT (exit 130).
-    begin_stop(options_.stop_timeout, static_cast<int>(info.ssi_signo));
+    lifecycle_->stop(options_.stop_timeout, static_cast<int>(info.ssi_signo));
   }
   return ok_status();
-}
-
-void ContainerSupervisor::begin_stop(std::chrono::milliseconds grace, int signal) {
-  // A paused guest cannot stop its container.
-  if (paused_ && vm_.resume().ok()) {
-    paused_ = false;
-    if (options_.on_paused) options_.on_paused(false);
-  }
-  if (++stop_requests_ > 1) {
-    // A second request: no more grace.
-    vm_.kill();
-    return;
-  }
-  if (phase_ == Phase::booting || phase_ == Phase::starting) {
-    // The agent stops a container it has started: ask once it has (the boot deadline
-    // still applies, and a second request kills the VM at once).
-    pending_stop_ = PendingStop{grace, signal};
-    return;
-  }
-  send_stop(grace, signal);
-}
-
-void ContainerSupervisor::send_stop(std::chrono::milliseconds grace, int signal) {
-  (void)agent_.send_shutdown(grace, signal);
-  // The agent SIGKILLs after `grace`; give it a little more to power off.
-  phase_ = Phase::stopping;
-  deadline_ = Clock::now() + grace + std::chrono::seconds(5);
 }
 
 void ContainerSupervisor::accept_client() {
@@ -574,15 +506,15 @@ void ContainerSupervisor::handle_request(std::uint32_t session, ControlClient& c
     log_->info("stop requested on the control socket");
     c.reply({});
     c.finished = true;
-    begin_stop(std::chrono::milliseconds(stop->timeout_ms));
+    lifecycle_->stop(std::chrono::milliseconds(stop->timeout_ms));
     return;
   }
   const auto& exec = std::get<control::ExecRequest>(*request);
-  if (phase_ != Phase::running) {
-    return c.refuse(phase_ == Phase::stopping ? "the container is stopping"
-                                              : "the container is not running yet; try again");
+  if (lifecycle_->phase() != Phase::running) {
+    return c.refuse(lifecycle_->phase() == Phase::stopping ? "the container is stopping"
+                                                           : "the container is not running yet; try again");
   }
-  if (paused_) return c.refuse("the VM is paused; resume it with 'fcvm unpause'");
+  if (lifecycle_->paused()) return c.refuse("the VM is paused; resume it with 'fcvm unpause'");
   // Unset fields come from the container's main process.
   ImageConfig defaults;
   defaults.env = options_.main_process.env;
@@ -605,18 +537,13 @@ void ContainerSupervisor::handle_request(std::uint32_t session, ControlClient& c
 }
 
 void ContainerSupervisor::handle_vm_request(ControlClient& c, const control::Request& request) {
-  if (phase_ != Phase::running) {
-    return c.refuse(phase_ == Phase::stopping ? "the container is stopping"
-                                              : "the container is not running yet; try again");
+  if (lifecycle_->phase() != Phase::running) {
+    return c.refuse(lifecycle_->phase() == Phase::stopping ? "the container is stopping"
+                                                           : "the container is not running yet; try again");
   }
   if (!std::holds_alternative<control::SnapshotRequest>(request)) {
     const bool pause = std::holds_alternative<control::PauseRequest>(request);
-    if (paused_ != pause) {
-      if (Status st = pause ? vm_.pause() : vm_.resume(); !st.ok()) return c.refuse(st.message());
-      paused_ = pause;
-      log_->info(pause ? "paused on the control socket" : "resumed on the control socket");
-      if (options_.on_paused) options_.on_paused(pause);
-    }
+    if (Status st = lifecycle_->set_paused(pause); !st.ok()) return c.refuse(st.message());
     c.reply({});
     c.finished = true;
     return;
@@ -628,7 +555,8 @@ void ContainerSupervisor::handle_vm_request(ControlClient& c, const control::Req
     pollfd p{fd, POLLRDHUP, 0};
     return ::poll(&p, 1, 0) == 0;
   };
-  auto taken = options_.take_snapshot(std::get<control::SnapshotRequest>(request), paused_, still_wanted);
+  auto taken = options_.take_snapshot(std::get<control::SnapshotRequest>(request), lifecycle_->paused(),
+                                      still_wanted);
   if (!taken) return c.refuse(taken.status().message());
   control::Reply reply;
   reply.snapshot = *taken;

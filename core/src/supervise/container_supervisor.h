@@ -49,6 +49,7 @@
 #include "fcvm/log.h"
 #include "fcvm/unique_fd.h"
 #include "fcvm/vmm.h"
+#include "supervise/container_lifecycle.h"
 #include "supervise/epoll_set.h"
 #include "supervise/main_input.h"
 #include "supervise/output_chunk.h"
@@ -121,12 +122,9 @@ struct SupervisorOptions {
   std::size_t keep_startup_output = 0;
 };
 
-// Exit codes of the run itself, when there is no container exit code (as podman).
-inline constexpr int kRunFailedExit = 125;
-
 class ContainerSupervisor {
  public:
-  enum class Phase { booting, starting, running, stopping };
+  using Phase = ContainerLifecycle::Phase;
 
   // `vm` and `agent` must outlive the supervisor.
   ContainerSupervisor(Vm& vm, AgentChannel& agent, SupervisorOptions options, LoggerPtr log);
@@ -165,10 +163,6 @@ class ContainerSupervisor {
   void handle_hello(const agent::Frame& frame);
   // READY: the held plan is set up; the barrier's work, then GO.
   void handle_ready();
-  // Ends the loop with `failure` (the first one wins).
-  void fail(Status failure);
-  // `what` went wrong while booting, with the console's last lines.
-  Status boot_failure(Errc code, const std::string& what) const;
   Status handle_signal();
   void accept_client();
   // `events`: what epoll reported (EPOLLIN when called to resume reading).
@@ -182,12 +176,6 @@ class ContainerSupervisor {
   // Writes what the client is owed; drops it once finished and flushed.
   void flush_client(std::uint32_t session);
   void drop_client(std::uint32_t session);
-  // A stop request (signal, control socket): asks the agent to stop the container
-  // (`signal`, SIGKILL after `grace`), at once or, while booting or starting, once the
-  // container runs; a second request kills the VM.
-  void begin_stop(std::chrono::milliseconds grace, int signal = SIGTERM);
-  // Sends the stop to the agent and waits `grace` and a little more for the power-off.
-  void send_stop(std::chrono::milliseconds grace, int signal);
   // After main-session output was written (or flushed): credits what left, stops the
   // container once our reader left, and watches the stream while bytes wait for it.
   void after_output(bool is_stderr, OutputRelay::Progress progress);
@@ -209,19 +197,7 @@ class ContainerSupervisor {
   std::chrono::steady_clock::time_point next_console_cap_{};
   std::map<std::uint32_t, std::unique_ptr<ControlClient>> clients_;
   std::uint32_t next_session_ = 1;
-  Phase phase_ = Phase::booting;
-  // The current phase's deadline (booting: HELLO; stopping: power-off).
-  std::optional<std::chrono::steady_clock::time_point> deadline_;
-  std::optional<Status> failure_;
-  std::optional<int> exit_code_;
-  std::optional<std::string> start_error_;
-  int stop_requests_ = 0;
-  bool paused_ = false;  // by a pause request
-  struct PendingStop {
-    std::chrono::milliseconds grace;
-    int signal;
-  };
-  std::optional<PendingStop> pending_stop_;  // asked before the container ran
+  std::optional<ContainerLifecycle> lifecycle_;  // phases, stop and outcome, once run() began
   std::unique_ptr<HealthExec> health_exec_;  // the health monitor's way into the guest
   std::deque<std::function<void()>> posted_;
 };
