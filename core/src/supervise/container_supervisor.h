@@ -34,7 +34,6 @@
 #include <deque>
 #include <filesystem>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -57,6 +56,7 @@
 
 namespace fcvm {
 
+class ControlServer;
 class HealthMonitor;
 
 
@@ -155,7 +155,6 @@ class ContainerSupervisor {
   void drain_agent(std::chrono::milliseconds quiet);
 
  private:
-  struct ControlClient;
   class HealthExec;
   // Starts the health checks once the container runs.
   void start_health();
@@ -164,24 +163,10 @@ class ContainerSupervisor {
   // READY: the held plan is set up; the barrier's work, then GO.
   void handle_ready();
   Status handle_signal();
-  void accept_client();
-  // `events`: what epoll reported (EPOLLIN when called to resume reading).
-  void handle_client(std::uint32_t session, std::uint32_t events = EPOLLIN);
-  void handle_request(std::uint32_t session, ControlClient& client, const std::string& payload);
-  // pause, resume and snapshot requests; each finishes its client.
-  void handle_vm_request(ControlClient& client, const control::Request& request);
-  void relay_exec_frame(const agent::Frame& frame);
-  // `fcvm healthcheck run`: replies once the health monitor's probe has ended.
-  void run_health_check(std::uint32_t session, ControlClient& client);
-  // Writes what the client is owed; drops it once finished and flushed.
-  void flush_client(std::uint32_t session);
-  void drop_client(std::uint32_t session);
   // After main-session output was written (or flushed): credits what left, stops the
   // container once our reader left, and watches the stream while bytes wait for it.
   void after_output(bool is_stderr, OutputRelay::Progress progress);
   void credit(std::uint32_t session, std::uint64_t bytes);
-  // Moves a client's held STDIN to the agent as far as its window allows.
-  void forward_client_stdin(std::uint32_t session, ControlClient& c);
   void on_stdin_credit(const agent::Frame& frame);
   void watch(int fd, std::uint32_t events, std::uint64_t tag) { (void)epoll_->watch(fd, events, tag); }
   void unwatch(int fd) { epoll_->unwatch(fd); }
@@ -191,13 +176,12 @@ class ContainerSupervisor {
   SupervisorOptions options_;
   LoggerPtr log_;
   std::optional<EpollSet> epoll_;
-  UniqueFd signals_, listener_;
+  UniqueFd signals_;
   std::unique_ptr<OutputRelay> output_;  // the main process's output, once run() began
   std::optional<MainInput> input_;  // our stdin and terminal size, to the main process
   std::chrono::steady_clock::time_point next_console_cap_{};
-  std::map<std::uint32_t, std::unique_ptr<ControlClient>> clients_;
-  std::uint32_t next_session_ = 1;
   std::optional<ContainerLifecycle> lifecycle_;  // phases, stop and outcome, once run() began
+  std::unique_ptr<ControlServer> control_;       // the control socket, once run() began
   std::unique_ptr<HealthExec> health_exec_;  // the health monitor's way into the guest
   std::deque<std::function<void()>> posted_;
 };
