@@ -1,29 +1,26 @@
 // ContainerSupervisor: the one event loop of a VM's fcvm process, from the VMM's start to
-// its exit. The VM goes through phases, each driven by events on the same epoll set (the
-// agent channel, the VMM's exit, signals, the control socket, a deadline):
+// its exit. It owns the epoll set (epoll_set.h) and hands each event to the part that
+// handles it:
 //
-//   booting   waiting for the agent's HELLO (boot deadline); then the plan is sent
-//   starting  the plan is sent; waiting for the container's process to start (a held plan:
-//             the agent says READY first, the loop calls at_barrier, then sends GO)
-//   running   relaying output, serving `fcvm exec`; may be paused and resumed (`fcvm pause`,
-//             `unpause`) and snapshotted (`fcvm snapshot create`) on the control socket
-//   stopping  the container exited or a stop was asked; waiting for the power-off
+//   the agent channel     HELLO and READY here (the plan, the startup barrier, GO); the
+//                         main process's output to OutputRelay (output_relay.h), its
+//                         STARTED, EXIT and ERROR to ContainerLifecycle
+//                         (container_lifecycle.h: phases, stops, deadlines, the exit code),
+//                         STDIN credit to MainInput or ControlServer, exec sessions' frames
+//                         to the health monitor first, then to ControlServer
+//   our stdin, SIGWINCH   MainInput (main_input.h)
+//   our stdout, stderr    OutputRelay, while bytes wait for a slow reader
+//   the control socket    ControlServer (control_server.h: exec, stop, pause, snapshot...)
+//   SIGINT/SIGTERM/SIGHUP a graceful stop, the signal passed to the container
+//   a phase's deadline, the VMM's exit, the watched fds, the health monitor's fd
 //
-// A stop asked while booting or starting (SIGINT, `fcvm stop`) is sent once the container
-// runs. A restored guest, which already runs its container, starts in `running`. The loop relays
-// the container's output, serves the VM's control socket (control/control_protocol.h:
-// `fcvm exec`, `fcvm stop`; a malformed request gets an error reply and the VM runs on),
-// turns SIGINT/SIGTERM into a graceful stop, and returns the container's exit code.
-//
-// Flow control (agent_protocol.h, "Flow control"): every session's output runs under an
-// output window of kOutputWindow bytes that is credited only once the bytes left this
-// process (the main process: written to our stdout/stderr, which never block the loop, and
-// to the container log; an exec session: written to its client's socket). A slow reader
-// thus slows its own session's process in the guest and nothing here grows without bound;
-// output beyond the window (a guest that ignores it) is dropped with a warning. STDIN is
-// held to the agent's STDIN window: a client or terminal that sends faster than the
-// process reads is simply not read. When our stdout's reader goes away (`| head -1`), the
-// container's process gets SIGPIPE, as the kernel would do to it, and the container stops.
+// A booting guest starts in `booting`; a restored guest held at its startup barrier is
+// sent GO and starts in `starting`; one that already runs its container starts in
+// `running`. Flow control (agent_protocol.h, "Flow control"): every session's output is
+// credited only once it left this process and STDIN is held to the agent's window, so a
+// slow reader slows only its own session and nothing here grows without bound. When our
+// stdout's reader goes away (`| head -1`), the container's process gets SIGPIPE, as the
+// kernel would do to it, and the container stops.
 //
 // Threading: single-threaded; run() owns the calling thread until the VM is gone.
 #pragma once
