@@ -1,29 +1,26 @@
 // ContainerSupervisor: the one event loop of a VM's fcvm process, from the VMM's start to
-// its exit. The VM goes through phases, each driven by events on the same epoll set (the
-// agent channel, the VMM's exit, signals, the control socket, a deadline):
+// its exit. It owns the epoll set (epoll_set.h) and hands each event to the part that
+// handles it:
 //
-//   booting   waiting for the agent's HELLO (boot deadline); then the plan is sent
-//   starting  the plan is sent; waiting for the container's process to start (a held plan:
-//             the agent says READY first, the loop calls at_barrier, then sends GO)
-//   running   relaying output, serving `fcvm exec`; may be paused and resumed (`fcvm pause`,
-//             `unpause`) and snapshotted (`fcvm snapshot create`) on the control socket
-//   stopping  the container exited or a stop was asked; waiting for the power-off
+//   the agent channel     HELLO and READY here (the plan, the startup barrier, GO); the
+//                         main process's output to OutputRelay (output_relay.h), its
+//                         STARTED, EXIT and ERROR to ContainerLifecycle
+//                         (container_lifecycle.h: phases, stops, deadlines, the exit code),
+//                         STDIN credit to MainInput or ControlServer, exec sessions' frames
+//                         to the health monitor first, then to ControlServer
+//   our stdin, SIGWINCH   MainInput (main_input.h)
+//   our stdout, stderr    OutputRelay, while bytes wait for a slow reader
+//   the control socket    ControlServer (control_server.h: exec, stop, pause, snapshot...)
+//   SIGINT/SIGTERM/SIGHUP a graceful stop, the signal passed to the container
+//   a phase's deadline, the VMM's exit, the watched fds, the health monitor's fd
 //
-// A stop asked while booting or starting (SIGINT, `fcvm stop`) is sent once the container
-// runs. A restored guest, which already runs its container, starts in `running`. The loop relays
-// the container's output, serves the VM's control socket (control/control_protocol.h:
-// `fcvm exec`, `fcvm stop`; a malformed request gets an error reply and the VM runs on),
-// turns SIGINT/SIGTERM into a graceful stop, and returns the container's exit code.
-//
-// Flow control (agent_protocol.h, "Flow control"): every session's output runs under an
-// output window of kOutputWindow bytes that is credited only once the bytes left this
-// process (the main process: written to our stdout/stderr, which never block the loop, and
-// to the container log; an exec session: written to its client's socket). A slow reader
-// thus slows its own session's process in the guest and nothing here grows without bound;
-// output beyond the window (a guest that ignores it) is dropped with a warning. STDIN is
-// held to the agent's STDIN window: a client or terminal that sends faster than the
-// process reads is simply not read. When our stdout's reader goes away (`| head -1`), the
-// container's process gets SIGPIPE, as the kernel would do to it, and the container stops.
+// A booting guest starts in `booting`; a restored guest held at its startup barrier is
+// sent GO and starts in `starting`; one that already runs its container starts in
+// `running`. Flow control (agent_protocol.h, "Flow control"): every session's output is
+// credited only once it left this process and STDIN is held to the agent's window, so a
+// slow reader slows only its own session and nothing here grows without bound. When our
+// stdout's reader goes away (`| head -1`), the container's process gets SIGPIPE, as the
+// kernel would do to it, and the container stops.
 //
 // Threading: single-threaded; run() owns the calling thread until the VM is gone.
 #pragma once
@@ -34,7 +31,6 @@
 #include <deque>
 #include <filesystem>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,17 +45,17 @@
 #include "fcvm/log.h"
 #include "fcvm/unique_fd.h"
 #include "fcvm/vmm.h"
+#include "supervise/container_lifecycle.h"
+#include "supervise/epoll_set.h"
+#include "supervise/main_input.h"
 #include "supervise/output_chunk.h"
+#include "supervise/output_relay.h"
 
 namespace fcvm {
 
+class ControlServer;
 class HealthMonitor;
 
-class CappedLog;
-class OutputSink;
-
-// Output bytes a session may have in flight between the agent and its reader.
-inline constexpr std::uint32_t kOutputWindow = 256u << 10;
 
 struct SupervisorOptions {
   std::filesystem::path control_socket;  // served with the host control protocol
@@ -114,7 +110,7 @@ struct SupervisorOptions {
   // must outlive run(). Null: none.
   HealthMonitor* health = nullptr;
   // Output the container sent before this VM existed (a startup snapshot taken once
-  // healthy, session/startup_cache.h): written to the log and our streams before any other.
+  // healthy, run/startup_cache.h): written to the log and our streams before any other.
   std::vector<OutputChunk> replay_output;
   // Sessions a restored guest still runs (VmOrigin::guest_sessions). Exec sessions among
   // them belonged to clients of the snapshot's host: they are killed, and new sessions are
@@ -124,12 +120,9 @@ struct SupervisorOptions {
   std::size_t keep_startup_output = 0;
 };
 
-// Exit codes of the run itself, when there is no container exit code (as podman).
-inline constexpr int kRunFailedExit = 125;
-
 class ContainerSupervisor {
  public:
-  enum class Phase { booting, starting, running, stopping };
+  using Phase = ContainerLifecycle::Phase;
 
   // `vm` and `agent` must outlive the supervisor.
   ContainerSupervisor(Vm& vm, AgentChannel& agent, SupervisorOptions options, LoggerPtr log);
@@ -147,8 +140,10 @@ class ContainerSupervisor {
   const std::string& guest_boot_id() const { return options_.guest_boot_id; }
   // With keep_startup_output: the main process's output so far; null once it outgrew
   // that or stop_keeping_startup_output() was called.
-  const std::vector<OutputChunk>* startup_output() const { return startup_output_ ? &*startup_output_ : nullptr; }
-  void stop_keeping_startup_output() { startup_output_.reset(); }
+  const std::vector<OutputChunk>* startup_output() const { return output_ ? output_->startup_output() : nullptr; }
+  void stop_keeping_startup_output() {
+    if (output_) output_->stop_keeping_startup_output();
+  }
   // Runs `work` once on the loop's thread between two rounds of events, never inside the
   // handling of one (where it would see half a batch of the agent's frames).
   void post(std::function<void()> work) { posted_.push_back(std::move(work)); }
@@ -158,7 +153,6 @@ class ContainerSupervisor {
   void drain_agent(std::chrono::milliseconds quiet);
 
  private:
-  struct ControlClient;
   class HealthExec;
   // Starts the health checks once the container runs.
   void start_health();
@@ -166,86 +160,26 @@ class ContainerSupervisor {
   void handle_hello(const agent::Frame& frame);
   // READY: the held plan is set up; the barrier's work, then GO.
   void handle_ready();
-  // Ends the loop with `failure` (the first one wins).
-  void fail(Status failure);
-  // `what` went wrong while booting, with the console's last lines.
-  Status boot_failure(Errc code, const std::string& what) const;
   Status handle_signal();
-  void accept_client();
-  // `events`: what epoll reported (EPOLLIN when called to resume reading).
-  void handle_client(std::uint32_t session, std::uint32_t events = EPOLLIN);
-  void handle_request(std::uint32_t session, ControlClient& client, const std::string& payload);
-  // pause, resume and snapshot requests; each finishes its client.
-  void handle_vm_request(ControlClient& client, const control::Request& request);
-  void relay_exec_frame(const agent::Frame& frame);
-  // `fcvm healthcheck run`: replies once the health monitor's probe has ended.
-  void run_health_check(std::uint32_t session, ControlClient& client);
-  // Writes what the client is owed; drops it once finished and flushed.
-  void flush_client(std::uint32_t session);
-  void drop_client(std::uint32_t session);
-  // A stop request (signal, control socket): asks the agent to stop the container
-  // (`signal`, 0: the stop signal; SIGKILL after `grace`), at once or, while booting or
-  // starting, once the container runs; a second request kills the VM.
-  void begin_stop(std::chrono::milliseconds grace, int signal = 0);
-  // Sends the stop to the agent and waits `grace` and a little more for the power-off.
-  void send_stop(std::chrono::milliseconds grace, int signal);
-  // Main-session output: to the container log and (foreground) our stdout/stderr; credits
-  // the agent for what left.
-  void relay_main_output(bool is_stderr, const std::string& bytes);
-  // Output to the log and (foreground) our streams; `from_guest` bytes are credited once
-  // written out, replayed ones are not.
-  void emit_output(bool is_stderr, const std::string& bytes, bool from_guest);
-  // EPOLLOUT on one of our output streams.
-  void flush_sink(bool is_stderr);
-  // Credits `bytes` of main-session output, and stops the container once our reader left.
-  void after_sink_write(OutputSink& sink, std::size_t done);
+  // After main-session output was written (or flushed): credits what left, stops the
+  // container once our reader left, and watches the stream while bytes wait for it.
+  void after_output(bool is_stderr, OutputRelay::Progress progress);
   void credit(std::uint32_t session, std::uint64_t bytes);
-  // -i: reads our stdin into STDIN frames while the main session's window has room.
-  void forward_stdin();
-  void watch_stdin();
-  // SIGWINCH: our terminal's new size to the main process's guest terminal.
-  void forward_resize();
-  // Moves a client's held STDIN to the agent as far as its window allows.
-  void forward_client_stdin(std::uint32_t session, ControlClient& c);
   void on_stdin_credit(const agent::Frame& frame);
-  void watch(int fd, std::uint32_t events, std::uint64_t tag);
-  void unwatch(int fd);
+  void watch(int fd, std::uint32_t events, std::uint64_t tag) { (void)epoll_->watch(fd, events, tag); }
+  void unwatch(int fd) { epoll_->unwatch(fd); }
 
   Vm& vm_;
   AgentChannel& agent_;
   SupervisorOptions options_;
   LoggerPtr log_;
-  UniqueFd epoll_, signals_, listener_;
-  std::unique_ptr<CappedLog> output_log_;
-  bool output_log_failed_ = false;  // warned once
-  // Our stdout and stderr (foreground runs), and whether their reader went away.
-  std::unique_ptr<OutputSink> stdout_, stderr_;
-  bool output_broken_ = false;
-  std::uint64_t uncredited_[2] = {0, 0};  // replayed bytes still queued in stdout_, stderr_
-  std::optional<std::vector<OutputChunk>> startup_output_;
-  std::size_t startup_output_bytes_ = 0;
-  // -i: our stdin until EOF; epoll refuses regular files, which are read without waiting.
-  bool main_started_ = false;  // STARTED came for session 0
-  bool stdin_open_ = false;
-  bool stdin_pollable_ = true;
-  bool stdin_watched_ = false;
-  std::uint64_t stdin_in_flight_ = 0;  // sent to the agent, not yet credited
+  std::optional<EpollSet> epoll_;
+  UniqueFd signals_;
+  std::unique_ptr<OutputRelay> output_;  // the main process's output, once run() began
+  std::optional<MainInput> input_;  // our stdin and terminal size, to the main process
   std::chrono::steady_clock::time_point next_console_cap_{};
-  std::map<std::uint32_t, std::unique_ptr<ControlClient>> clients_;
-  std::uint32_t next_session_ = 1;
-  Phase phase_ = Phase::booting;
-  // The current phase's deadline (booting: HELLO; stopping: power-off).
-  std::optional<std::chrono::steady_clock::time_point> deadline_;
-  std::optional<Status> failure_;
-  std::optional<int> exit_code_;
-  std::optional<std::string> start_error_;
-  int stop_requests_ = 0;
-  bool paused_ = false;  // by a pause request
-  struct PendingStop {
-    std::chrono::milliseconds grace;
-    int signal;
-  };
-  std::optional<PendingStop> pending_stop_;  // asked before the container ran
+  std::optional<ContainerLifecycle> lifecycle_;  // phases, stop and outcome, once run() began
+  std::unique_ptr<ControlServer> control_;       // the control socket, once run() began
   std::unique_ptr<HealthExec> health_exec_;  // the health monitor's way into the guest
   std::deque<std::function<void()>> posted_;
 };

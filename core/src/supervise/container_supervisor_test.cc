@@ -4,7 +4,6 @@
 #include "supervise/container_supervisor.h"
 
 #include <gtest/gtest.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,45 +13,10 @@
 #include <thread>
 
 #include "fcvm/temp_dir.h"
+#include "supervise/fake_vm.h"
 
 namespace fcvm {
 namespace {
-
-// A VM whose "VMM" is this test: it exits when told to, or when the loop kills it.
-class FakeVm final : public Vm {
- public:
-  FakeVm() : exit_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
-  pid_t pid() const override { return ::getpid(); }
-  int exit_fd() const override { return exit_.get(); }
-  std::optional<ExitStatus> exited() override {
-    if (!gone_) return std::nullopt;
-    return ExitStatus{0, 0};
-  }
-  Status pause() override {
-    paused_ = true;
-    return ok_status();
-  }
-  bool paused() const { return paused_; }
-  Status resume() override { return ok_status(); }
-  Status snapshot(const SnapshotFiles&) override { return error(Errc::unavailable, "fake"); }
-  Status shutdown(std::chrono::milliseconds) override {
-    kill();
-    return ok_status();
-  }
-  void kill() override {
-    if (gone_.exchange(true)) return;
-    const std::uint64_t one = 1;
-    (void)!::write(exit_.get(), &one, sizeof one);
-  }
-  Result<UniqueFd> connect_agent(std::chrono::steady_clock::time_point) override {
-    return error(Errc::unavailable, "fake");
-  }
-
- private:
-  UniqueFd exit_;
-  std::atomic<bool> gone_{false};
-  std::atomic<bool> paused_{false};
-};
 
 // Lines the loop logged, for checking what reached the host log.
 class RecordingLogger final : public Logger {
