@@ -116,6 +116,10 @@ struct Command {
   std::function<int(CommandContext&, const std::vector<std::string>& args)> run;
 };
 
+// Prints `rows` as columns aligned to their widest cell, two spaces apart, with no trailing
+// spaces (the tables of ls and plugins).
+void print_table(const std::vector<std::vector<std::string>>& rows);
+
 // Every command fcvm has, in help order. Only commands that work are listed.
 const std::vector<Command>& command_table();
 
